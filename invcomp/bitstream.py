@@ -1,0 +1,191 @@
+"""The ``.ivc`` container: header fields + payload + CRC32 <-> bytes (pure).
+
+Layout of format version 1 (multi-byte integers big-endian; ``varint`` is
+unsigned LEB128: 7 bits per byte, low group first, high bit = "more"):
+
+=====  =========  ==========================================================
+bytes  field      meaning
+=====  =========  ==========================================================
+3      magic      ``b"IVC"``
+1      version    1
+4      model id   first 4 bytes of sha256 of the generator's weights file
+1      flags      bit 0 prior (0 normal, 1 uniform); bit 1 fit (0 crop,
+                  1 squash); bit 2 rounding (0 nearest, 1 stochastic);
+                  bit 3 scaling (0 max, 1 l2); bit 4 norm-free (no norm
+                  field); bits 5-7 mode (0 = GAN inversion)
+1      quant      ``bits << 2 | coder``; bits 2..16, coder 0 gamma,
+                  1 delta, 2 omega; bit 7 is 0
+var    latent     latent dimension D, varint (1..65535)
+var    res        model resolution R, varint (1..4096)
+var    width      original width, varint (1..65535)
+var    height     original height, varint (1..65535)
+2      norm       float16 (absent when the norm-free flag is set)
+var    nbits      payload length in bits, varint (<= 32 * D + 64)
+n      payload    ``ceil(nbits / 8)`` bytes of Elias codes, zero-padded
+4      crc32      CRC-32 (zlib) of every byte before it
+=====  =========  ==========================================================
+
+The payload holds, per latent coordinate, Elias(|q| + 1) then a sign bit
+(1 = negative) when q != 0 (see :mod:`invcomp.elias`). Every declared size
+is checked against these limits before anything is allocated.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import BitstreamError
+
+MAGIC = b"IVC"
+VERSION = 1
+MODEL_ID_BYTES = 4
+CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
+MODES = {0: "inversion"}
+MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything but the payload. ``norm`` is ``None`` for norm-free generators."""
+
+    model_id: bytes
+    latent_dim: int
+    resolution: int
+    width: int
+    height: int
+    bits: int
+    coder: str
+    norm: Optional[float]
+    scaling: str = "max"
+    rounding: str = "nearest"
+    prior: str = "normal"
+    fit: str = "crop"
+    mode: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`BitstreamError` for any field outside its range."""
+        checks = [
+            (len(self.model_id) == MODEL_ID_BYTES, f"model id must be {MODEL_ID_BYTES} bytes"),
+            (1 <= self.latent_dim <= MAX_LATENT, f"latent dim {self.latent_dim} out of range 1..{MAX_LATENT}"),
+            (1 <= self.resolution <= MAX_RES, f"resolution {self.resolution} out of range 1..{MAX_RES}"),
+            (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE,
+             f"image size {self.width}x{self.height} out of range 1..{MAX_SIDE}"),
+            (2 <= self.bits <= 16, f"bits {self.bits} out of range 2..16"),
+            (self.coder in CODER_IDS, f"unknown coder {self.coder!r}"),
+            (self.scaling in ("max", "l2"), f"unknown scaling {self.scaling!r}"),
+            (self.rounding in ("nearest", "stochastic"), f"unknown rounding {self.rounding!r}"),
+            (self.prior in ("normal", "uniform"), f"unknown prior {self.prior!r}"),
+            (self.fit in ("crop", "squash"), f"unknown fit {self.fit!r}"),
+            (self.mode in MODES, f"unknown mode {self.mode}"),
+            (self.norm is None or (0.0 <= self.norm <= 65504.0), f"norm {self.norm} is not a finite float16 >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BitstreamError(f"invalid .ivc field: {msg}")
+
+
+def max_payload_bits(latent_dim: int) -> int:
+    """Upper bound on a legal payload: no level code is longer than 32 bits (16-bit levels, any coder)."""
+    return 32 * latent_dim + 64
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated .ivc file: ends inside the {what} field at byte {len(self.data)}")
+        out = self.data[self.pos: self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str, limit: int) -> int:
+        n = shift = 0
+        while True:
+            b = self.take(1, what)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if n > limit:
+                raise BitstreamError(f"invalid .ivc field: {what} exceeds {limit}")
+            if not b & 0x80:
+                return n
+
+
+def pack(header: Header, payload: bytes, nbits: int) -> bytes:
+    """Serialise a header and an Elias payload of ``nbits`` bits into ``.ivc`` bytes."""
+    header.validate()
+    if not 0 <= nbits <= max_payload_bits(header.latent_dim) or len(payload) != (nbits + 7) // 8:
+        raise BitstreamError(f"payload of {len(payload)} bytes does not hold {nbits} bits")
+    flags = (
+        (header.prior == "uniform")
+        | (header.fit == "squash") << 1
+        | (header.rounding == "stochastic") << 2
+        | (header.scaling == "l2") << 3
+        | (header.norm is None) << 4
+        | header.mode << 5
+    )
+    out = bytearray(MAGIC)
+    out += bytes([VERSION]) + header.model_id + bytes([flags, header.bits << 2 | CODER_IDS[header.coder]])
+    for v in (header.latent_dim, header.resolution, header.width, header.height):
+        out += _varint(v)
+    if header.norm is not None:
+        out += struct.pack(">e", header.norm)
+    out += _varint(nbits) + payload
+    out += struct.pack(">I", zlib.crc32(out))
+    return bytes(out)
+
+
+def unpack(data: bytes) -> tuple[Header, bytes, int]:
+    """Parse ``.ivc`` bytes into ``(header, payload, nbits)``; raises :class:`BitstreamError` on any defect."""
+    data = bytes(data)
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data):
+            raise BitstreamError(f"truncated .ivc file: only {len(data)} bytes")
+        raise BitstreamError("not an .ivc file: bad magic (expected b'IVC')")
+    if data[:3] != MAGIC:
+        raise BitstreamError(f"not an .ivc file: bad magic {data[:3]!r} (expected b'IVC')")
+    r = _Reader(data)
+    r.pos = 3
+    version = r.take(1, "version")[0]
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .ivc format version {version} (this invcomp reads version {VERSION})")
+    model_id = r.take(MODEL_ID_BYTES, "model id")
+    flags, quant = r.take(2, "flags")
+    latent = r.varint("latent dim", MAX_LATENT)
+    res = r.varint("resolution", MAX_RES)
+    width = r.varint("width", MAX_SIDE)
+    height = r.varint("height", MAX_SIDE)
+    norm = None if flags & 0x10 else float(struct.unpack(">e", r.take(2, "norm"))[0])
+    nbits = r.varint("payload bit length", max_payload_bits(max(latent, 1)))
+    payload = r.take((nbits + 7) // 8, "payload")
+    body_end = r.pos
+    crc = r.take(4, "crc32")
+    if len(data) > r.pos:
+        raise BitstreamError(f"invalid .ivc file: {len(data) - r.pos} unexpected bytes after the CRC")
+    if struct.unpack(">I", crc)[0] != zlib.crc32(data[:body_end]):
+        raise BitstreamError("corrupt .ivc file: CRC32 mismatch")
+    coders = {v: k for k, v in CODER_IDS.items()}
+    if quant & 0x80 or (quant & 3) not in coders:
+        raise BitstreamError(f"invalid .ivc field: quantiser byte {quant:#04x}")
+    header = Header(
+        model_id=model_id, latent_dim=latent, resolution=res, width=width, height=height,
+        bits=quant >> 2, coder=coders[quant & 3], norm=norm,
+        scaling="l2" if flags & 8 else "max", rounding="stochastic" if flags & 4 else "nearest",
+        prior="uniform" if flags & 1 else "normal", fit="squash" if flags & 2 else "crop", mode=flags >> 5,
+    )
+    header.validate()
+    if norm is not None and norm != norm:  # NaN
+        raise BitstreamError("invalid .ivc field: norm is NaN")
+    return header, payload, nbits

@@ -1,0 +1,49 @@
+"""The JSON config that travels beside every generator's weights."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvcompError
+
+ARCHITECTURES = ("dcgan",)
+PRIORS = ("normal", "uniform")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What a loader needs besides the state_dict.
+
+    ``prior`` is the latent distribution the generator was trained on:
+    ``normal`` (N(0, I)) or ``uniform`` (U(-1, 1)). ``widths`` is informative
+    for DCGAN (the loader infers it from the weights). ``training`` records
+    how the weights were made.
+    """
+
+    architecture: str
+    latent_dim: int
+    resolution: int
+    prior: str = "normal"
+    widths: list[int] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InvcompError(f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+        if self.prior not in PRIORS:
+            raise InvcompError(f"unknown prior {self.prior!r}; use normal or uniform")
+        if self.latent_dim < 1 or self.resolution < 1:
+            raise InvcompError("latent_dim and resolution must be positive")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, path: Path) -> "GeneratorConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(**{k: data[k] for k in data if k in cls.__dataclass_fields__})
+        except (OSError, json.JSONDecodeError, TypeError, KeyError) as e:
+            raise InvcompError(f"bad generator config {path}: {e}") from None

@@ -1,0 +1,170 @@
+"""Model registry: names -> weights, config, sha256 and model card; and loading generators.
+
+Shipped models are listed in ``models.json`` inside the pretrained folder,
+which is found, in order, at ``$INVCOMP_PRETRAINED``, as the installed
+package data ``invcomp.pretrained`` (``pip install .``), or as the
+``pretrained/`` folder of a source checkout (``pip install -e .``).
+
+A model can also be named by the path of a ``.pt`` state_dict; its config
+is read from the ``.json`` beside it, or inferred from the DCGAN shapes
+(normal prior) when there is none.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import InvcompError, UnknownModelError
+from .config import GeneratorConfig
+from .dcgan import infer_arch, load_dcgan
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dcgan-utkface64"
+REGISTRY_FILE = "models.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry row; paths are absolute."""
+
+    name: str
+    weights: Path
+    config: Path
+    sha256: str
+    card: Optional[Path]
+    description: str = ""
+
+
+@dataclass
+class LoadedGenerator:
+    """A frozen generator in eval mode plus what the codec needs to know about it."""
+
+    name: str
+    module: nn.Module
+    config: GeneratorConfig
+    sha256: str
+
+    @property
+    def model_id(self) -> bytes:
+        """The 4-byte id written into bitstreams: the first bytes of the weights' sha256."""
+        return bytes.fromhex(self.sha256[:8])
+
+
+def pretrained_dir() -> Path:
+    """Where the shipped weights live (see module doc)."""
+    env = os.environ.get("INVCOMP_PRETRAINED")
+    if env:
+        return Path(env)
+    try:
+        from importlib.resources import files
+
+        p = Path(str(files("invcomp.pretrained")))
+        if (p / REGISTRY_FILE).exists():
+            return p
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "pretrained"
+
+
+def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
+    """All registered models, sorted by name (empty when no registry file is found)."""
+    root = Path(root) if root else pretrained_dir()
+    reg = root / REGISTRY_FILE
+    if not reg.exists():
+        return []
+    try:
+        rows = json.loads(reg.read_text())
+    except json.JSONDecodeError as e:
+        raise InvcompError(f"bad model registry {reg}: {e}") from None
+    return [
+        ModelEntry(name=name, weights=root / r["weights"], config=root / r["config"], sha256=r["sha256"],
+                   card=root / r["card"] if r.get("card") else None, description=r.get("description", ""))
+        for name, r in sorted(rows.items())
+    ]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` with one-line errors; accepts a bare state_dict or ``{"state_dict": ...}``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InvcompError(f"weights file not found: {path}") from None
+    except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError for non-zip files
+        raise InvcompError(f"cannot load weights {path} safely (weights_only=True): {str(e).splitlines()[0][:160]}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InvcompError(f"{path} is not a state_dict of tensors")
+    return obj
+
+
+def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Instantiate the architecture named by ``config`` from a state_dict, in eval mode, frozen."""
+    if config.architecture != "dcgan":
+        raise InvcompError(f"unknown architecture {config.architecture!r}")
+    arch = infer_arch(state)
+    if arch.latent_dim != config.latent_dim or arch.resolution != config.resolution:
+        raise InvcompError(
+            f"weights are a {arch.latent_dim}-d, {arch.resolution}px DCGAN but the config says "
+            f"{config.latent_dim}-d, {config.resolution}px"
+        )
+    g = load_dcgan(state)
+    for p in g.parameters():
+        p.requires_grad_(False)
+    return g
+
+
+def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> LoadedGenerator:
+    """Load a registered model by name, or a ``.pt`` state_dict by path (see module doc)."""
+    entries = {e.name: e for e in list_models()}
+    if spec in entries:
+        e = entries[spec]
+        if not e.weights.exists():
+            raise InvcompError(f"weights for model {spec!r} are missing: {e.weights}")
+        digest = sha256_file(e.weights)
+        if digest != e.sha256:
+            raise InvcompError(f"weights for model {spec!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+        config = GeneratorConfig.from_json(e.config)
+        name, weights = spec, e.weights
+    else:
+        weights = Path(spec)
+        if not weights.exists():
+            known = ", ".join(entries) or "none installed"
+            raise UnknownModelError(f"unknown model {spec!r}: not a registered name ({known}) nor a file; see `invcomp models`")
+        digest = sha256_file(weights)
+        cfg_path = weights.with_suffix(".json")
+        state = load_state_dict(weights)
+        if cfg_path.exists():
+            config = GeneratorConfig.from_json(cfg_path)
+        else:
+            arch = infer_arch(state)
+            config = GeneratorConfig("dcgan", arch.latent_dim, arch.resolution, "normal", list(arch.widths))
+        module = build(config, state).to(device)
+        return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
+    module = build(config, load_state_dict(weights)).to(device)
+    return LoadedGenerator(name=name, module=module, config=config, sha256=digest)
+
+
+def find_by_id(model_id: bytes) -> Optional[ModelEntry]:
+    """The registered model whose weights' sha256 starts with ``model_id``, if any."""
+    for e in list_models():
+        if bytes.fromhex(e.sha256[: 2 * len(model_id)]) == model_id:
+            return e
+    return None

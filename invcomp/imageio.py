@@ -1,0 +1,135 @@
+"""Image loading, conversion, fitting and the one tensor<->image pair.
+
+Every path into the codec goes through :func:`load_image` (file -> RGB PIL),
+:func:`fit_image` (crop or squash to a square, Lanczos to the model size) and
+:func:`from_image` / :func:`to_uint8`. Nothing else converts images.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvcompError
+
+Fit = Literal["crop", "squash"]
+
+# Pillow's own bomb guard warns above ~89 Mpx and errors at twice that; we
+# refuse earlier, with our own message, and a flag can raise the limit.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read any image Pillow reads and return it as 8-bit RGB.
+
+    EXIF orientation is applied; alpha is composited on white; 16-bit,
+    CMYK, palette, grayscale and 1-bit images are converted. For animated
+    files the first frame is used. Raises :class:`InvcompError` with one
+    line for anything unreadable.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InvcompError(f"cannot read {path}: {e.strerror or e}") from None
+    if not data:
+        raise InvcompError(f"cannot read {path}: the file is empty")
+    return decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
+
+
+def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes to RGB; see :func:`load_image`."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > max_pixels:
+            raise InvcompError(
+                f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (raise it with --max-pixels)"
+            )
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return to_rgb(img)
+    except InvcompError:
+        raise
+    except UnidentifiedImageError:
+        raise InvcompError(f"{name}: not an image that Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InvcompError(f"{name}: refused as a decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InvcompError(f"{name}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def fit_image(img: Image.Image, resolution: int, fit: Fit = "crop") -> Image.Image:
+    """Centre-crop to a square (``crop``) or keep the whole frame (``squash``), then Lanczos to ``resolution``."""
+    if fit not in ("crop", "squash"):
+        raise InvcompError(f"--fit must be crop or squash, got {fit!r}")
+    if fit == "crop":
+        w, h = img.size
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return img
+
+
+def restore_size(img: Image.Image, width: int, height: int, fit: Fit = "crop") -> Image.Image:
+    """Invert :func:`fit_image` geometrically: back to ``width`` x ``height``.
+
+    For ``squash`` the square is stretched back. For ``crop`` the square is
+    scaled to cover the frame (the cropped-away borders are not coded, so
+    the centre is what comes back, scaled to fill).
+    """
+    if fit == "squash":
+        return img.resize((width, height), Image.Resampling.LANCZOS)
+    s = max(width, height)
+    big = img.resize((s, s), Image.Resampling.LANCZOS)
+    left, top = (s - width) // 2, (s - height) // 2
+    return big.crop((left, top, left + width, top + height))
+
+
+def from_image(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor ``(3, H, W)`` in [-1, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Float tensor ``(3, H, W)`` in [-1, 1] -> uint8 array ``(H, W, 3)``, rounded to nearest."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got {tuple(x.shape)}")
+    y = ((x.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round()
+    return y.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """Float tensor ``(3, H, W)`` in [-1, 1] -> RGB PIL image."""
+    return Image.fromarray(to_uint8(x), "RGB")
+
+
+def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Round a [-1, 1] tensor to the 8-bit grid that a PNG would store (any shape)."""
+    return ((x.clamp(-1, 1) + 1.0) * 127.5).round() / 127.5 - 1.0

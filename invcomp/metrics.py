@@ -1,0 +1,166 @@
+"""Image-quality metrics and rate figures (pure functions).
+
+Images are float tensors ``(N, 3, H, W)`` in [-1, 1]; every metric returns a
+per-image tensor ``(N,)`` and is computed in [0, 1] (``data_range=1``).
+
+MS-SSIM on small images: the standard 5 scales with an 11-tap window need a
+side over 160 px. We use the largest number of scales L <= 5 for which the
+smaller side exceeds ``10 * 2**(L-1)`` (64 px -> 3 scales, 32 px -> 2,
+16 px -> 1), and the first L of the standard weights
+(0.0448, 0.2856, 0.3001, 0.2363, 0.1333) renormalised to sum to 1. At
+L = 1 MS-SSIM equals SSIM.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim as _pm_ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+from .errors import LpipsUnavailable
+
+log = logging.getLogger(__name__)
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+WIN = 11
+
+
+def _check(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"expected two (N, C, H, W) tensors of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(-1, 1) + 1.0) * 0.5
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error in [0, 1] units, per image ``(N,)``."""
+    _check(x, y)
+    return ((_unit(x) - _unit(y)) ** 2).flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB for peak 1 (the same as peak 255 on 8-bit data), per image; inf when identical."""
+    m = mse(x, y)
+    return 10.0 * torch.log10(1.0 / m)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM (11-tap Gaussian, sigma 1.5, K=(0.01, 0.03)) via pytorch-msssim, per image ``(N,)``."""
+    _check(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytorch-msssim warns when an image is smaller than the window
+        return _pm_ssim(_unit(x), _unit(y), data_range=1.0, size_average=False)
+
+
+def ms_ssim_levels(side: int) -> int:
+    """Number of MS-SSIM scales used for images whose smaller side is ``side`` (see module doc)."""
+    levels = 1
+    while levels < 5 and side > (WIN - 1) * 2**levels:
+        levels += 1
+    return levels
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM with as many scales as the size allows (see module doc), per image ``(N,)``."""
+    _check(x, y)
+    levels = ms_ssim_levels(min(x.shape[-2:]))
+    w = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
+    w = w / w.sum()
+    win = _fspecial_gauss_1d(WIN, 1.5).to(x).repeat([x.shape[1], 1, 1, 1])
+    a, b = _unit(x), _unit(y)
+    mcs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(levels):
+            s, cs = _ssim(a, b, data_range=1.0, win=win, size_average=False, K=(0.01, 0.03))
+            if i < levels - 1:
+                mcs.append(torch.relu(cs))
+                pad = [d % 2 for d in a.shape[2:]]
+                a, b = F.avg_pool2d(a, 2, padding=pad), F.avg_pool2d(b, 2, padding=pad)
+    stack = torch.stack(mcs + [torch.relu(s)], 0)  # (L, N, C)
+    return torch.prod(stack ** w.view(-1, 1, 1), 0).mean(1)
+
+
+_LPIPS: dict[str, object] = {}
+
+
+def get_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The LPIPS(alex) network, built once. Raises :class:`LpipsUnavailable` when its backbone cannot load."""
+    key = str(device)
+    cached = _LPIPS.get(key)
+    if isinstance(cached, Exception):
+        raise cached
+    if cached is None:
+        try:
+            import lpips
+
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                net = lpips.LPIPS(net="alex", verbose=False).eval().to(device)
+            for p in net.parameters():
+                p.requires_grad_(False)
+            _LPIPS[key] = net
+        except Exception as e:  # no network, no cached AlexNet weights, or no lpips
+            err = LpipsUnavailable(
+                "LPIPS unavailable: its AlexNet backbone could not be loaded "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                "put torchvision's alexnet weights in $TORCH_HOME/hub/checkpoints or allow the download"
+            )
+            _LPIPS[key] = err
+            raise err from None
+    return _LPIPS[key]  # type: ignore[return-value]
+
+
+def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LPIPS(alex) distance per image ``(N,)``; inputs in [-1, 1]. Raises :class:`LpipsUnavailable`."""
+    _check(x, y)
+    net = get_lpips(x.device)
+    return net(x, y, normalize=False).flatten()
+
+
+_warned = False
+
+
+def lpips_or_none(x: torch.Tensor, y: torch.Tensor) -> Optional[list[float]]:
+    """LPIPS per image as floats, or ``None`` (with one warning per process) when unavailable."""
+    global _warned
+    try:
+        with torch.no_grad():
+            return [float(v) for v in lpips_distance(x, y)]
+    except LpipsUnavailable as e:
+        if not _warned:
+            log.warning("%s", e)
+            _warned = True
+        return None
+
+
+def bpp(n_bytes: int, width: int, height: int) -> float:
+    """Bits per pixel: ``8 * n_bytes / (width * height)``."""
+    return 8.0 * n_bytes / (width * height)
+
+
+def compression_ratio(n_bytes: int, reference_bytes: int) -> float:
+    """How many times smaller than a reference (raw RGB = ``3*W*H``, or a PNG's size)."""
+    return reference_bytes / n_bytes if n_bytes else math.inf
+
+
+def quality(x: torch.Tensor, y: torch.Tensor, *, with_lpips: bool = True) -> list[dict]:
+    """All distortion metrics for a batch, one dict per image (keys psnr, mse, ssim, ms_ssim, lpips)."""
+    with torch.no_grad():
+        cols = {"psnr": psnr(x, y), "mse": mse(x, y), "ssim": ssim(x, y), "ms_ssim": ms_ssim(x, y)}
+        lp = lpips_or_none(x, y) if with_lpips else None
+    rows = []
+    for i in range(x.shape[0]):
+        row = {k: float(v[i]) for k, v in cols.items()}
+        row["lpips"] = None if lp is None else lp[i]
+        rows.append(row)
+    return rows

@@ -1,0 +1,88 @@
+"""Pieces shared by the training loops: checkpoints, EMA, BatchNorm recalibration, sample grids, logging."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..imageio import to_pil
+
+log = logging.getLogger(__name__)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename (no half-written checkpoints)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Write a dataclass or dict as indented JSON, atomically."""
+    data = asdict(obj) if is_dataclass(obj) else obj
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for parameters; buffers are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+@torch.no_grad()
+def recalibrate_bn(G: nn.Module, latent_dim: int, device: torch.device, *, batches: int = 40, batch: int = 256,
+                   seed: int = 1234) -> nn.Module:
+    """A copy of G whose BatchNorm running statistics are the exact averages over ``batches`` prior batches.
+
+    EMA weights and the running statistics tracked during training do not match; eval-mode inversion
+    needs statistics that belong to the weights it uses. Returns the copy in eval mode.
+    """
+    g = copy.deepcopy(G)
+    bns = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return g.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    g.train()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for _ in range(batches):
+        g(torch.randn(batch, latent_dim, generator=gen).to(device))
+    for m in bns:
+        m.momentum = 0.1
+    return g.eval()
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Save images ``(N, 3, R, R)`` in [-1, 1] as a PNG grid with 2-px gaps."""
+    n, _, r, _ = images.shape
+    ncol = min(nrow, n)
+    nrows = (n + ncol - 1) // ncol
+    grid = torch.ones(3, nrows * (r + 2) + 2, ncol * (r + 2) + 2)
+    for i in range(n):
+        y, x = divmod(i, ncol)
+        grid[:, 2 + y * (r + 2): 2 + y * (r + 2) + r, 2 + x * (r + 2): 2 + x * (r + 2) + r] = images[i].cpu()
+    to_pil(grid).save(path)
+
+
+def setup_file_log(path: Path) -> logging.Handler:
+    """Also log INFO and above from invcomp to ``path``; returns the handler (remove it when done)."""
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    h.setLevel(logging.INFO)
+    root = logging.getLogger("invcomp")
+    root.addHandler(h)
+    root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    return h
