@@ -1,8 +1,7 @@
 """Elias gamma, delta and omega codes (pure, bit-exact).
 
-Codes are handled as strings of ``'0'``/``'1'`` characters, MSB first, which
-keeps the definitions readable and is fast enough for latent-sized payloads
-(Python's base-2 ``int`` conversions are linear time).
+Codes are strings of ``'0'``/``'1'`` characters, MSB first (fast enough for
+latent-sized payloads: base-2 ``int`` conversions are linear time).
 
 Definitions (as on Wikipedia), for an integer ``n >= 1`` with
 ``N = floor(log2 n)``:
@@ -59,9 +58,6 @@ def _check_pos(bits: str, pos: int) -> None:
         raise BitstreamError(f"bitstream ended at bit {len(bits)} while reading an Elias code at bit {pos}")
 
 
-# --------------------------------------------------------------------------- encoders
-
-
 def encode_gamma(n: int) -> str:
     """Elias gamma code of ``n >= 1``."""
     b = format(_positive(n), "b")
@@ -83,9 +79,6 @@ def encode_omega(n: int) -> str:
         groups.append(b)
         n = len(b) - 1
     return "".join(reversed(groups))
-
-
-# --------------------------------------------------------------------------- decoders
 
 
 def decode_gamma(bits: str, pos: int) -> tuple[int, int]:
@@ -150,15 +143,9 @@ def decode_omega(bits: str, pos: int) -> tuple[int, int]:
         pos = end
 
 
-_ENCODERS: dict[str, Callable[[int], str]] = {
-    "gamma": encode_gamma,
-    "delta": encode_delta,
-    "omega": encode_omega,
-}
+_ENCODERS: dict[str, Callable[[int], str]] = {"gamma": encode_gamma, "delta": encode_delta, "omega": encode_omega}
 _DECODERS: dict[str, Callable[[str, int], tuple[int, int]]] = {
-    "gamma": decode_gamma,
-    "delta": decode_delta,
-    "omega": decode_omega,
+    "gamma": decode_gamma, "delta": decode_delta, "omega": decode_omega,
 }
 
 
@@ -166,9 +153,6 @@ def _check_coder(coder: str) -> None:
     """``InvcompError`` unless ``coder`` is one of :data:`CODERS`."""
     if coder not in CODERS:
         raise InvcompError(f"unknown Elias coder {coder!r}; use one of {CODERS}")
-
-
-# --------------------------------------------------------------------------- lengths
 
 
 def code_length(n: int, coder: str) -> int:
@@ -186,9 +170,6 @@ def code_length(n: int, coder: str) -> int:
         total += width
         n = width - 1
     return total
-
-
-# --------------------------------------------------------------------------- bytes
 
 
 def bits_to_bytes(bits: str) -> bytes:
@@ -209,9 +190,6 @@ def bytes_to_bits(data: bytes, nbits: int) -> str:
     if nbits == 0:
         return ""
     return format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")[:nbits]
-
-
-# --------------------------------------------------------------------------- levels
 
 
 def encode_levels(levels: Sequence[int], coder: str) -> tuple[bytes, int]:

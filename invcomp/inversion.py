@@ -75,7 +75,7 @@ def invert(
     *,
     loss: Union[str, LossFn] = "ssim",
     iters: int = 300,
-    lr: float = 0.1,
+    lr: float = 0.5,
     warmup: float = 0.05,
     restarts: int = 1,
     init: Union[str, torch.Tensor] = "random",

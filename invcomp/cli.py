@@ -1,0 +1,304 @@
+"""The ``invcomp`` command line: a thin click layer over :mod:`invcomp.codec` and friends.
+
+Errors a user can cause print one line on stderr and exit non-zero (1 for a
+failed item or bad input, 2 for bad usage); ``--debug`` shows tracebacks.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import click
+import torch
+from tqdm import tqdm
+
+from . import __version__, codec, metrics
+from .errors import InvcompError
+from .generators import registry
+from .imageio import DEFAULT_MAX_PIXELS, fit_image, from_image, load_image, to_pil
+from .outputs import Report, atomic_write, output_paths
+
+log = logging.getLogger("invcomp")
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvcompError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except InvcompError as e:
+            if debug:
+                raise
+            click.echo(f"invcomp: error: {e}", err=True)
+            sys.exit(1)
+        except Exception as e:  # a bug, not bad input: still one line unless --debug
+            if debug:
+                raise
+            click.echo(f"invcomp: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="invcomp")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(debug: bool, verbose: bool) -> None:
+    """GAN-inversion image compression: images to ~100-byte .ivc files and back.
+
+    \b
+    Examples:
+      invcomp encode face.png -o face.ivc
+      invcomp decode face.ivc -o face.decoded.png
+      invcomp compare face.png face.decoded.png --bitstream face.ivc
+    """
+    logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def _png_bytes(img: Any) -> int:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return buf.tell()
+
+
+def _rates(n_bytes: int, target: torch.Tensor) -> dict:
+    r = target.shape[-1]
+    return {
+        "bytes": n_bytes,
+        "bpp": metrics.bpp(n_bytes, r, r),
+        "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * r),
+        "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target))),
+    }
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", help="Output .ivc file (one input) or folder.  [default: beside each input]")
+@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Registered model name or .pt path.")
+@click.option("--iters", default=300, show_default=True, type=click.IntRange(0), help="Inversion iterations.")
+@click.option("--bits", default=6, show_default=True, type=click.IntRange(2, 16), help="Quantiser bits per coordinate (sign included).")
+@click.option("--loss", default="ssim", show_default=True, help="ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.")
+@click.option("--restarts", default=1, show_default=True, type=click.IntRange(1), help="Best-of-N random restarts (batched).")
+@click.option("--lr", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Peak Adam learning rate.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Images inverted together.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--fit", default="crop", show_default=True, type=click.Choice(["crop", "squash"]), help="Centre-crop or squash to a square.")
+@click.option("--scaling", default="l2", show_default=True, type=click.Choice(["max", "l2"]), help="Quantiser norm.")
+@click.option("--rounding", default="nearest", show_default=True, type=click.Choice(["nearest", "stochastic"]))
+@click.option("--coder", default="auto", show_default=True, type=click.Choice(["auto", "gamma", "delta", "omega"]), help="Elias code; auto takes the shortest.")
+@click.option("--no-quant-aware", is_flag=True, help="Do not optimise through the quantiser at the end.")
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")
+@_guard
+def encode(images: Sequence[Path], output: Optional[str], model: str, iters: int, bits: int, loss: str, restarts: int,
+           lr: float, seed: int, batch_size: int, device: str, fit: str, scaling: str, rounding: str, coder: str,
+           no_quant_aware: bool, max_pixels: int, force: bool, as_json: bool) -> None:
+    """Compress IMAGES to .ivc bitstreams by inverting the generator.
+
+    Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
+    cropped/resized original that was coded.
+    """
+    from .losses import parse_loss
+
+    parse_loss(loss)
+    gen = registry.load_generator(model, _device(device))
+    settings = codec.EncodeSettings(iters=iters, bits=bits, loss=loss, restarts=restarts, lr=lr, seed=seed, fit=fit,
+                                    scaling=scaling, rounding=rounding, coder=coder, quant_aware=not no_quant_aware)
+    outs = output_paths(list(images), output, ".ivc")
+    report = Report(as_json)
+    bar = tqdm(total=len(images) * iters, desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
+    for start in range(0, len(images), batch_size):
+        chunk = list(zip(images, outs))[start:start + batch_size]
+        loaded = []
+        for src, dst in chunk:
+            try:
+                if dst.exists() and not force:
+                    raise InvcompError(f"{dst} exists (use --force to overwrite)")
+                loaded.append((src, dst, load_image(src, max_pixels=max_pixels)))
+            except InvcompError as e:
+                report.failure(str(src), str(e))
+                bar.update(iters)
+        if not loaded:
+            continue
+        t0 = time.perf_counter()
+        done = codec.encode_batch(gen, [im for _, _, im in loaded], settings,
+                                  callback=lambda step, n, lr_, l: bar.update(len(loaded)) if step >= 0 else None)
+        seconds = (time.perf_counter() - t0) / len(loaded)
+        q = metrics.quality(codec.stored_pixels(torch.stack([e.recon for e in done])), torch.stack([e.target for e in done]))
+        for (src, dst, _), enc, m in zip(loaded, done, q):
+            try:
+                atomic_write(dst, enc.data, force=force)
+            except (InvcompError, OSError) as e:
+                report.failure(str(src), str(e))
+                continue
+            row = {"input": str(src), "output": str(dst), **_rates(len(enc.data), enc.target), **m,
+                   "iters": iters, "seconds": round(seconds, 3), "model": gen.name, "bits": bits,
+                   "coder": enc.header.coder, "resolution": gen.config.resolution}
+            report.success(row, f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
+                                f"PSNR {m['psnr']:.2f} dB (at {gen.config.resolution}x{gen.config.resolution}), {seconds:.2f} s")
+    bar.close()
+    sys.exit(report.finish())
+
+
+def _generator_for(header: Any, model: Optional[str], cache: dict, device: str) -> registry.LoadedGenerator:
+    if model is not None:
+        if model not in cache:
+            cache[model] = registry.load_generator(model, device)
+        return cache[model]
+    entry = registry.find_by_id(header.model_id)
+    if entry is None:
+        raise InvcompError(f"bitstream needs model id {header.model_id.hex()}, which is not installed; "
+                           "see `invcomp models`, or pass --model")
+    if entry.name not in cache:
+        cache[entry.name] = registry.load_generator(entry.name, device)
+    return cache[entry.name]
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", help="Output .png file (one input) or folder.  [default: NAME.decoded.png beside each input]")
+@click.option("--model", default=None, help="Model to decode with.  [default: the one the bitstream names]")
+@click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout.")
+@_guard
+def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], native: bool, device: str, force: bool,
+           as_json: bool) -> None:
+    """Decode .ivc FILES to PNG (one generator forward pass each)."""
+    dev = _device(device)
+    outs = output_paths(list(files), output, ".decoded.png")
+    report, cache = Report(as_json), {}
+    for src, dst in tqdm(list(zip(files, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
+        try:
+            if dst.exists() and not force:
+                raise InvcompError(f"{dst} exists (use --force to overwrite)")
+            try:
+                data = Path(src).read_bytes()
+            except OSError as e:
+                raise InvcompError(f"cannot read {src}: {e.strerror or e}") from None
+            t0 = time.perf_counter()
+            header, _ = codec.parse(data)
+            gen = _generator_for(header, model, cache, dev)
+            header, recon = codec.decode(data, gen)
+            img = codec.to_output_image(recon, header, native)
+            seconds = time.perf_counter() - t0
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            atomic_write(dst, buf.getvalue(), force=force)
+        except InvcompError as e:
+            report.failure(str(src), str(e))
+            continue
+        row = {"input": str(src), "output": str(dst), "width": img.width, "height": img.height, "model": gen.name,
+               "seconds": round(seconds, 4)}
+        report.success(row, f"{src} -> {dst}: {img.width}x{img.height}, {seconds * 1000:.0f} ms")
+    sys.exit(report.finish())
+
+
+@cli.command()
+@click.argument("original", type=click.Path(path_type=Path))
+@click.argument("reconstruction", type=click.Path(path_type=Path))
+@click.option("--bitstream", type=click.Path(path_type=Path), help="The .ivc file, for bytes, bpp and compression ratios.")
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def compare(original: Path, reconstruction: Path, bitstream: Optional[Path], as_json: bool) -> None:
+    """Distortion between ORIGINAL and RECONSTRUCTION (PSNR, MSE, SSIM, MS-SSIM, LPIPS).
+
+    With --bitstream both images are brought to the model resolution with the
+    bitstream's fit (as the encoder measured); without it they must be the same size.
+    """
+    a, b = load_image(original), load_image(reconstruction)
+    row: dict = {"original": str(original), "reconstruction": str(reconstruction)}
+    if bitstream is not None:
+        try:
+            data = bitstream.read_bytes()
+        except OSError as e:
+            raise InvcompError(f"cannot read {bitstream}: {e.strerror or e}") from None
+        header, _ = codec.parse(data)
+        a, b = fit_image(a, header.resolution, header.fit), fit_image(b, header.resolution, header.fit)  # type: ignore[arg-type]
+    elif a.size != b.size:
+        raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
+                           "to compare at the model resolution")
+    x, y = from_image(a)[None], from_image(b)[None]
+    m = metrics.quality(y, x)[0]
+    row.update(m)
+    row["resolution"] = [a.width, a.height]
+    if bitstream is not None:
+        rates = _rates(len(data), x[0])
+        row.update({"bytes": rates["bytes"], "bpp": rates["bpp"],
+                    "cr": {"raw_rgb24": rates["cr_raw"], "png": rates["cr_png"]}})
+    if as_json:
+        click.echo(json.dumps(row))
+        return
+    lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
+    click.echo(f"at {a.width}x{a.height}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
+               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(a.size))} scales), LPIPS {lp}")
+    if bitstream is not None:
+        click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
+                   f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def models(as_json: bool) -> None:
+    """List the registered generators."""
+    from .generators.config import GeneratorConfig
+
+    rows = []
+    for e in registry.list_models():
+        cfg = GeneratorConfig.from_json(e.config)
+        rows.append({"name": e.name, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
+                     "resolution": cfg.resolution, "prior": cfg.prior, "sha256": e.sha256, "id": e.sha256[:8],
+                     "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description})
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r))
+        return
+    if not rows:
+        click.echo(f"no models registered in {registry.pretrained_dir()}")
+    for r in rows:
+        click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
+                   f"{r['resolution']}x{r['resolution']}  {r['description']}")
+
+
+from .train_cli import train  # noqa: E402  (registers the `train` group)
+
+cli.add_command(train)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point usable from tests: returns the exit code instead of exiting."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="invcomp", standalone_mode=True)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

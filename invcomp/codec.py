@@ -1,0 +1,141 @@
+"""Image <-> ``.ivc`` bytes, composing inversion, quantisation, Elias coding and the container.
+
+No file I/O here: the CLI reads images and writes files around these calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from PIL import Image
+
+from . import bitstream, elias
+from .errors import BitstreamError, InvcompError, UnknownModelError
+from .generators.registry import LoadedGenerator
+from .imageio import fit_image, from_image, quantize_pixels, restore_size, to_pil
+from .inversion import Callback, QuantSpec, invert
+from .quantize import QuantizedLatent, dequantize, levels_for_bits, quantize
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Encoder knobs (the CLI's options). ``coder="auto"`` picks the shortest Elias code per image;
+    ``quant_aware`` optimises through the quantiser over the last ``quant_fraction`` of iterations."""
+
+    iters: int = 300
+    bits: int = 6
+    loss: str = "ssim"
+    restarts: int = 1
+    lr: float = 0.5
+    seed: int = 0
+    fit: str = "crop"
+    scaling: str = "l2"
+    rounding: str = "nearest"
+    coder: str = "auto"
+    init: str = "random"
+    quant_aware: bool = True
+    quant_fraction: float = 0.2
+    norm_weight: float = 1e-2
+
+
+@dataclass
+class Encoded:
+    """One coded image: the ``.ivc`` bytes, its header, the model-resolution target and reconstruction
+    (``(3, R, R)`` in [-1, 1]), the float latent ``(D,)`` and its signed levels ``(D,)``."""
+
+    data: bytes
+    header: bitstream.Header
+    target: torch.Tensor
+    recon: torch.Tensor
+    z: torch.Tensor
+    levels: torch.Tensor
+    extra: dict = field(default_factory=dict)
+
+
+def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
+    """RGB image -> the model-resolution target ``(3, R, R)`` in [-1, 1] that the codec codes."""
+    return from_image(fit_image(img, resolution, fit))  # type: ignore[arg-type]
+
+
+def encode_batch(
+    gen: LoadedGenerator, images: list[Image.Image], settings: EncodeSettings, callback: Optional[Callback] = None
+) -> list[Encoded]:
+    """Encode RGB images in one batched inversion. Deterministic on CPU for fixed settings."""
+    cfg = gen.config
+    if not images:
+        return []
+    levels_for_bits(settings.bits)  # validates bits
+    if settings.coder not in ("auto", *elias.CODERS):
+        raise InvcompError(f"unknown coder {settings.coder!r}; use auto, gamma, delta or omega")
+    target = torch.stack([prepare(im, cfg.resolution, settings.fit) for im in images])
+    quant = QuantSpec(settings.bits, settings.scaling) if settings.quant_aware else None
+    res = invert(
+        gen.module, target, loss=settings.loss, iters=settings.iters, lr=settings.lr, restarts=settings.restarts,
+        init=settings.init, prior=cfg.prior, norm_weight=settings.norm_weight, quant=quant,
+        quant_fraction=settings.quant_fraction, seed=settings.seed, callback=callback,
+    )
+    q = quantize(res.z, settings.bits, scaling=settings.scaling, rounding=settings.rounding, seed=settings.seed)
+    device = next(gen.module.parameters()).device
+    with torch.no_grad():
+        recon = gen.module(dequantize(q).to(device)).cpu().clamp(-1, 1)
+    out = []
+    for i, im in enumerate(images):
+        levels = [int(v) for v in q.levels[i]]
+        coder = elias.best_coder(levels) if settings.coder == "auto" else settings.coder
+        payload, nbits = elias.encode_levels(levels, coder)
+        header = bitstream.Header(
+            model_id=gen.model_id, latent_dim=cfg.latent_dim, resolution=cfg.resolution, width=im.width,
+            height=im.height, bits=settings.bits, coder=coder, norm=float(q.norm[i]), scaling=settings.scaling,
+            rounding=settings.rounding, prior=cfg.prior, fit=settings.fit,
+        )
+        out.append(Encoded(bitstream.pack(header, payload, nbits), header, target[i], recon[i], res.z[i], q.levels[i],
+                           {"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])}))
+    return out
+
+
+def parse(data: bytes) -> tuple[bitstream.Header, QuantizedLatent]:
+    """``.ivc`` bytes -> header and quantised latent ``(1, D)``; raises :class:`BitstreamError`."""
+    header, payload, nbits = bitstream.unpack(data)
+    s = levels_for_bits(header.bits)
+    levels = elias.decode_levels(payload, nbits, header.latent_dim, header.coder, s)
+    if header.norm is None:
+        raise BitstreamError("norm-free bitstreams need a norm-free generator (not supported by this model)")
+    q = QuantizedLatent(levels=torch.tensor([levels], dtype=torch.int64), norm=torch.tensor([header.norm]),
+                        bits=header.bits, scaling=header.scaling, rounding=header.rounding)
+    return header, q
+
+
+def check_model(header: bitstream.Header, gen: LoadedGenerator) -> None:
+    """Refuse to decode with a generator other than the one that encoded."""
+    if header.model_id != gen.model_id:
+        raise UnknownModelError(
+            f"bitstream needs model id {header.model_id.hex()}, but {gen.name!r} has id {gen.model_id.hex()}; "
+            "see `invcomp models`"
+        )
+    if header.latent_dim != gen.config.latent_dim or header.resolution != gen.config.resolution:
+        raise BitstreamError("bitstream latent size or resolution does not match its model")
+
+
+def decode(data: bytes, gen: LoadedGenerator) -> tuple[bitstream.Header, torch.Tensor]:
+    """``.ivc`` bytes -> header and the model-resolution reconstruction ``(3, R, R)`` in [-1, 1]."""
+    header, q = parse(data)
+    check_model(header, gen)
+    device = next(gen.module.parameters()).device
+    with torch.no_grad():
+        x = gen.module(dequantize(q).to(device)).cpu().clamp(-1, 1)[0]
+    return header, x
+
+
+def to_output_image(recon: torch.Tensor, header: bitstream.Header, native: bool = False) -> Image.Image:
+    """The decoded picture: the original width x height by default, or the model resolution."""
+    img = to_pil(recon)
+    return img if native else restore_size(img, header.width, header.height, header.fit)  # type: ignore[arg-type]
+
+
+def stored_pixels(recon: torch.Tensor) -> torch.Tensor:
+    """What a native-resolution PNG of ``recon`` holds (8-bit rounded), for honest metrics."""
+    return quantize_pixels(recon)
+
+
+ProgressFn = Callable[[int], None]

@@ -1,0 +1,83 @@
+"""Output files for the CLI: where they go, atomic writing, and the batch report."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import InvcompError
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: Path, data: bytes, *, force: bool = False) -> None:
+    """Write ``data`` to a temporary file in ``path``'s folder, then rename it into place.
+
+    Refuses to replace an existing file unless ``force``. A crash leaves either no file or the old one.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise InvcompError(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> list[Path]:
+    """Map inputs to outputs: ``out`` is a file (one input, not an existing folder, no trailing slash),
+    or a folder (``NAME + suffix`` inside it); without ``out``, each output sits beside its input."""
+    if out is None:
+        return [p.with_name(p.stem + suffix) for p in inputs]
+    o = Path(out)
+    as_dir = o.is_dir() or out.endswith(("/", os.sep)) or len(inputs) > 1
+    if as_dir:
+        if o.exists() and not o.is_dir():
+            raise InvcompError(f"-o {out} must be a folder when there are {len(inputs)} inputs")
+        paths = [o / (p.stem + suffix) for p in inputs]
+        dupes = {x for x in paths if paths.count(x) > 1}
+        if dupes:
+            raise InvcompError(f"two inputs would write the same output {sorted(dupes)[0]}")
+        return paths
+    return [o]
+
+
+@dataclass
+class Report:
+    """Collects per-item results; prints JSON lines or human lines to stdout and a summary to stderr."""
+
+    as_json: bool
+    ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def success(self, row: dict, human: str) -> None:
+        self.ok += 1
+        print(json.dumps(row) if self.as_json else human, flush=True)
+
+    def failure(self, item: str, reason: str) -> None:
+        self.failed.append((item, reason))
+        if self.as_json:
+            print(json.dumps({"input": item, "error": reason}), flush=True)
+        else:
+            print(f"invcomp: error: {item}: {reason}", file=sys.stderr, flush=True)
+
+    def finish(self) -> int:
+        """Print the summary (for batches of more than one) and return the exit code."""
+        total = self.ok + len(self.failed)
+        if total > 1 or self.failed:
+            reasons = "".join(f"\n  {i}: {r}" for i, r in self.failed)
+            print(f"{self.ok} ok, {len(self.failed)} failed{reasons}" if self.failed else f"{self.ok} ok, 0 failed",
+                  file=sys.stderr)
+        return 1 if self.failed else 0

@@ -1,0 +1,42 @@
+"""``invcomp train ...`` commands (kept apart from the codec CLI)."""
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def train() -> None:
+    """Train generators (checkpoint/resume, progress bar, log file in --out)."""
+
+
+@train.command("dcgan")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, generator.pt/.json, train.log, samples.")
+@click.option("--resolution", default=64, show_default=True, type=int)
+@click.option("--latent-dim", default=100, show_default=True, type=int)
+@click.option("--ngf", default=64, show_default=True, type=int)
+@click.option("--ndf", default=64, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=2e-4, show_default=True, type=float)
+@click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
+@click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and score the EMA generator this often.")
+@click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score snapshots (0: keep the latest).")
+@click.option("--eval-iters", default=200, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a pytorch/examples DCGAN on DATA, e.g.
+
+    \b
+      invcomp train dcgan --data ../shared/data/utkface --out runs/dcgan64 --minutes 45
+    """
+    import torch
+
+    from .train.dcgan import config_from_kwargs, train_dcgan
+
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
+    path = train_dcgan(cfg, resume=not no_resume)
+    click.echo(f"best generator: {path}")
