@@ -136,8 +136,9 @@ def main(data, split, limit, model, bits, iters, lr, loss, restarts, ablate, bat
     for b in [int(x) for x in bits.split(",")]:
         variants = [("default", replace(base, bits=b))]
         if ablate:
+            other = "max" if base.scaling == "l2" else "l2"
             variants += [("no-quant-aware", replace(base, bits=b, quant_aware=False)),
-                         ("l2-scaling", replace(base, bits=b, scaling="l2"))]
+                         (f"{other}-scaling", replace(base, bits=b, scaling=other))]
         for name, st in variants:
             rows = run_invcomp(gen, images, st, batch_size, f"{b} bits {name}")
             key = f"invcomp {b} bits" + ("" if name == "default" else f" {name}")
@@ -145,11 +146,14 @@ def main(data, split, limit, model, bits, iters, lr, loss, restarts, ablate, bat
             table.append((key, summarise(rows)))
             if name == "default":
                 entropy.append(entropy_row(rows, b))
+            for r in rows:
+                r.pop("levels")
     for fmt, q, label in (("JPEG", 1, "JPEG q1"), ("WEBP", 0, "WebP q0")):
         rows = classic(fitted, fmt, q)
         results["runs"][label] = {"summary": summarise(rows), "images": rows}
         table.append((label, summarise(rows)))
     results["entropy"] = entropy
+    results["command"] = " ".join(["python", *sys.argv])
     md = fmt_table(f"{model} on {len(files)} {split} faces at {res}x{res} ({device}, iters {base.iters}, loss {base.loss})", table)
     md += "\n### Elias payload vs entropy (mean bits per image)\n\n| bits | Elias (chosen coder) | gamma | delta | omega | pooled entropy | fixed-length | Elias / entropy | zeros |\n|---|---|---|---|---|---|---|---|---|\n"
     for e in entropy:

@@ -1,0 +1,90 @@
+"""Encode and decode speed of the default codec: medians of repeated runs, measured in one process.
+
+    python experiments/bench_speed.py --data ../shared/data/utkface --device cpu
+
+Prints (and writes ``OUT/speed_<device>.json`` / ``.md``):
+- ms per inversion iteration per image at batch 1, 8 and 32;
+- wall seconds per image of a default encode (all iterations, quantisation, coding), batched;
+- decode time per file (parse + one generator pass + PNG-ready image), and the generator pass alone.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import click
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from invcomp import codec  # noqa: E402
+from invcomp.data import list_images  # noqa: E402
+from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
+from invcomp.imageio import load_image  # noqa: E402
+from invcomp.inversion import invert  # noqa: E402
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+@click.command()
+@click.option("--data", default="../shared/data/utkface", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--repeats", default=5, show_default=True)
+@click.option("--encode-batch", default=8, show_default=True, help="Batch for the whole-encode timing.")
+@click.option("--out", default="experiments/results", show_default=True)
+def main(data, model, device, repeats, encode_batch, out) -> None:
+    gen = load_generator(model, device)
+    images = [load_image(p) for p in list_images(data, "holdout")[:32]]
+    target = torch.stack([codec.prepare(im, gen.config.resolution, "crop") for im in images]).to(device)
+    st = codec.EncodeSettings()
+    rows = {"device": device, "model": model, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "repeats": repeats,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "ms_per_iter_per_image": {}}
+    iters = 20
+    for b in (1, 8, 32):
+        t = median_time(lambda: invert(gen.module, target[:b], iters=iters, lr=st.lr), repeats, device)
+        rows["ms_per_iter_per_image"][str(b)] = 1000 * t / iters / b
+    batch = images[:encode_batch]
+    t = median_time(lambda: codec.encode_batch(gen, batch, st), max(1, repeats // 2), device)
+    rows["encode_seconds_per_image"] = t / len(batch)
+    rows["encode_batch"] = len(batch)
+    rows["encode_iters"] = st.iters
+    data_ivc = codec.encode_batch(gen, images[:1], codec.EncodeSettings(iters=1))[0].data
+    rows["decode_ms"] = 1000 * median_time(lambda: codec.to_output_image(codec.decode(data_ivc, gen)[1],
+                                                                         codec.parse(data_ivc)[0]), repeats * 4, device)
+    z = torch.randn(1, gen.config.latent_dim, device=device)
+    with torch.no_grad():
+        rows["generator_forward_ms"] = 1000 * median_time(lambda: gen.module(z), repeats * 4, device)
+    md = (f"### Speed, {model} on {device} ({rows['gpu'] or rows['cpu']}, {rows['threads']} threads), medians of {repeats}\n\n"
+          "| measure | value |\n|---|---|\n"
+          + "".join(f"| inversion ms / iteration / image, batch {b} | {v:.2f} |\n" for b, v in rows["ms_per_iter_per_image"].items())
+          + f"| default encode ({st.iters} iters), s / image, batch {len(batch)} | {rows['encode_seconds_per_image']:.2f} |\n"
+          + f"| decode ms / file (parse + G + image) | {rows['decode_ms']:.1f} |\n"
+          + f"| generator forward ms (1 latent) | {rows['generator_forward_ms']:.1f} |\n")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, f"speed_{device}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    Path(out, f"speed_{device}.md").write_text(md)
+    click.echo(md)
+
+
+if __name__ == "__main__":
+    main()
