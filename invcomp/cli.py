@@ -5,7 +5,6 @@ failed item or bad input, 2 for bad usage); ``--debug`` shows tracebacks.
 """
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
@@ -22,7 +21,7 @@ from . import __version__, codec, metrics
 from .errors import InvcompError
 from .generators import registry
 from .imageio import DEFAULT_MAX_PIXELS, fit_image, from_image, load_image, to_pil
-from .outputs import Report, atomic_write, output_paths
+from .outputs import Report, atomic_write, guard as _guard, output_paths
 
 log = logging.getLogger("invcomp")
 
@@ -33,30 +32,6 @@ def _device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise InvcompError("--device cuda asked for, but no CUDA device is available")
     return name
-
-
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except InvcompError as e:
-            if debug:
-                raise
-            click.echo(f"invcomp: error: {e}", err=True)
-            sys.exit(1)
-        except Exception as e:  # a bug, not bad input: still one line unless --debug
-            if debug:
-                raise
-            click.echo(f"invcomp: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

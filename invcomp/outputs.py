@@ -1,6 +1,7 @@
-"""Output files for the CLI: where they go, atomic writing, and the batch report."""
+"""CLI plumbing: where output files go, atomic writing, the batch report, and one-line errors."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -8,7 +9,9 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+import click
 
 from .errors import InvcompError
 
@@ -81,3 +84,27 @@ class Report:
             print(f"{self.ok} ok, {len(self.failed)} failed{reasons}" if self.failed else f"{self.ok} ok, 0 failed",
                   file=sys.stderr)
         return 1 if self.failed else 0
+
+
+def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except InvcompError as e:
+            if debug:
+                raise
+            click.echo(f"invcomp: error: {e}", err=True)
+            sys.exit(1)
+        except Exception as e:  # a bug, not bad input: still one line unless --debug
+            if debug:
+                raise
+            click.echo(f"invcomp: internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper

@@ -7,8 +7,9 @@ bits (one sign bit plus ``bits-1`` magnitude bits) could hold each
 coordinate. Dequantisation is ``z_i = q_i * norm / s``.
 
 Scalings:
-- ``max``: norm = max |z_i|. The largest coordinate lands on level s and
-  every level is used.
+- ``max``: norm = max |z_i|. The largest coordinate lands on level s (or
+  just below it at high bit depths, since the stored norm is rounded up to
+  float16) and every level is used.
 - ``l2``: norm = ||z||_2, as in the QSGD paper. For a 100-d Gaussian,
   |z_i| / ||z|| is about 0.08, so at 4 bits (s = 7) most coordinates round
   to 0; this is cheap to code but coarse.

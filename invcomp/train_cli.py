@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import click
 
+from .errors import InvcompError
+from .outputs import guard
+
 
 @click.group()
 def train() -> None:
@@ -26,6 +29,7 @@ def train() -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@guard
 def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
     """Train a pytorch/examples DCGAN on DATA, e.g.
 
@@ -38,5 +42,8 @@ def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> No
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
-    path = train_dcgan(cfg, resume=not no_resume)
+    try:
+        path = train_dcgan(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
     click.echo(f"best generator: {path}")

@@ -80,7 +80,12 @@ def _train(cfg: DCGANTrainConfig, out: Path, resume: bool, progress: bool) -> Pa
     torch.manual_seed(cfg.seed)
     torch.backends.cudnn.benchmark = True
     real, _ = load_faces(cfg.data, cfg.resolution, split="train")
-    val = load_faces(cfg.data, cfg.resolution, split="val", limit=cfg.eval_faces)[0] if cfg.eval_faces else None
+    val = None
+    if cfg.eval_faces:
+        try:
+            val = load_faces(cfg.data, cfg.resolution, split="val", limit=cfg.eval_faces)[0]
+        except FileNotFoundError:
+            log.warning("no validation images in %s: snapshots are not scored, the latest is kept", cfg.data)
     real = real.to(device)
     val = val.float().div(127.5).sub(1).to(device) if val is not None else None
     log.info("training DCGAN-%d on %d faces (%s), config %s", cfg.resolution, len(real), cfg.data, cfg)
@@ -114,7 +119,7 @@ def _train(cfg: DCGANTrainConfig, out: Path, resume: bool, progress: bool) -> Pa
     def snapshot() -> None:
         nonlocal best
         g = recalibrate_bn(G_ema, cfg.latent_dim, device)
-        score = _score(g, val, cfg.eval_iters) if val is not None else float(step)
+        score = _score(g, val, cfg.eval_iters) if val is not None else float(step)  # no val: latest wins
         with torch.no_grad():
             save_grid(g(fixed_z), out / f"samples_{step:06d}.png")
         seconds = elapsed + time.time() - t0

@@ -1,0 +1,135 @@
+"""Decoder fuzzing: valid seed bitstreams, mutators, and a harness that classifies outcomes.
+
+Used by ``tests/test_fuzz.py`` (a seeded sample in CI) and
+``experiments/fuzz_decoder.py`` (100,000+ cases). A case is:
+
+- ``error``: the decoder raised the project's error (:class:`InvcompError`);
+- ``ok``: it decoded to levels (and, with a generator, to an image);
+- ``crash``: any other exception;
+- ``hang``: it took longer than the time limit.
+"""
+from __future__ import annotations
+
+import random
+import struct
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from . import bitstream, codec, elias
+from .errors import InvcompError
+from .quantize import dequantize, levels_for_bits
+
+MUTATORS = ("bitflip", "insert", "delete", "truncate", "header_field", "huge_varint")
+
+
+def seed_streams(rng: random.Random, model_ids: list[bytes], latent_dims: list[int]) -> list[bytes]:
+    """Valid ``.ivc`` files over every coder, bit depth 2..16, flag combination and given generator."""
+    out = []
+    for mid, dim in zip(model_ids, latent_dims):
+        for bits in range(2, 17):
+            for coder in elias.CODERS:
+                s = levels_for_bits(bits)
+                levels = [rng.randint(-s, s) if rng.random() < 0.7 else 0 for _ in range(dim)]
+                payload, nbits = elias.encode_levels(levels, coder)
+                header = bitstream.Header(
+                    model_id=mid, latent_dim=dim, resolution=64, width=rng.randint(1, 5000),
+                    height=rng.randint(1, 5000), bits=bits, coder=coder, norm=rng.choice([0.0, 1.5, 9.875, 65504.0]),
+                    scaling=rng.choice(["max", "l2"]), rounding=rng.choice(["nearest", "stochastic"]),
+                    prior=rng.choice(["normal", "uniform"]), fit=rng.choice(["crop", "squash"]),
+                )
+                out.append(bitstream.pack(header, payload, nbits))
+    return out
+
+
+def _recrc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
+    """One mutation of ``data``; ``header_field`` and ``huge_varint`` fix up the CRC so they reach field checks."""
+    b = bytearray(data)
+    if kind == "bitflip":
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    elif kind == "insert":
+        for _ in range(rng.randint(1, 4)):
+            b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
+    elif kind == "delete":
+        for _ in range(rng.randint(1, min(4, len(b)))):
+            del b[rng.randrange(len(b))]
+    elif kind == "truncate":
+        b = b[: rng.randrange(len(b))]
+    elif kind == "header_field":
+        body = b[:-4]
+        i = rng.randrange(3, min(len(body), 20))
+        body[i] = rng.randrange(256)
+        return _recrc(bytes(body))
+    elif kind == "huge_varint":
+        body = b[:-4]
+        i = rng.randrange(10, min(len(body), 18))
+        huge = bytes([0xFF] * rng.randint(1, 9) + [rng.randrange(1, 128)])
+        return _recrc(bytes(body[:i] + huge + body[i + 1:]))
+    else:
+        raise ValueError(f"unknown mutator {kind!r}")
+    return bytes(b)
+
+
+def decode_target(data: bytes, generator: Optional[torch.nn.Module] = None) -> None:
+    """What the fuzzer runs: parse, bound-check, dequantise, and (optionally) one generator pass."""
+    header, q = codec.parse(data)
+    z = dequantize(q)
+    if generator is not None and header.latent_dim == generator.latent_dim:
+        with torch.no_grad():
+            generator(z)
+
+
+@dataclass
+class FuzzStats:
+    cases: int = 0
+    counts: Counter = field(default_factory=Counter)
+    by_mutator: dict = field(default_factory=dict)
+    crashes: list = field(default_factory=list)
+    slowest_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"cases": self.cases, "errors": self.counts["error"], "ok": self.counts["ok"],
+                "crashes": self.counts["crash"], "hangs": self.counts["hang"], "slowest_s": round(self.slowest_s, 4),
+                "by_mutator": {k: dict(v) for k, v in self.by_mutator.items()}, "crash_examples": self.crashes[:5]}
+
+
+def run_fuzz(
+    n_cases: int, *, seed: int = 0, seeds: Optional[list[bytes]] = None, time_limit: float = 1.0,
+    generator: Optional[torch.nn.Module] = None, progress: Optional[Callable[[int], None]] = None,
+) -> FuzzStats:
+    """Run ``n_cases`` mutated decodes; deterministic for a given seed."""
+    rng = random.Random(seed)
+    pool = seeds or seed_streams(rng, [b"\x52\xc4\x6b\x11", b"\x00\x01\x02\x03"], [100, 8])
+    stats = FuzzStats()
+    for i in range(n_cases):
+        kind = MUTATORS[i % len(MUTATORS)]
+        data = mutate(rng.choice(pool), kind, rng)
+        t0 = time.perf_counter()
+        try:
+            decode_target(data, generator)
+            outcome = "ok"
+        except InvcompError:
+            outcome = "error"
+        except Exception as e:  # the fuzzer exists to find these
+            outcome = "crash"
+            stats.crashes.append({"mutator": kind, "error": f"{type(e).__name__}: {e}", "data": data.hex()})
+        dt = time.perf_counter() - t0
+        stats.slowest_s = max(stats.slowest_s, dt)
+        if dt > time_limit:
+            outcome = "hang"
+        stats.cases += 1
+        stats.counts[outcome] += 1
+        stats.by_mutator.setdefault(kind, Counter())[outcome] += 1
+        if progress is not None:
+            progress(1)
+    return stats
