@@ -27,7 +27,9 @@ n      payload    ``ceil(nbits / 8)`` bytes of Elias codes, zero-padded
 
 The payload holds, per latent coordinate, Elias(|q| + 1) then a sign bit
 (1 = negative) when q != 0 (see :mod:`invcomp.elias`). Every declared size
-is checked against these limits before anything is allocated.
+is checked against these limits before anything is allocated. Files are
+canonical: varints are minimal and padding bits are zero, so a file that
+parses re-packs to the same bytes.
 """
 from __future__ import annotations
 
@@ -120,6 +122,8 @@ class _Reader:
             if n > limit:
                 raise BitstreamError(f"invalid .ivc field: {what} exceeds {limit}")
             if not b & 0x80:
+                if b == 0 and shift > 7:
+                    raise BitstreamError(f"invalid .ivc field: {what} is not a minimal varint")
                 return n
 
 
@@ -128,6 +132,8 @@ def pack(header: Header, payload: bytes, nbits: int) -> bytes:
     header.validate()
     if not 0 <= nbits <= max_payload_bits(header.latent_dim) or len(payload) != (nbits + 7) // 8:
         raise BitstreamError(f"payload of {len(payload)} bytes does not hold {nbits} bits")
+    if nbits % 8 and payload[-1] & (0xFF >> (nbits % 8)):
+        raise BitstreamError("invalid .ivc payload: padding bits after the last code are not zero")
     flags = (
         (header.prior == "uniform")
         | (header.fit == "squash") << 1
@@ -186,6 +192,6 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
         prior="uniform" if flags & 1 else "normal", fit="squash" if flags & 2 else "crop", mode=flags >> 5,
     )
     header.validate()
-    if norm is not None and norm != norm:  # NaN
-        raise BitstreamError("invalid .ivc field: norm is NaN")
+    if nbits % 8 and payload[-1] & (0xFF >> (nbits % 8)):
+        raise BitstreamError("invalid .ivc payload: padding bits after the last code are not zero")
     return header, payload, nbits

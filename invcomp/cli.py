@@ -21,7 +21,7 @@ from . import __version__, codec, metrics
 from .errors import InvcompError
 from .generators import registry
 from .imageio import DEFAULT_MAX_PIXELS, fit_image, from_image, load_image, to_pil
-from .outputs import Report, atomic_write, guard as _guard, output_paths
+from .outputs import Report, atomic_write, dumps, guard as _guard, output_paths
 
 log = logging.getLogger("invcomp")
 
@@ -227,7 +227,7 @@ def compare(original: Path, reconstruction: Path, bitstream: Optional[Path], as_
         row.update({"bytes": rates["bytes"], "bpp": rates["bpp"],
                     "cr": {"raw_rgb24": rates["cr_raw"], "png": rates["cr_png"]}})
     if as_json:
-        click.echo(json.dumps(row))
+        click.echo(dumps(row))
         return
     lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
     click.echo(f"at {a.width}x{a.height}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
@@ -252,7 +252,7 @@ def models(as_json: bool) -> None:
                      "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description})
     if as_json:
         for r in rows:
-            click.echo(json.dumps(r))
+            click.echo(dumps(r))
         return
     if not rows:
         click.echo(f"no models registered in {registry.pretrained_dir()}")

@@ -54,9 +54,8 @@ def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     """One mutation of ``data``; ``header_field`` and ``huge_varint`` fix up the CRC so they reach field checks."""
     b = bytearray(data)
     if kind == "bitflip":
-        for _ in range(rng.randint(1, 8)):
-            i = rng.randrange(len(b))
-            b[i] ^= 1 << rng.randrange(8)
+        for bit in rng.sample(range(8 * len(b)), rng.randint(1, min(8, 8 * len(b)))):  # distinct bits
+            b[bit // 8] ^= 1 << (bit % 8)
     elif kind == "insert":
         for _ in range(rng.randint(1, 4)):
             b.insert(rng.randrange(len(b) + 1), rng.randrange(256))

@@ -43,7 +43,13 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes to RGB; see :func:`load_image`."""
+    """Decode image bytes to RGB; see :func:`load_image`.
+
+    ``max_pixels`` replaces Pillow's own bomb guard for the duration of the call (Pillow's global limit is
+    restored afterwards), so that a raised limit is honoured; the check runs on the header, before decoding.
+    """
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         img = Image.open(io.BytesIO(data))
         w, h = img.size
@@ -63,13 +69,15 @@ def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = 
         raise InvcompError(f"{name}: refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InvcompError(f"{name}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency on white."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)

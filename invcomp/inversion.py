@@ -53,20 +53,26 @@ def lr_at(step: int, iters: int, lr: float, warmup: float = 0.05) -> float:
 def initial_latents(
     n: int, latent_dim: int, *, prior: str = "normal", init: Union[str, torch.Tensor] = "random", seed: int = 0
 ) -> torch.Tensor:
-    """Starting latents ``(n, latent_dim)``: ``random`` draws from the prior (seeded), ``mean`` is the prior's
-    mean (zeros), or a given tensor ``(n, latent_dim)``."""
+    """Starting latents ``(n, latent_dim)``: ``random`` draws from the prior, ``mean`` is the prior's mean
+    (zeros), or a given tensor ``(n, latent_dim)``.
+
+    Every row of a ``random`` start is drawn from its own generator seeded with ``seed``, so an image's
+    start (and hence its bitstream) does not depend on the other images in its batch or on its position.
+    """
     if isinstance(init, torch.Tensor):
         if init.shape != (n, latent_dim):
             raise ValueError(f"init latents must be ({n}, {latent_dim}), got {tuple(init.shape)}")
         return init.detach().float().cpu().clone()
-    g = torch.Generator().manual_seed(seed)
     if init == "mean":
         return torch.zeros(n, latent_dim)
     if init != "random":
         raise ValueError(f"unknown init {init!r}; use random, mean or a tensor")
-    if prior == "uniform":
-        return torch.rand(n, latent_dim, generator=g) * 2 - 1
-    return torch.randn(n, latent_dim, generator=g)
+
+    def row() -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(latent_dim, generator=g) * 2 - 1 if prior == "uniform" else torch.randn(latent_dim, generator=g)
+
+    return torch.stack([row() for _ in range(n)]) if n else torch.zeros(0, latent_dim)
 
 
 def invert(

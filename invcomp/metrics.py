@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WIN = 11
+LPIPS_MIN_SIDE = 32
 
 
 def _check(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -123,6 +124,8 @@ def get_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
 def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """LPIPS(alex) distance per image ``(N,)``; inputs in [-1, 1]. Raises :class:`LpipsUnavailable`."""
     _check(x, y)
+    if min(x.shape[-2:]) < LPIPS_MIN_SIDE:
+        raise LpipsUnavailable(f"LPIPS needs images of at least {LPIPS_MIN_SIDE} px a side (AlexNet's pooling), got {tuple(x.shape[-2:])}")
     net = get_lpips(x.device)
     return net(x, y, normalize=False).flatten()
 

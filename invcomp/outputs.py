@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import logging
 import os
 import sys
@@ -67,23 +68,43 @@ class Report:
 
     def success(self, row: dict, human: str) -> None:
         self.ok += 1
-        print(json.dumps(row) if self.as_json else human, flush=True)
+        print(dumps(row) if self.as_json else human, flush=True)
 
     def failure(self, item: str, reason: str) -> None:
         self.failed.append((item, reason))
         if self.as_json:
-            print(json.dumps({"input": item, "error": reason}), flush=True)
+            print(dumps({"input": item, "error": reason}), flush=True)
         else:
             print(f"invcomp: error: {item}: {reason}", file=sys.stderr, flush=True)
 
     def finish(self) -> int:
-        """Print the summary (for batches of more than one) and return the exit code."""
+        """Print the summary (for batches of more than one) and return the exit code.
+
+        A single failed item gets exactly one stderr line (in ``--json`` mode too).
+        """
         total = self.ok + len(self.failed)
-        if total > 1 or self.failed:
+        if total > 1:
             reasons = "".join(f"\n  {i}: {r}" for i, r in self.failed)
-            print(f"{self.ok} ok, {len(self.failed)} failed{reasons}" if self.failed else f"{self.ok} ok, 0 failed",
-                  file=sys.stderr)
+            print(f"{self.ok} ok, {len(self.failed)} failed{reasons}", file=sys.stderr)
+        elif self.failed and self.as_json:
+            item, reason = self.failed[0]
+            print(f"invcomp: error: {item}: {reason}", file=sys.stderr)
         return 1 if self.failed else 0
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else "-inf" if v < 0 else "nan"
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def dumps(row: dict) -> str:
+    """Strict JSON for one output line: non-finite floats (PSNR of identical images) become "inf" strings."""
+    return json.dumps(_finite(row), allow_nan=False)
 
 
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -93,10 +93,14 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file; unreadable files raise :class:`InvcompError`."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise InvcompError(f"cannot read weights {path}: {e.strerror or e}") from None
     return h.hexdigest()
 
 
@@ -106,8 +110,11 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InvcompError(f"weights file not found: {path}") from None
-    except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError for non-zip files
-        raise InvcompError(f"cannot load weights {path} safely (weights_only=True): {str(e).splitlines()[0][:160]}") from None
+    except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError/EOFError for non-checkpoints
+        detail = (str(e).splitlines() or [""])[0][:160]
+        raise InvcompError(
+            f"cannot load weights {path} safely (weights_only=True): {type(e).__name__}{': ' + detail if detail else ''}"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -145,7 +152,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         name, weights = spec, e.weights
     else:
         weights = Path(spec)
-        if not weights.exists():
+        if not weights.is_file():
             known = ", ".join(entries) or "none installed"
             raise UnknownModelError(f"unknown model {spec!r}: not a registered name ({known}) nor a file; see `invcomp models`")
         digest = sha256_file(weights)
