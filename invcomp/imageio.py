@@ -7,6 +7,7 @@ Every path into the codec goes through :func:`load_image` (file -> RGB PIL),
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvcompError
+
+log = logging.getLogger(__name__)
 
 Fit = Literal["crop", "squash"]
 
@@ -57,6 +60,9 @@ def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = 
             raise InvcompError(
                 f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (raise it with --max-pixels)"
             )
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            log.warning("%s: animated image with %d frames; coding the first frame only", name, frames)
         img.seek(0)
         img.load()
         img = ImageOps.exif_transpose(img)
