@@ -28,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec, elias, metrics  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
@@ -163,8 +164,8 @@ def main(data, split, limit, model, bits, iters, lr, loss, restarts, ablate, bat
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     stem = f"codec_{model}_{tag}"
-    (outdir / f"{stem}.json").write_text(json.dumps(results) + "\n")
-    (outdir / f"{stem}.md").write_text(md)
+    atomic_write((outdir / f"{stem}.json"), (json.dumps(results) + "\n").encode(), force=True)
+    atomic_write((outdir / f"{stem}.md"), (md).encode(), force=True)
     click.echo(md)
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from invcomp.outputs import atomic_write  # noqa: E402
 WAITER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
           "stderr=subprocess.DEVNULL); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
@@ -58,8 +60,8 @@ def main(files: str, batch_sizes: str, iters: int, size: int, out: str) -> None:
                 click.echo(f"files {n:5d}  batch {b:4d}  exit {rc}  written {rows[-1]['written']:5d}  "
                            f"peak RSS {rows[-1]['peak_rss_mib']:7.1f} MiB  {rows[-1]['seconds']:.1f} s")
     Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, "memory.json").write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "iters": iters,
-                                                    "image_size": size, "rows": rows}, indent=1) + "\n")
+    summary = {"command": " ".join(["python", *sys.argv]), "iters": iters, "image_size": size, "rows": rows}
+    atomic_write(Path(out, "memory.json"), (json.dumps(summary, indent=1) + "\n").encode(), force=True)
 
 
 if __name__ == "__main__":

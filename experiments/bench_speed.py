@@ -20,6 +20,7 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
@@ -61,7 +62,7 @@ def main(data, model, device, repeats, encode_batch, out) -> None:
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "ms_per_iter_per_image": {}}
     iters = 20
     for b in (1, 8, 32):
-        t = median_time(lambda: invert(gen.module, target[:b], iters=iters, lr=st.lr), repeats, device)
+        t = median_time(lambda b=b: invert(gen.module, target[:b], iters=iters, lr=st.lr), repeats, device)
         rows["ms_per_iter_per_image"][str(b)] = 1000 * t / iters / b
     batch = images[:encode_batch]
     t = median_time(lambda: codec.encode_batch(gen, batch, st), max(1, repeats // 2), device)
@@ -81,8 +82,8 @@ def main(data, model, device, repeats, encode_batch, out) -> None:
           + f"| decode ms / file (parse + G + image) | {rows['decode_ms']:.1f} |\n"
           + f"| generator forward ms (1 latent) | {rows['generator_forward_ms']:.1f} |\n")
     Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, f"speed_{device}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    Path(out, f"speed_{device}.md").write_text(md)
+    atomic_write(Path(out, f"speed_{device}.json"), (json.dumps(rows, indent=1) + "\n").encode(), force=True)
+    atomic_write(Path(out, f"speed_{device}.md"), (md).encode(), force=True)
     click.echo(md)
 
 

@@ -22,6 +22,7 @@ import click
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec  # noqa: E402
 from invcomp.fuzz import run_fuzz, seed_streams  # noqa: E402
 from invcomp.generators.registry import load_generator  # noqa: E402
@@ -48,7 +49,7 @@ def main(cases: int, seed: int, out: str) -> None:
                 "max_rss_growth_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024, 1),
                 "command": " ".join(["python", *sys.argv])})
     Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, "fuzz.json").write_text(json.dumps(row, indent=1) + "\n")
+    atomic_write(Path(out, "fuzz.json"), (json.dumps(row, indent=1) + "\n").encode(), force=True)
     click.echo(f"| cases | clean errors | decoded | crashes | hangs (>1 s) | slowest case | peak RSS growth |\n"
                f"|---|---|---|---|---|---|---|\n| {row['cases']:,} | {row['errors']:,} | {row['ok']:,} | {row['crashes']} | "
                f"{row['hangs']} | {row['slowest_s'] * 1000:.1f} ms | {row['max_rss_growth_mib']} MiB |")

@@ -21,6 +21,7 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec, metrics  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
@@ -76,9 +77,9 @@ def main(data, split, limit, model, bits, grid, device, batch_size, tag, out) ->
         lines.append(line)
         click.echo(line)
     Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, f"tune_{tag}.json").write_text(json.dumps({"model": model, "split": split, "n": len(files), "bits": bits,
-                                                          "device": device, "rows": rows}, indent=1) + "\n")
-    Path(out, f"tune_{tag}.md").write_text("\n".join(lines) + "\n")
+    summary = {"model": model, "split": split, "n": len(files), "bits": bits, "device": device, "rows": rows}
+    atomic_write(Path(out, f"tune_{tag}.json"), (json.dumps(summary, indent=1) + "\n").encode(), force=True)
+    atomic_write(Path(out, f"tune_{tag}.md"), ("\n".join(lines) + "\n").encode(), force=True)
 
 
 if __name__ == "__main__":

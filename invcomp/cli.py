@@ -6,12 +6,11 @@ failed item or bad input, 2 for bad usage); ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import click
 import torch
@@ -120,8 +119,9 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, iters: int
         if not loaded:
             continue
         t0 = time.perf_counter()
+        n_loaded = len(loaded)
         done = codec.encode_batch(gen, [im for _, _, im in loaded], settings,
-                                  callback=lambda step, n, lr_, l: bar.update(len(loaded)) if step >= 0 else None)
+                                  callback=lambda *_, k=n_loaded: bar.update(k))
         seconds = (time.perf_counter() - t0) / len(loaded)
         q = metrics.quality(codec.stored_pixels(torch.stack([e.recon for e in done])), torch.stack([e.target for e in done]))
         for (src, dst, _), enc, m in zip(loaded, done, q):

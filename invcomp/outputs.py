@@ -71,6 +71,8 @@ class Report:
         print(dumps(row) if self.as_json else human, flush=True)
 
     def failure(self, item: str, reason: str) -> None:
+        if reason.startswith(f"{item}: "):  # the message already names the file
+            reason = reason[len(item) + 2:]
         self.failed.append((item, reason))
         if self.as_json:
             print(dumps({"input": item, "error": reason}), flush=True)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invcomp import bitstream
 from invcomp.bitstream import Header, pack, unpack
 from invcomp.errors import BitstreamError, InvcompError
 
