@@ -4,7 +4,8 @@ No file I/O here: the CLI reads images and writes files around these calls.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
@@ -76,6 +77,8 @@ def encode_batch(
         quant_fraction=settings.quant_fraction, seed=settings.seed, callback=callback,
     )
     q = quantize(res.z, settings.bits, scaling=settings.scaling, rounding=settings.rounding, seed=settings.seed)
+    if cfg.norm_free:  # G(c z) = G(z): store no norm; both sides dequantise with the same fixed one
+        q = replace(q, norm=torch.full_like(q.norm, norm_free_norm(cfg.latent_dim)))
     device = next(gen.module.parameters()).device
     with torch.no_grad():
         recon = gen.module(dequantize(q).to(device)).cpu().clamp(-1, 1)
@@ -86,7 +89,8 @@ def encode_batch(
         payload, nbits = elias.encode_levels(levels, coder)
         header = bitstream.Header(
             model_id=gen.model_id, latent_dim=cfg.latent_dim, resolution=cfg.resolution, width=im.width,
-            height=im.height, bits=settings.bits, coder=coder, norm=float(q.norm[i]), scaling=settings.scaling,
+            height=im.height, bits=settings.bits, coder=coder, norm=None if cfg.norm_free else float(q.norm[i]),
+            scaling=settings.scaling,
             rounding=settings.rounding, prior=cfg.prior, fit=settings.fit,
         )
         out.append(Encoded(bitstream.pack(header, payload, nbits), header, target[i], recon[i], res.z[i], q.levels[i],
@@ -94,14 +98,21 @@ def encode_batch(
     return out
 
 
+def norm_free_norm(latent_dim: int) -> float:
+    """The norm used for norm-free latents (not stored): sqrt(D), the typical norm of N(0, I)."""
+    return math.sqrt(latent_dim)
+
+
 def parse(data: bytes) -> tuple[bitstream.Header, QuantizedLatent]:
-    """``.ivc`` bytes -> header and quantised latent ``(1, D)``; raises :class:`BitstreamError`."""
+    """``.ivc`` bytes -> header and quantised latent ``(1, D)``; raises :class:`BitstreamError`.
+
+    A norm-free file (``header.norm is None``) gets :func:`norm_free_norm`.
+    """
     header, payload, nbits = bitstream.unpack(data)
     s = levels_for_bits(header.bits)
     levels = elias.decode_levels(payload, nbits, header.latent_dim, header.coder, s)
-    if header.norm is None:
-        raise BitstreamError("norm-free bitstreams need a norm-free generator (not supported by this model)")
-    q = QuantizedLatent(levels=torch.tensor([levels], dtype=torch.int64), norm=torch.tensor([header.norm]),
+    norm = norm_free_norm(header.latent_dim) if header.norm is None else header.norm
+    q = QuantizedLatent(levels=torch.tensor([levels], dtype=torch.int64), norm=torch.tensor([norm]),
                         bits=header.bits, scaling=header.scaling, rounding=header.rounding)
     return header, q
 
@@ -115,6 +126,8 @@ def check_model(header: bitstream.Header, gen: LoadedGenerator) -> None:
         )
     if header.latent_dim != gen.config.latent_dim or header.resolution != gen.config.resolution:
         raise BitstreamError("bitstream latent size or resolution does not match its model")
+    if header.norm is None and not gen.config.norm_free:
+        raise BitstreamError(f"bitstream stores no latent norm, but model {gen.name!r} is not norm-free")
 
 
 def decode(data: bytes, gen: LoadedGenerator) -> tuple[bitstream.Header, torch.Tensor]:

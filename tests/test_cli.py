@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from conftest import DEMO_IMAGE, REPO, tiny_dcgan
+from .conftest import DEMO_IMAGE, REPO, tiny_dcgan
 from invcomp.cli import cli
 
 MODEL = "dcgan-utkface64"

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import DEMO_IMAGE, needs_shared, shared_path, tiny_dcgan
+from .conftest import DEMO_IMAGE, needs_shared, shared_path, tiny_dcgan
 from invcomp.errors import InvcompError
 from invcomp.generators.dcgan import DCGANArch, DCGANGenerator, infer_arch, load_dcgan, standard_arch
 

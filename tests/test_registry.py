@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, tiny_dcgan
+from .conftest import REPO, tiny_dcgan
 from invcomp.errors import InvcompError, UnknownModelError
 from invcomp.generators import registry
 from invcomp.generators.config import GeneratorConfig

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InvcompError
 
-ARCHITECTURES = ("dcgan",)
+ARCHITECTURES = ("dcgan", "pgan")
 PRIORS = ("normal", "uniform")
 
 
@@ -18,8 +18,11 @@ class GeneratorConfig:
 
     ``prior`` is the latent distribution the generator was trained on:
     ``normal`` (N(0, I)) or ``uniform`` (U(-1, 1)). ``widths`` is informative
-    for DCGAN (the loader infers it from the weights). ``training`` records
-    how the weights were made.
+    (the loaders infer shapes from the weights). ``norm_free`` says that
+    G(c z) = G(z) for c > 0 (PGAN pixel-normalises z first), so bitstreams
+    store no norm. ``options`` holds architecture switches that the weights
+    cannot tell (PGAN: alpha, leaky, normalization, output_activation).
+    ``training`` records how the weights were made.
     """
 
     architecture: str
@@ -27,6 +30,8 @@ class GeneratorConfig:
     resolution: int
     prior: str = "normal"
     widths: list[int] = field(default_factory=list)
+    norm_free: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

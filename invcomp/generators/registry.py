@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import InvcompError, UnknownModelError
 from .config import GeneratorConfig
 from .dcgan import infer_arch, load_dcgan
+from .pgan import infer_pgan_arch, load_pgan, normalise_keys
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +125,18 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:
     """Instantiate the architecture named by ``config`` from a state_dict, in eval mode, frozen."""
-    if config.architecture != "dcgan":
+    if config.architecture == "pgan":
+        opts = {k: config.options[k] for k in ("alpha", "leaky", "normalization", "output_activation") if k in config.options}
+        g = load_pgan(state, **opts)
+    elif config.architecture == "dcgan":
+        g = load_dcgan(state)
+    else:
         raise InvcompError(f"unknown architecture {config.architecture!r}")
-    arch = infer_arch(state)
-    if arch.latent_dim != config.latent_dim or arch.resolution != config.resolution:
+    if g.latent_dim != config.latent_dim or g.resolution != config.resolution:
         raise InvcompError(
-            f"weights are a {arch.latent_dim}-d, {arch.resolution}px DCGAN but the config says "
+            f"weights are a {g.latent_dim}-d, {g.resolution}px {config.architecture.upper()} but the config says "
             f"{config.latent_dim}-d, {config.resolution}px"
         )
-    g = load_dcgan(state)
     for p in g.parameters():
         p.requires_grad_(False)
     return g
@@ -160,6 +164,10 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         state = load_state_dict(weights)
         if cfg_path.exists():
             config = GeneratorConfig.from_json(cfg_path)
+        elif "formatLayer.module.weight" in normalise_keys(state):
+            parch = infer_pgan_arch(state)
+            config = GeneratorConfig("pgan", parch.latent_dim, parch.resolution, "normal", list(parch.depths),
+                                     norm_free=parch.normalization)
         else:
             arch = infer_arch(state)
             config = GeneratorConfig("dcgan", arch.latent_dim, arch.resolution, "normal", list(arch.widths))
