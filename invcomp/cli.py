@@ -6,6 +6,7 @@ failed item or bad input, 2 for bad usage); ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 import time
@@ -259,6 +260,39 @@ def models(as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
                    f"{r['resolution']}x{r['resolution']}  {r['description']}")
+
+
+@cli.group()
+def convert() -> None:
+    """Convert third-party checkpoints into invcomp state_dict + JSON config."""
+
+
+@convert.command("pgan-zoo")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", required=True, help="Output name: writes NAME.pt and NAME.json.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@_guard
+def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
+    """Convert a pytorch_GAN_zoo PGAN checkpoint (.pth), safely.
+
+    The file is read with a restricted unpickler that allows only tensors and plain containers
+    (their config object becomes plain data); nothing in the file is executed. The averaged
+    generator (avgG) is used when present. Then: invcomp encode IMG --model NAME.pt
+    """
+    from .generators.zoo import convert_pgan_zoo as convert_fn
+
+    state, config = convert_fn(checkpoint)
+    stem = Path(output).with_suffix("") if output.endswith((".pt", ".json")) else Path(output)
+    pt, js = stem.with_name(stem.name + ".pt"), stem.with_name(stem.name + ".json")
+    for p in (pt, js):
+        if p.exists() and not force:
+            raise InvcompError(f"{p} exists (use --force to overwrite)")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(pt, buf.getvalue(), force=force)
+    atomic_write(js, (json.dumps(config.to_json_dict(), indent=2) + "\n").encode(), force=force)
+    click.echo(f"wrote {pt} and {js}: PGAN {config.latent_dim}-d -> {config.resolution}x{config.resolution}, "
+               f"depths {config.widths}, norm-free {config.norm_free}")
 
 
 from .train_cli import train  # noqa: E402  (registers the `train` group)
