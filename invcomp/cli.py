@@ -71,7 +71,8 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", help="Output .ivc file (one input) or folder.  [default: beside each input]")
-@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Registered model name or .pt path.")
+@click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Registered model name, a .pt state_dict, a TorchScript file, or a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).")
+@click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
 @click.option("--iters", default=300, show_default=True, type=click.IntRange(0), help="Inversion iterations.")
 @click.option("--bits", default=6, show_default=True, type=click.IntRange(2, 16), help="Quantiser bits per coordinate (sign included).")
 @click.option("--loss", default="ssim", show_default=True, help="ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.")
@@ -89,7 +90,7 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")
 @_guard
-def encode(images: Sequence[Path], output: Optional[str], model: str, iters: int, bits: int, loss: str, restarts: int,
+def encode(images: Sequence[Path], output: Optional[str], model: str, weights_path: Optional[str], iters: int, bits: int, loss: str, restarts: int,
            lr: float, seed: int, batch_size: int, device: str, fit: str, scaling: str, rounding: str, coder: str,
            no_quant_aware: bool, max_pixels: int, force: bool, as_json: bool) -> None:
     """Compress IMAGES to .ivc bitstreams by inverting the generator.
@@ -100,7 +101,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, iters: int
     from .losses import parse_loss
 
     parse_loss(loss)
-    gen = registry.load_generator(model, _device(device))
+    gen = registry.load_generator(model, _device(device), weights_path)
     settings = codec.EncodeSettings(iters=iters, bits=bits, loss=loss, restarts=restarts, lr=lr, seed=seed, fit=fit,
                                     scaling=scaling, rounding=rounding, coder=coder, quant_aware=not no_quant_aware)
     outs = output_paths(list(images), output, ".ivc")
@@ -140,10 +141,11 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, iters: int
     sys.exit(report.finish())
 
 
-def _generator_for(header: Any, model: Optional[str], cache: dict, device: str) -> registry.LoadedGenerator:
+def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str], cache: dict,
+                   device: str) -> registry.LoadedGenerator:
     if model is not None:
         if model not in cache:
-            cache[model] = registry.load_generator(model, device)
+            cache[model] = registry.load_generator(model, device, weights_path)
         return cache[model]
     entry = registry.find_by_id(header.model_id)
     if entry is None:
@@ -157,14 +159,15 @@ def _generator_for(header: Any, model: Optional[str], cache: dict, device: str) 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", help="Output .png file (one input) or folder.  [default: NAME.decoded.png beside each input]")
-@click.option("--model", default=None, help="Model to decode with.  [default: the one the bitstream names]")
+@click.option("--model", default=None, help="Model to decode with (as for encode; a user model runs its file's code).  [default: the registered model the bitstream names]")
+@click.option("--weights", "weights_path", default=None, help="State_dict for a user model.")
 @click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout.")
 @_guard
-def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], native: bool, device: str, force: bool,
-           as_json: bool) -> None:
+def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], weights_path: Optional[str], native: bool,
+           device: str, force: bool, as_json: bool) -> None:
     """Decode .ivc FILES to PNG (one generator forward pass each)."""
     dev = _device(device)
     outs = output_paths(list(files), output, ".decoded.png")
@@ -179,7 +182,7 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], n
                 raise InvcompError(f"cannot read {src}: {e.strerror or e}") from None
             t0 = time.perf_counter()
             header, _ = codec.parse(data)
-            gen = _generator_for(header, model, cache, dev)
+            gen = _generator_for(header, model, weights_path, cache, dev)
             header, recon = codec.decode(data, gen)
             img = codec.to_output_image(recon, header, native)
             seconds = time.perf_counter() - t0

@@ -48,9 +48,9 @@ def test_sigkill_mid_batch_leaves_no_partial_output(tmp_path: Path, tiny_model: 
     imgs = _images(tmp_path / "in", 6)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "invcomp.cli", "encode", *map(str, imgs), "--model", str(tiny_model),
-                             "--iters", "600", "--batch-size", "1", "-o", f"{out}/"], cwd=REPO,
+                             "--iters", "300", "--batch-size", "1", "-o", f"{out}/"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: a loaded CI machine is slow to import torch
     while time.time() < deadline and not list(out.glob("*.ivc")):
         time.sleep(0.05)
     time.sleep(0.3)  # now inside a later image's inversion

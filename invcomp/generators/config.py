@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InvcompError
 
-ARCHITECTURES = ("dcgan", "pgan")
+ARCHITECTURES = ("dcgan", "pgan", "custom")
 PRIORS = ("normal", "uniform")
 
 

@@ -6,8 +6,9 @@ package data ``invcomp.pretrained`` (``pip install .``), or as the
 ``pretrained/`` folder of a source checkout (``pip install -e .``).
 
 A model can also be named by the path of a ``.pt`` state_dict; its config
-is read from the ``.json`` beside it, or inferred from the DCGAN shapes
-(normal prior) when there is none.
+is read from the ``.json`` beside it, or inferred from the DCGAN or PGAN
+shapes (normal prior) when there is none. User models come through
+:mod:`invcomp.generators.custom`.
 """
 from __future__ import annotations
 
@@ -142,9 +143,22 @@ def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:
     return g
 
 
-def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Load a registered model by name, or a ``.pt`` state_dict by path (see module doc)."""
+def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                   weights_path: Optional[str] = None) -> LoadedGenerator:
+    """Load a generator: a registered name, a ``.pt`` state_dict path (DCGAN or PGAN, config from the ``.json``
+    beside it or inferred), or a user model (``file.py:factory``, ``package.module:factory`` or a TorchScript
+    file, see :mod:`invcomp.generators.custom`; ``weights_path`` loads a state_dict into it).
+
+    ``file.py:factory`` runs that file's code, by design.
+    """
     entries = {e.name: e for e in list_models()}
+    if spec not in entries and is_custom_spec(spec):
+        module, info, digest = load_custom(spec, weights_path, str(device))
+        config = GeneratorConfig("custom", info["latent_dim"], info["resolution"], info["prior"],
+                                 norm_free=info["norm_free"], training={"spec": spec, "kind": info["kind"]})
+        return LoadedGenerator(name=info["name"], module=module, config=config, sha256=digest)
+    if weights_path is not None:
+        raise InvcompError("--weights applies only to a user model (--model file.py:factory or package.module:factory)")
     if spec in entries:
         e = entries[spec]
         if not e.weights.exists():
@@ -175,6 +189,20 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
     module = build(config, load_state_dict(weights)).to(device)
     return LoadedGenerator(name=name, module=module, config=config, sha256=digest)
+
+
+def _custom():  # imported late: custom imports this module
+    from . import custom
+
+    return custom
+
+
+def is_custom_spec(spec: str) -> bool:
+    return _custom().is_custom_spec(spec)
+
+
+def load_custom(spec: str, weights: Optional[str], device: str):
+    return _custom().load_custom(spec, weights, device)
 
 
 def find_by_id(model_id: bytes) -> Optional[ModelEntry]:
