@@ -91,15 +91,15 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.prod(stack ** w.view(-1, 1, 1), 0).mean(1)
 
 
-_LPIPS: dict[str, object] = {}
+_LPIPS: dict[str, object] = {}  # device -> network, or the reason it is unavailable
 
 
 def get_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
     """The LPIPS(alex) network, built once. Raises :class:`LpipsUnavailable` when its backbone cannot load."""
     key = str(device)
     cached = _LPIPS.get(key)
-    if isinstance(cached, Exception):
-        raise cached
+    if isinstance(cached, str):  # the reason it failed; a fresh exception each time (re-raising one instance
+        raise LpipsUnavailable(cached)  # would chain every caller's frames, and their tensors, onto it)
     if cached is None:
         try:
             import lpips
@@ -116,7 +116,7 @@ def get_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
                 f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
                 "put torchvision's alexnet weights in $TORCH_HOME/hub/checkpoints or allow the download"
             )
-            _LPIPS[key] = err
+            _LPIPS[key] = str(err)
             raise err from None
     return _LPIPS[key]  # type: ignore[return-value]
 

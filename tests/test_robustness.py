@@ -87,11 +87,14 @@ def _peak_rss_mib(args: list[str]) -> float:
     return int(r.stdout.strip()) / 1024
 
 
-def test_memory_does_not_grow_with_the_number_of_files(tmp_path: Path, tiny_model: Path) -> None:
+def test_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) -> None:
+    model = tmp_path / "tiny64.pt"
+    torch.save(tiny_dcgan(widths=(8, 4, 2, 2)).state_dict(), model)  # 64x64 output, like the shipped model
     few = _images(tmp_path / "few", 10)
-    many = _images(tmp_path / "many", 200)
-    common = ["--model", str(tiny_model), "--iters", "1", "--batch-size", "8"]
+    many = _images(tmp_path / "many", 300)
+    common = ["--model", str(model), "--iters", "1", "--batch-size", "8"]
     rss_few = _peak_rss_mib(["encode", *map(str, few), *common, "-o", f"{tmp_path}/o1/"])
     rss_many = _peak_rss_mib(["encode", *map(str, many), *common, "-o", f"{tmp_path}/o2/"])
-    assert len(list((tmp_path / "o2").glob("*.ivc"))) == 200
-    assert rss_many < rss_few + 40, (rss_few, rss_many)
+    assert len(list((tmp_path / "o2").glob("*.ivc"))) == 300
+    # a leak of even ~70 KB per file (what a re-raised cached exception holding each batch's frames cost) fails this
+    assert rss_many < rss_few + 20, (rss_few, rss_many)
