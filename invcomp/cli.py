@@ -147,13 +147,13 @@ def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str
         if model not in cache:
             cache[model] = registry.load_generator(model, device, weights_path)
         return cache[model]
-    entry = registry.find_by_id(header.model_id)
-    if entry is None:
+    name = registry.name_for_id(header.model_id)
+    if name is None:
         raise InvcompError(f"bitstream needs model id {header.model_id.hex()}, which is not installed; "
                            "see `invcomp models`, or pass --model")
-    if entry.name not in cache:
-        cache[entry.name] = registry.load_generator(entry.name, device)
-    return cache[entry.name]
+    if name not in cache:
+        cache[name] = registry.load_generator(name, device)
+    return cache[name]
 
 
 @cli.command()
@@ -242,18 +242,44 @@ def compare(original: Path, reconstruction: Path, bitstream: Optional[Path], as_
 
 
 @cli.command()
+@click.option("--register", "register_name", default=None, help="Add --model (and --weights) to your registry as NAME.")
+@click.option("--model", "model_spec", default=None, help="With --register: a .pt, TorchScript file, or file.py:factory / "
+              "package.module:factory (WARNING: a factory file's code runs, now and at every load).")
+@click.option("--weights", "weights_path", default=None, help="With --register: a state_dict for a user model.")
+@click.option("--force", is_flag=True, help="With --register: replace an existing user entry.")
 @click.option("--json", "as_json", is_flag=True)
 @_guard
-def models(as_json: bool) -> None:
-    """List the registered generators."""
-    from .generators.config import GeneratorConfig
+def models(register_name: Optional[str], model_spec: Optional[str], weights_path: Optional[str], force: bool,
+           as_json: bool) -> None:
+    """List the shipped and user-registered generators, or register one.
 
+    \b
+    User registry: $INVCOMP_HOME/models.json (default ~/.config/invcomp/models.json).
+      invcomp models --register mygan --model gen.py:make --weights mygan.pt
+    """
+    from .generators.config import GeneratorConfig
+    from .generators.user_registry import register, user_home, user_models
+
+    if register_name is not None:
+        if not model_spec:
+            raise InvcompError("--register needs --model")
+        gen = registry.load_generator(model_spec, "cpu", weights_path)
+        register(register_name, model_spec, weights_path, gen.sha256,
+                 shipped={e.name for e in registry.list_models()}, force=force)
+        click.echo(f"registered {register_name!r} (id {gen.sha256[:8]}, {gen.config.latent_dim}-d -> "
+                   f"{gen.config.resolution}x{gen.config.resolution}) in {user_home()}")
+        return
+    if model_spec or weights_path:
+        raise InvcompError("--model and --weights go with --register")
     rows = []
     for e in registry.list_models():
         cfg = GeneratorConfig.from_json(e.config)
-        rows.append({"name": e.name, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
+        rows.append({"name": e.name, "source": "shipped", "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
                      "resolution": cfg.resolution, "prior": cfg.prior, "sha256": e.sha256, "id": e.sha256[:8],
                      "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description})
+    for name, u in sorted(user_models().items()):
+        rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
+                     "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
     if as_json:
         for r in rows:
             click.echo(dumps(r))
@@ -261,8 +287,11 @@ def models(as_json: bool) -> None:
     if not rows:
         click.echo(f"no models registered in {registry.pretrained_dir()}")
     for r in rows:
-        click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
-                   f"{r['resolution']}x{r['resolution']}  {r['description']}")
+        if r["source"] == "user":
+            click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
+        else:
+            click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
+                       f"{r['resolution']}x{r['resolution']}  {r['description']}")
 
 
 @cli.group()

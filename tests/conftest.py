@@ -1,10 +1,15 @@
 """Shared test helpers: where ``../shared`` is, and a marker that skips tests when it is absent."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import pytest
+
+# Tests never read or write the user's real model registry (~/.config/invcomp).
+os.environ["INVCOMP_HOME"] = tempfile.mkdtemp(prefix="invcomp-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -27,6 +27,7 @@ from ..errors import InvcompError, UnknownModelError
 from .config import GeneratorConfig
 from .dcgan import infer_arch, load_dcgan
 from .pgan import infer_pgan_arch, load_pgan, normalise_keys
+from .user_registry import user_models
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,15 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
     ``file.py:factory`` runs that file's code, by design.
     """
     entries = {e.name: e for e in list_models()}
+    users = user_models()
+    if spec not in entries and spec in users:
+        u = users[spec]
+        gen = load_generator(u["model"], device, u.get("weights"))
+        if gen.sha256 != u["sha256"]:
+            raise InvcompError(f"user model {spec!r} no longer matches its registered sha256 "
+                               f"({u['sha256'][:8]} registered, {gen.sha256[:8]} now); re-register it with --force")
+        gen.name = spec
+        return gen
     if spec not in entries and is_custom_spec(spec):
         module, info, digest = load_custom(spec, weights_path, str(device))
         config = GeneratorConfig("custom", info["latent_dim"], info["resolution"], info["prior"],
@@ -171,7 +181,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
     else:
         weights = Path(spec)
         if not weights.is_file():
-            known = ", ".join(entries) or "none installed"
+            known = ", ".join([*entries, *users]) or "none installed"
             raise UnknownModelError(f"unknown model {spec!r}: not a registered name ({known}) nor a file; see `invcomp models`")
         digest = sha256_file(weights)
         cfg_path = weights.with_suffix(".json")
@@ -203,6 +213,17 @@ def is_custom_spec(spec: str) -> bool:
 
 def load_custom(spec: str, weights: Optional[str], device: str):
     return _custom().load_custom(spec, weights, device)
+
+
+def name_for_id(model_id: bytes) -> Optional[str]:
+    """The shipped or user-registered model name whose weights' sha256 starts with ``model_id``, if any."""
+    entry = find_by_id(model_id)
+    if entry is not None:
+        return entry.name
+    for name, u in sorted(user_models().items()):
+        if bytes.fromhex(str(u.get("sha256", ""))[: 2 * len(model_id)] or "00") == model_id:
+            return name
+    return None
 
 
 def find_by_id(model_id: bytes) -> Optional[ModelEntry]:

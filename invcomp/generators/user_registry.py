@@ -1,0 +1,63 @@
+"""The user's own model registry: names for models that are not shipped.
+
+It lives in ``$INVCOMP_HOME/models.json`` (default ``~/.config/invcomp/models.json``). Each entry holds the
+model spec (a ``.pt`` path, a TorchScript file, ``file.py:factory`` or ``package.module:factory``), the
+optional ``--weights`` path and the sha256 id of the weights as loaded at registration. Loading a registered
+name checks that id again, so a changed file is refused rather than silently decoding with other weights.
+A ``file.py:factory`` entry runs that file's code whenever it is loaded, by design.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InvcompError
+
+FILE = "models.json"
+
+
+def user_home() -> Path:
+    """``$INVCOMP_HOME`` or ``~/.config/invcomp``."""
+    return Path(os.environ.get("INVCOMP_HOME") or Path.home() / ".config" / "invcomp")
+
+
+def user_models() -> dict[str, dict]:
+    """Registered user models by name (empty when there is no registry file)."""
+    path = user_home() / FILE
+    if not path.exists():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InvcompError(f"bad user model registry {path}: {e}") from None
+    if not isinstance(rows, dict):
+        raise InvcompError(f"bad user model registry {path}: not a JSON object")
+    return rows
+
+
+def _absolute(spec: str) -> str:
+    """Make the file part of a spec absolute, so the entry works from any folder."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head.endswith(".py") and Path(head).exists():
+        return f"{Path(head).resolve()}:{tail}"
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+
+
+def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipped: set[str], force: bool = False) -> dict:
+    """Add ``name`` -> (spec, weights, sha256) to the user registry; returns the entry."""
+    from ..outputs import atomic_write
+
+    if not name or any(c in name for c in "/\\:") or name.startswith("."):
+        raise InvcompError(f"bad model name {name!r}: use letters, digits, '-', '_' or '.'")
+    if name in shipped:
+        raise InvcompError(f"{name!r} is a shipped model; choose another name")
+    rows = user_models()
+    if name in rows and not force:
+        raise InvcompError(f"user model {name!r} exists (use --force to replace it)")
+    entry = {"model": _absolute(spec), "weights": str(Path(weights).resolve()) if weights else None, "sha256": sha256}
+    rows[name] = entry
+    home = user_home()
+    atomic_write(home / FILE, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode(), force=True)
+    return entry
