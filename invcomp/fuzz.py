@@ -38,7 +38,7 @@ def seed_streams(rng: random.Random, model_ids: list[bytes], latent_dims: list[i
                 payload, nbits = elias.encode_levels(levels, coder)
                 header = bitstream.Header(
                     model_id=mid, latent_dim=dim, resolution=64, width=rng.randint(1, 5000),
-                    height=rng.randint(1, 5000), bits=bits, coder=coder, norm=rng.choice([0.0, 1.5, 9.875, 65504.0]),
+                    height=rng.randint(1, 5000), bits=bits, coder=coder, norm=rng.choice([0.0, 1.5, 9.875, 65504.0, None]),  # None: norm-free
                     scaling=rng.choice(["max", "l2"]), rounding=rng.choice(["nearest", "stochastic"]),
                     prior=rng.choice(["normal", "uniform"]), fit=rng.choice(["crop", "squash"]),
                 )

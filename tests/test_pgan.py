@@ -89,8 +89,9 @@ def test_scale_invariance_of_the_latent() -> None:
     g = _random_pgan(depths=(8, 4, 4), latent=16)
     z = torch.randn(3, 16)
     with torch.no_grad():
-        for c in (0.25, 3.0):
-            assert torch.allclose(g(c * z), g(z), atol=1e-5)
+        for c in (0.25, 3.0):  # equal up to float rounding (pixel norm differs ~1e-7, amplified by the layers)
+            assert torch.allclose(g(c * z), g(z), atol=1e-3)
+        assert (g(z + 0.3 * torch.randn(3, 16)) - g(z)).abs().max() > 0.05  # the control: the image does depend on z
     assert g.norm_free and g.resolution == 16
 
 

@@ -41,6 +41,10 @@ class Equalized(nn.Module):
         super().__init__()
         self.module = module
         self.scale = math.sqrt(2.0 / math.prod(module.weight.shape[1:]))
+        with torch.no_grad():  # their ConstrainedLayer: weights N(0, 1), bias 0; the scale is applied at run time
+            module.weight.normal_(0.0, 1.0)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x) * self.scale
