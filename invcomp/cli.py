@@ -327,9 +327,11 @@ def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
                f"depths {config.widths}, norm-free {config.norm_free}")
 
 
-from .train_cli import train  # noqa: E402  (registers the `train` group)
+from .bench_cli import bench  # noqa: E402
+from .train_cli import train  # noqa: E402
 
 cli.add_command(train)
+cli.add_command(bench)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -34,12 +34,12 @@ class Knob:
 
     def cast(self, q: float) -> float:
         """A knob value as the codec takes it (``int`` for integer knobs)."""
-        return int(round(q)) if self.integer else float(q)
+        return round(q) if self.integer else float(q)
 
     def mid(self, a: float, b: float) -> float:
         """The bisection point between two settings."""
         m = math.sqrt(a * b) if self.log else (a + b) / 2.0
-        return self.cast(math.floor(m) if self.integer and a < b else math.ceil(m) if self.integer else m)
+        return self.cast(math.floor(m)) if self.integer else m
 
     def collapsed(self, a: float, b: float) -> bool:
         """True when no setting strictly between ``a`` and ``b`` is worth trying."""
@@ -48,6 +48,7 @@ class Knob:
         return abs(math.log(a / b)) < 1e-3 if self.log else abs(a - b) < 1e-3 * max(abs(a), abs(b), 1.0)
 
     def clamp(self, q: float) -> float:
+        """``q`` limited to the knob's range."""
         lo, hi = min(self.low, self.high), max(self.low, self.high)
         return self.cast(min(max(q, lo), hi))
 

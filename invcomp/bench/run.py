@@ -1,0 +1,178 @@
+"""Coding the benchmark images with every codec and measuring each file: the rows of ``per_image.csv``.
+
+Every codec codes the same pixels (:class:`Inputs`: centre-cropped, Lanczos-resized ``R x R`` RGB);
+bytes are the whole file each codec writes; metrics compare the decoded 8-bit pixels with those
+inputs at ``R x R`` (:func:`invcomp.metrics.quality`). One row is one coded image, a dict with the
+keys of :data:`COLUMNS`. No files are written here.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from PIL import Image
+
+from .. import codec as ivc
+from .. import metrics
+from ..data import list_images
+from ..errors import InvcompError
+from ..generators.registry import LoadedGenerator
+from ..imageio import fit_image, from_image, load_image
+from .codecs import INVCOMP, ClassicCodec
+from .search import find_closest
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("image", "codec", "mode", "setting", "quality", "bits", "target_bytes", "cannot_reach", "search_steps",
+           "bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_seconds", "decode_seconds")
+Tick = Callable[[int], None]
+
+
+def _no_tick(n: int) -> None:
+    pass
+
+
+@dataclass
+class Inputs:
+    """The benchmark images: names, fitted RGB images (``R x R``) and their tensor ``(N, 3, R, R)`` in [-1, 1]."""
+
+    names: list[str]
+    images: list[Image.Image]
+    targets: torch.Tensor
+
+    @property
+    def resolution(self) -> int:
+        return int(self.targets.shape[-1])
+
+
+def load_inputs(folder: str | Path, resolution: int, limit: Optional[int] = None) -> Inputs:
+    """The first ``limit`` images of ``folder`` (sorted, recursive), centre-cropped and resized to ``resolution``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvcompError(f"{folder} is not a folder of images")
+    files = list_images(folder, "all")
+    if limit is not None:
+        files = files[:limit]
+    if not files:
+        raise InvcompError(f"no images found in {folder}")
+    images = [fit_image(load_image(p), resolution, "crop") for p in files]
+    names = [str(p.relative_to(folder)) for p in files]
+    return Inputs(names, images, torch.stack([from_image(im) for im in images]))
+
+
+def _row(name: str, codec: str, mode: str, setting: str, quality: object, n_bytes: int, r: int, m: dict,
+         enc: float, dec: float, **extra: object) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(image=name, codec=codec, mode=mode, setting=setting, quality=quality, bytes=n_bytes,
+               bpp=metrics.bpp(n_bytes, r, r), encode_seconds=enc, decode_seconds=dec, **m, **extra)
+    return row
+
+
+class Coded:
+    """Encodes of one classic codec, cached by ``(image index, setting)`` -> ``(bytes, encode seconds)``,
+    shared by the fixed sweep and the equal-bytes searches so no setting is coded twice."""
+
+    def __init__(self, codec: ClassicCodec, inputs: Inputs) -> None:
+        self.codec, self.inputs = codec, inputs
+        self._cache: dict[tuple[int, object], tuple[bytes, float]] = {}
+
+    def get(self, i: int, q: Optional[float]) -> tuple[bytes, float]:
+        key = (i, q)
+        if key not in self._cache:
+            t0 = time.perf_counter()
+            data = self.codec.encode(self.inputs.images[i], q)
+            self._cache[key] = (data, time.perf_counter() - t0)
+        return self._cache[key]
+
+    def size(self, i: int, q: Optional[float]) -> int:
+        return len(self.get(i, q)[0])
+
+
+def measure(decode: Callable[[bytes], torch.Tensor], files: list[bytes], targets: torch.Tensor,
+            with_lpips: bool) -> tuple[list[dict], list[float]]:
+    """Decode each file (timed) to ``(3, R, R)`` and compare with ``targets`` ``(N, 3, R, R)``:
+    one metrics dict per file, and the decode seconds."""
+    recons, seconds = [], []
+    for data in files:
+        t0 = time.perf_counter()
+        x = decode(data)
+        seconds.append(time.perf_counter() - t0)
+        if tuple(x.shape) != tuple(targets.shape[1:]):
+            raise InvcompError(f"a decoded image has shape {tuple(x.shape)}, expected {tuple(targets.shape[1:])}")
+        recons.append(x)
+    return metrics.quality(torch.stack(recons), targets, with_lpips=with_lpips), seconds
+
+
+def _classic_decoder(codec: ClassicCodec) -> Callable[[bytes], torch.Tensor]:
+    return lambda data: from_image(codec.decode(data))
+
+
+def run_fixed(coded: Coded, *, with_lpips: bool = True, tick: Tick = _no_tick) -> list[dict]:
+    """The codec's fixed-setting sweep on every image: one ``mode=fixed`` row per image per setting."""
+    codec, inputs = coded.codec, coded.inputs
+    rows = []
+    for q in codec.fixed:
+        files = [coded.get(i, q) for i in range(len(inputs.names))]
+        ms, dec = measure(_classic_decoder(codec), [d for d, _ in files], inputs.targets, with_lpips)
+        for name, (data, enc), m, dt in zip(inputs.names, files, ms, dec):
+            rows.append(_row(name, codec.name, "fixed", codec.setting_label(q), q, len(data), inputs.resolution, m,
+                             enc, dt))
+        tick(len(files))
+    return rows
+
+
+def run_equal_bytes(coded: Coded, targets: list[int], bits: int, *, max_steps: int = 12, with_lpips: bool = True,
+                    tick: Tick = _no_tick) -> list[dict]:
+    """For image ``i``, the codec's setting whose file is closest to ``targets[i]`` bytes (the invcomp file at
+    ``bits``): one ``mode=equal_bytes`` row per image, ``cannot_reach`` when its smallest file is larger."""
+    codec, inputs = coded.codec, coded.inputs
+    if codec.knob is None:
+        raise ValueError(f"codec {codec.name} has no quality knob to search")
+    found = []
+    for i, target in enumerate(targets):
+        found.append(find_closest(lambda q, i=i: coded.size(i, q), target, codec.knob, max_steps=max_steps))
+        tick(1)
+    files = [coded.get(i, res.quality) for i, res in enumerate(found)]
+    ms, dec = measure(_classic_decoder(codec), [d for d, _ in files], inputs.targets, with_lpips)
+    return [_row(name, codec.name, "equal_bytes", codec.setting_label(res.quality), res.quality, len(data),
+                 inputs.resolution, m, enc, dt, bits=bits, target_bytes=res.target, cannot_reach=res.cannot_reach,
+                 search_steps=res.steps)
+            for name, res, (data, enc), m, dt in zip(inputs.names, found, files, ms, dec)]
+
+
+def warm_up(gen: LoadedGenerator, image: Image.Image, settings: ivc.EncodeSettings) -> None:
+    """One untimed 1-iteration encode and decode, so that one-off start-up costs do not land in the first timing."""
+    enc = ivc.encode_batch(gen, [image], replace(settings, iters=min(settings.iters, 1), fit="crop"))
+    ivc.decode(enc[0].data, gen)
+
+
+def run_invcomp(gen: LoadedGenerator, inputs: Inputs, settings: ivc.EncodeSettings, bits: int, *,
+                batch_size: int = 32, with_lpips: bool = True, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
+    """Encode every image at ``bits`` with :func:`invcomp.codec.encode_batch` (batches of ``batch_size``) and
+    decode each ``.ivc`` file with :func:`invcomp.codec.decode` (timed): the rows and the files."""
+    if gen.config.resolution != inputs.resolution:
+        raise InvcompError(f"model {gen.name!r} codes {gen.config.resolution}x{gen.config.resolution} images, but "
+                           f"the benchmark pixels are {inputs.resolution}x{inputs.resolution}; drop --size or invcomp")
+    st = replace(settings, bits=bits, fit="crop")
+    rows, files = [], []
+
+    def dec(data: bytes) -> torch.Tensor:
+        return ivc.stored_pixels(ivc.decode(data, gen)[1])
+
+    for s in range(0, len(inputs.names), batch_size):
+        chunk = inputs.images[s:s + batch_size]
+        t0 = time.perf_counter()
+        enc = ivc.encode_batch(gen, chunk, st)
+        per_image = (time.perf_counter() - t0) / len(chunk)
+        data = [e.data for e in enc]
+        ms, dts = measure(dec, data, inputs.targets[s:s + batch_size], with_lpips)
+        for name, d, m, dt in zip(inputs.names[s:s + batch_size], data, ms, dts):
+            rows.append(_row(name, INVCOMP, "fixed", f"bits={bits}", bits, len(d), inputs.resolution, m, per_image,
+                             dt, bits=bits))
+        files.extend(data)
+        tick(len(chunk))
+    return rows, files
