@@ -6,7 +6,6 @@ failed item or bad input, 2 for bad usage); ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 import time
@@ -241,97 +240,12 @@ def compare(original: Path, reconstruction: Path, bitstream: Optional[Path], as_
                    f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")
 
 
-@cli.command()
-@click.option("--register", "register_name", default=None, help="Add --model (and --weights) to your registry as NAME.")
-@click.option("--model", "model_spec", default=None, help="With --register: a .pt, TorchScript file, or file.py:factory / "
-              "package.module:factory (WARNING: a factory file's code runs, now and at every load).")
-@click.option("--weights", "weights_path", default=None, help="With --register: a state_dict for a user model.")
-@click.option("--force", is_flag=True, help="With --register: replace an existing user entry.")
-@click.option("--json", "as_json", is_flag=True)
-@_guard
-def models(register_name: Optional[str], model_spec: Optional[str], weights_path: Optional[str], force: bool,
-           as_json: bool) -> None:
-    """List the shipped and user-registered generators, or register one.
-
-    \b
-    User registry: $INVCOMP_HOME/models.json (default ~/.config/invcomp/models.json).
-      invcomp models --register mygan --model gen.py:make --weights mygan.pt
-    """
-    from .generators.config import GeneratorConfig
-    from .generators.user_registry import register, user_home, user_models
-
-    if register_name is not None:
-        if not model_spec:
-            raise InvcompError("--register needs --model")
-        gen = registry.load_generator(model_spec, "cpu", weights_path)
-        register(register_name, model_spec, weights_path, gen.sha256,
-                 shipped={e.name for e in registry.list_models()}, force=force)
-        click.echo(f"registered {register_name!r} (id {gen.sha256[:8]}, {gen.config.latent_dim}-d -> "
-                   f"{gen.config.resolution}x{gen.config.resolution}) in {user_home()}")
-        return
-    if model_spec or weights_path:
-        raise InvcompError("--model and --weights go with --register")
-    rows = []
-    for e in registry.list_models():
-        cfg = GeneratorConfig.from_json(e.config)
-        rows.append({"name": e.name, "source": "shipped", "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
-                     "resolution": cfg.resolution, "prior": cfg.prior, "sha256": e.sha256, "id": e.sha256[:8],
-                     "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description})
-    for name, u in sorted(user_models().items()):
-        rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
-                     "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
-    if as_json:
-        for r in rows:
-            click.echo(dumps(r))
-        return
-    if not rows:
-        click.echo(f"no models registered in {registry.pretrained_dir()}")
-    for r in rows:
-        if r["source"] == "user":
-            click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
-        else:
-            click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
-                       f"{r['resolution']}x{r['resolution']}  {r['description']}")
-
-
-@cli.group()
-def convert() -> None:
-    """Convert third-party checkpoints into invcomp state_dict + JSON config."""
-
-
-@convert.command("pgan-zoo")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output", required=True, help="Output name: writes NAME.pt and NAME.json.")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-@_guard
-def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
-    """Convert a pytorch_GAN_zoo PGAN checkpoint (.pth), safely.
-
-    The file is read with a restricted unpickler that allows only tensors and plain containers
-    (their config object becomes plain data); nothing in the file is executed. The averaged
-    generator (avgG) is used when present. Then: invcomp encode IMG --model NAME.pt
-    """
-    from .generators.zoo import convert_pgan_zoo as convert_fn
-
-    state, config = convert_fn(checkpoint)
-    stem = Path(output).with_suffix("") if output.endswith((".pt", ".json")) else Path(output)
-    pt, js = stem.with_name(stem.name + ".pt"), stem.with_name(stem.name + ".json")
-    for p in (pt, js):
-        if p.exists() and not force:
-            raise InvcompError(f"{p} exists (use --force to overwrite)")
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(pt, buf.getvalue(), force=force)
-    atomic_write(js, (json.dumps(config.to_json_dict(), indent=2) + "\n").encode(), force=force)
-    click.echo(f"wrote {pt} and {js}: PGAN {config.latent_dim}-d -> {config.resolution}x{config.resolution}, "
-               f"depths {config.widths}, norm-free {config.norm_free}")
-
-
 from .bench_cli import bench  # noqa: E402
+from .models_cli import convert, models  # noqa: E402
 from .train_cli import train  # noqa: E402
 
-cli.add_command(train)
-cli.add_command(bench)
+for _command in (models, convert, train, bench):
+    cli.add_command(_command)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
