@@ -76,7 +76,9 @@ def encode_batch(
         init=settings.init, prior=cfg.prior, norm_weight=settings.norm_weight, quant=quant,
         quant_fraction=settings.quant_fraction, seed=settings.seed, callback=callback,
     )
-    q = quantize(res.z, settings.bits, scaling=settings.scaling, rounding=settings.rounding, seed=settings.seed)
+    rows = [quantize(res.z[i:i + 1], settings.bits, scaling=settings.scaling, rounding=settings.rounding,
+                     seed=settings.seed) for i in range(len(images))]  # per row: stochastic rounding is batch-independent
+    q = replace(rows[0], levels=torch.cat([r.levels for r in rows]), norm=torch.cat([r.norm for r in rows]))
     if cfg.norm_free:  # G(c z) = G(z): store no norm; both sides dequantise with the same fixed one
         q = replace(q, norm=torch.full_like(q.norm, norm_free_norm(cfg.latent_dim)))
     device = next(gen.module.parameters()).device

@@ -525,3 +525,13 @@ def test_real_process_shows_no_traceback(demo: dict, tmp_path: Path) -> None:
     assert p.stderr.splitlines()[0] == f"invcomp: error: {bad}: corrupt .ivc file: CRC32 mismatch"
     assert p.stdout == ""
     assert not (tmp_path / "b.png").exists()
+
+
+def test_stochastic_rounding_does_not_depend_on_the_batch(tmp_path: Path, tiny: dict) -> None:
+    d, model = tiny["dir"], tiny["model"]
+    common = ["--model", model, "--iters", 3, "--rounding", "stochastic", "--seed", 5]
+    r = run("encode", d / "good.png", d / "good2.png", *common, "-o", f"{tmp_path}/b/")
+    assert r.exit_code == 0, r.output
+    r = run("encode", d / "good2.png", *common, "-o", tmp_path / "alone.ivc")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "alone.ivc").read_bytes() == (tmp_path / "b" / "good2.ivc").read_bytes()
