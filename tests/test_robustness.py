@@ -98,3 +98,14 @@ def test_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) -> None:
     assert len(list((tmp_path / "o2").glob("*.ivc"))) == 300
     # a leak of even ~70 KB per file (what a re-raised cached exception holding each batch's frames cost) fails this
     assert rss_many < rss_few + 20, (rss_few, rss_many)
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
+    from invcomp.outputs import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.ivc", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.ivc").stat().st_mode & 0o777 == 0o644
