@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Optional
 
 import click
-import torch
 from tqdm import tqdm
 
 from . import codec as ivc
@@ -23,18 +22,10 @@ from .bench.codecs import INVCOMP, ClassicCodec, build_codecs, check_available, 
 from .bench.run import Coded, Inputs, load_inputs, run_equal_bytes, run_fixed, run_invcomp, warm_up
 from .errors import InvcompError
 from .generators.registry import DEFAULT_MODEL, LoadedGenerator, load_generator
-from .outputs import atomic_write, dumps, guard
+from .outputs import atomic_write, dumps, guard, resolve_device as _device
 from .quantize import levels_for_bits
 
 log = logging.getLogger("invcomp.bench")
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvcompError("--device cuda asked for, but no CUDA device is available")
-    return name
 
 
 def _parse_bits(spec: str) -> list[int]:

@@ -20,17 +20,9 @@ from . import __version__, codec, metrics
 from .errors import InvcompError
 from .generators import registry
 from .imageio import DEFAULT_MAX_PIXELS, fit_image, from_image, load_image, to_pil
-from .outputs import Report, atomic_write, dumps, guard as _guard, output_paths
+from .outputs import Report, atomic_write, dumps, guard as _guard, output_paths, resolve_device as _device
 
 log = logging.getLogger("invcomp")
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvcompError("--device cuda asked for, but no CUDA device is available")
-    return name
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -116,6 +116,17 @@ def dumps(row: dict) -> str:
     return json.dumps(_finite(row), allow_nan=False)
 
 
+def resolve_device(name: str) -> str:
+    """``--device``: ``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvcompError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .errors import InvcompError
-from .outputs import guard
+from .outputs import guard, resolve_device
 
 
 @click.group()
@@ -36,11 +36,10 @@ def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> No
     \b
       invcomp train dcgan --data ../shared/data/utkface --out runs/dcgan64 --minutes 45
     """
-    import torch
 
     from .train.dcgan import config_from_kwargs, train_dcgan
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = resolve_device(device)
     cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
     try:
         path = train_dcgan(cfg, resume=not no_resume)
@@ -88,11 +87,10 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
       invcomp train pgan --data ../shared/data/utkface --out runs/pgan64 --resolution 64 --minutes 45
       invcomp train pgan --data faces/ --out runs/tiny --resolution 16 --depths 8,8,4 --latent-dim 16 --device cpu
     """
-    import torch
 
     from .train.pgan import config_from_kwargs, train_pgan
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = resolve_device(device)
     cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
     try:
         path = train_pgan(cfg, resume=not no_resume)

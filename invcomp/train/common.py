@@ -1,13 +1,14 @@
 """Pieces shared by the training loops: checkpoints, EMA, BatchNorm recalibration, sample grids, logging."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -75,6 +76,17 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
         y, x = divmod(i, ncol)
         grid[:, 2 + y * (r + 2): 2 + y * (r + 2) + r, 2 + x * (r + 2): 2 + x * (r + 2) + r] = images[i].cpu()
     to_pil(grid).save(path)
+
+
+@contextlib.contextmanager
+def file_log(path: Path) -> Iterator[None]:
+    """Log invcomp INFO messages to ``path`` for the duration of the block."""
+    handler = setup_file_log(path)
+    try:
+        yield
+    finally:
+        logging.getLogger("invcomp").removeHandler(handler)
+        handler.close()
 
 
 def setup_file_log(path: Path) -> logging.Handler:

@@ -26,7 +26,7 @@ from ..generators.config import GeneratorConfig
 from ..generators.dcgan import DCGANDiscriminator, DCGANGenerator, standard_arch
 from ..inversion import invert
 from ..metrics import ssim
-from .common import atomic_save, ema_update, recalibrate_bn, save_grid, setup_file_log, write_json
+from .common import atomic_save, ema_update, recalibrate_bn, save_grid, file_log, write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,8 @@ def train_dcgan(cfg: DCGANTrainConfig, *, resume: bool = True, progress: bool = 
     """Run (or resume) training; returns the path of the best generator state_dict."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    handler = setup_file_log(out / "train.log")
-    try:
+    with file_log(out / "train.log"):
         return _train(cfg, out, resume, progress)
-    finally:
-        logging.getLogger("invcomp").removeHandler(handler)
 
 
 def _train(cfg: DCGANTrainConfig, out: Path, resume: bool, progress: bool) -> Path:

@@ -42,7 +42,7 @@ from ..generators.config import GeneratorConfig
 from ..generators.pgan import Equalized, PGANArch, PGANGenerator, pixel_norm
 from ..inversion import invert
 from ..metrics import ssim
-from .common import atomic_save, ema_update, save_grid, setup_file_log, write_json
+from .common import atomic_save, ema_update, save_grid, file_log, write_json
 from .pgan_d import PGANDiscriminator, gradient_penalty
 
 log = logging.getLogger(__name__)
@@ -215,11 +215,8 @@ def train_pgan(cfg: PGANTrainConfig, *, resume: bool = True, progress: bool = Tr
         raise InvcompError("need steps-per-phase >= 1, fade-steps >= 0, batch-size >= 1 and snapshot-every >= 1")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    handler = setup_file_log(out / "train.log")
-    try:
+    with file_log(out / "train.log"):
         return _train(cfg, out, resume, progress)
-    finally:
-        logging.getLogger("invcomp").removeHandler(handler)
 
 
 def _train(cfg: PGANTrainConfig, out: Path, resume: bool, progress: bool) -> Path:
