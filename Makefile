@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO   := experiments/data/astronaut-face.png
+DEMO   := experiments/data/portraits/astronaut-face.png
 OUTDIR := demo-output
 
 .PHONY: demo test install clean

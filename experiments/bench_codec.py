@@ -18,7 +18,6 @@ import math
 import statistics
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.outputs import atomic_write  # noqa: E402
-from invcomp import codec, elias, metrics  # noqa: E402
+from invcomp import codec, metrics  # noqa: E402
+from invcomp.bench.entropy import entropy_row, payload_bits, markdown as entropy_markdown  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import fit_image, from_image, load_image  # noqa: E402
@@ -70,27 +70,12 @@ def run_invcomp(gen, images, settings, batch_size, desc) -> list[dict]:
                             torch.stack([e.target for e in enc]), with_lpips=False)
         for e, m in zip(enc, q):
             levels = [int(v) for v in e.levels]
-            payload_bits = sum(elias.code_length(abs(v) + 1, e.header.coder) + (v != 0) for v in levels)
             rows.append({"bytes": len(e.data), "bpp": metrics.bpp(len(e.data), e.target.shape[-1], e.target.shape[-1]),
-                         **m, "seconds": dt, "coder": e.header.coder, "payload_bits": payload_bits,
+                         **m, "seconds": dt, "coder": e.header.coder, "payload_bits": payload_bits(levels, e.header.coder),
                          "levels": levels, "float_loss": e.extra["float_loss"], "loss": e.extra["loss"]})
         bar.update(len(chunk))
     bar.close()
     return rows
-
-
-def entropy_row(rows: list[dict], bits: int) -> dict:
-    """Elias payload bits against the empirical entropy of the pooled symbols and a fixed-length code."""
-    pooled = Counter(v for r in rows for v in r["levels"])
-    total = sum(pooled.values())
-    h = -sum(c / total * math.log2(c / total) for c in pooled.values())
-    dim = len(rows[0]["levels"])
-    elias_bits = statistics.fmean(r["payload_bits"] for r in rows)
-    by_coder = {c: statistics.fmean(sum(elias.code_length(abs(v) + 1, c) + (v != 0) for v in r["levels"]) for r in rows)
-                for c in elias.CODERS}
-    return {"bits": bits, "elias_bits": elias_bits, "entropy_bits": h * dim, "fixed_bits": bits * dim,
-            "ratio": elias_bits / (h * dim), "per_coder_bits": by_coder,
-            "zero_fraction": pooled.get(0, 0) / total}
 
 
 def fmt_table(title: str, rows: list[tuple[str, dict]]) -> str:
@@ -146,7 +131,7 @@ def main(data, split, limit, model, bits, iters, lr, loss, restarts, ablate, bat
             results["runs"][key] = {"settings": asdict(st), "summary": summarise(rows), "images": rows}
             table.append((key, summarise(rows)))
             if name == "default":
-                entropy.append(entropy_row(rows, b))
+                entropy.append(entropy_row([r["levels"] for r in rows], [r["coder"] for r in rows], b))
             for r in rows:
                 r.pop("levels")
     for fmt, q, label in (("JPEG", 1, "JPEG q1"), ("WEBP", 0, "WebP q0")):
@@ -156,11 +141,7 @@ def main(data, split, limit, model, bits, iters, lr, loss, restarts, ablate, bat
     results["entropy"] = entropy
     results["command"] = " ".join(["python", *sys.argv])
     md = fmt_table(f"{model} on {len(files)} {split} faces at {res}x{res} ({device}, iters {base.iters}, loss {base.loss})", table)
-    md += "\n### Elias payload vs entropy (mean bits per image)\n\n| bits | Elias (chosen coder) | gamma | delta | omega | pooled entropy | fixed-length | Elias / entropy | zeros |\n|---|---|---|---|---|---|---|---|---|\n"
-    for e in entropy:
-        pc = e["per_coder_bits"]
-        md += (f"| {e['bits']} | {e['elias_bits']:.1f} | {pc['gamma']:.1f} | {pc['delta']:.1f} | {pc['omega']:.1f} | "
-               f"{e['entropy_bits']:.1f} | {e['fixed_bits']} | {e['ratio']:.3f} | {e['zero_fraction']:.2f} |\n")
+    md += "\n### Elias payload vs entropy (mean bits per image)\n\n" + entropy_markdown(entropy)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     stem = f"codec_{model}_{tag}"

@@ -37,7 +37,7 @@ def main(cases: int, seed: int, out: str) -> None:
     gen = load_generator()
     rng = random.Random(seed)
     seeds = seed_streams(rng, [gen.model_id, b"\x00\x01\x02\x03"], [gen.config.latent_dim, 8])
-    demo = load_image(Path(__file__).parent / "data" / "astronaut-face.png")
+    demo = load_image(Path(__file__).parent / "data" / "portraits" / "astronaut-face.png")
     for bits in (2, 4, 6, 8, 12, 16):
         seeds.append(codec.encode_batch(gen, [demo], codec.EncodeSettings(iters=2, bits=bits))[0].data)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -62,6 +62,8 @@ def _bar(total: int, desc: str) -> tqdm:
               help="Comma list: png, jpeg, webp, avif, jpeg2000, heif, kmeans, invcomp (or all).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for the results (created).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Use the first N images (sorted by name).")
+@click.option("--split", default="all", show_default=True, type=click.Choice(["all", "train", "val", "holdout"]),
+              help="Only the images of this split (invcomp.data's rule by file name; holdout: never trained on).")
 @click.option("--size", default=None, type=click.IntRange(8), help="Side R of the coded pixels.  [default: the model resolution]")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Registered model name or .pt path (for invcomp).")
 @click.option("--bits", default="2,3,4,6,8", show_default=True, help="invcomp quantiser bits to sweep (comma list).")
@@ -73,7 +75,7 @@ def _bar(total: int, desc: str) -> tqdm:
 @click.option("--no-plots", is_flag=True, help="Do not draw the RD plots (matplotlib is then not needed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON summary per codec per line on stdout.")
 @guard
-def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], size: Optional[int], model: str, bits: str,
+def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str, size: Optional[int], model: str, bits: str,
           iters: Optional[int], batch_size: int, max_steps: int, device: str, no_lpips: bool, no_plots: bool,
           as_json: bool) -> None:
     """Code the images in DIR with invcomp and classic codecs on the same R x R pixels; write RD results.
@@ -84,7 +86,7 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], size: Opti
 
     \b
     Examples:
-      invcomp bench ../shared/data/utkface --limit 64 --out results/bench
+      invcomp bench ../shared/data/utkface --split holdout --limit 64 --out results/bench
       invcomp bench faces/ --codecs jpeg,webp,invcomp --bits 4,6 --iters 100 --out /tmp/b --json
     """
     ctx = click.get_current_context()
@@ -98,13 +100,13 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], size: Opti
     if not folder.is_dir():
         raise InvcompError(f"{folder} is not a folder of images")
     gen, res = _generator(model, _device(device), size, INVCOMP in names)
-    inputs = load_inputs(folder, res, limit)
+    inputs = load_inputs(folder, res, limit, split)  # type: ignore[arg-type]
     base = ivc.EncodeSettings() if iters is None else ivc.EncodeSettings(iters=iters)
     classic = build_codecs()
     unavailable = _unavailable([classic[c] for c in names if c != INVCOMP])
     settings = {"invcomp": asdict(base), "bits": bit_list, "command": _command_line(ctx),
                 "model": gen.name if gen else None, "model_sha256": gen.sha256 if gen else None, "resolution": res,
-                "images": len(inputs.names), "device": _device(device), "codecs": names,
+                "images": len(inputs.names), "split": split, "device": _device(device), "codecs": names,
                 "equal_bytes_max_steps": max_steps, "lpips": with_lpips, "batch_size": batch_size}
 
     rows: list[dict] = []

@@ -76,7 +76,25 @@ def encode_batch(
         init=settings.init, prior=cfg.prior, norm_weight=settings.norm_weight, quant=quant,
         quant_fraction=settings.quant_fraction, seed=settings.seed, callback=callback,
     )
-    rows = [quantize(res.z[i:i + 1], settings.bits, scaling=settings.scaling, rounding=settings.rounding,
+    return encode_latents(gen, res.z, images, settings, target=target,
+                          extra=[{"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])}
+                                 for i in range(len(images))])
+
+
+def encode_latents(
+    gen: LoadedGenerator, z: torch.Tensor, images: list[Image.Image], settings: EncodeSettings, *,
+    target: Optional[torch.Tensor] = None, extra: Optional[list[dict]] = None,
+) -> list[Encoded]:
+    """Quantise and code given float latents ``z`` ``(N, D)`` of ``images`` (no search): the second half of
+    :func:`encode_batch`, also used to quantise a float latent after the fact (the seeds' post-hoc QSGD)."""
+    cfg = gen.config
+    levels_for_bits(settings.bits)
+    if z.shape != (len(images), cfg.latent_dim):
+        raise ValueError(f"latents must be ({len(images)}, {cfg.latent_dim}), got {tuple(z.shape)}")
+    if target is None:
+        target = torch.stack([prepare(im, cfg.resolution, settings.fit) for im in images])
+    z = z.detach().cpu()
+    rows = [quantize(z[i:i + 1], settings.bits, scaling=settings.scaling, rounding=settings.rounding,
                      seed=settings.seed) for i in range(len(images))]  # per row: stochastic rounding is batch-independent
     q = replace(rows[0], levels=torch.cat([r.levels for r in rows]), norm=torch.cat([r.norm for r in rows]))
     if cfg.norm_free:  # G(c z) = G(z): store no norm; both sides dequantise with the same fixed one
@@ -95,8 +113,8 @@ def encode_batch(
             scaling=settings.scaling,
             rounding=settings.rounding, prior=cfg.prior, fit=settings.fit,
         )
-        out.append(Encoded(bitstream.pack(header, payload, nbits), header, target[i], recon[i], res.z[i], q.levels[i],
-                           {"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])}))
+        out.append(Encoded(bitstream.pack(header, payload, nbits), header, target[i], recon[i], z[i], q.levels[i],
+                           dict(extra[i]) if extra else {}))
     return out
 
 

@@ -13,7 +13,7 @@ os.environ["INVCOMP_HOME"] = tempfile.mkdtemp(prefix="invcomp-home-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-DEMO_IMAGE = REPO / "experiments" / "data" / "astronaut-face.png"
+DEMO_IMAGE = REPO / "experiments" / "data" / "portraits" / "astronaut-face.png"
 
 F = TypeVar("F", bound=Callable)
 

@@ -291,3 +291,29 @@ def test_missing_matplotlib_is_one_line(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "in").mkdir()
     synthetic(0).save(tmp_path / "in" / "a.png")
     _one_error_line(invoke(tmp_path / "in", "--codecs", "png", "--size", 16, "--out", tmp_path / "o"), "matplotlib")
+
+
+def test_split_holdout_codes_only_the_held_out_files(tmp_path: Path) -> None:
+    # UTKFace-like names, two held out and ten not, by the documented rule, recomputed here with hashlib:
+    # held out when the first 8 hex digits of sha256(name), as a fraction of 2**32, are below 22 per mille.
+    import hashlib
+
+    def split_of(name: str) -> str:
+        return "holdout" if int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) * 1000 / 2**32 < 22 else "other"
+
+    images = tmp_path / "images"
+    images.mkdir()
+    names = [f"{i}_0_0_2017.jpg" for i in range(400)]
+    held = [n for n in names if split_of(n) == "holdout"][:2]
+    others = [n for n in names if split_of(n) != "holdout"][:10]
+    assert len(held) == 2
+    for i, n in enumerate(held + others):
+        synthetic(i).save(images / n, "JPEG")
+    r = invoke(images, "--codecs", "png", "--size", R, "--split", "holdout", "--out", tmp_path / "out", "--no-plots",
+               "--no-lpips")
+    assert r.exit_code == 0, r.stderr
+    with open(tmp_path / "out" / "per_image.csv") as f:
+        coded = {row["image"] for row in csv.DictReader(f)}
+    assert coded == set(held)
+    st = json.loads((tmp_path / "out" / "png.json").read_text())["settings"]
+    assert st["split"] == "holdout" and st["images"] == 2

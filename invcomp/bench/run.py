@@ -18,7 +18,7 @@ from PIL import Image
 
 from .. import codec as ivc
 from .. import metrics
-from ..data import list_images
+from ..data import Split, list_images
 from ..errors import InvcompError
 from ..generators.registry import LoadedGenerator
 from ..imageio import fit_image, from_image, load_image
@@ -49,16 +49,17 @@ class Inputs:
         return int(self.targets.shape[-1])
 
 
-def load_inputs(folder: str | Path, resolution: int, limit: Optional[int] = None) -> Inputs:
-    """The first ``limit`` images of ``folder`` (sorted, recursive), centre-cropped and resized to ``resolution``."""
+def load_inputs(folder: str | Path, resolution: int, limit: Optional[int] = None, split: Split = "all") -> Inputs:
+    """The first ``limit`` images of ``folder`` (sorted, recursive) in ``split`` (see :mod:`invcomp.data`:
+    ``holdout`` is the faces no shipped model trained on), centre-cropped and resized to ``resolution``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InvcompError(f"{folder} is not a folder of images")
-    files = list_images(folder, "all")
+    files = list_images(folder, split)
     if limit is not None:
         files = files[:limit]
     if not files:
-        raise InvcompError(f"no images found in {folder}")
+        raise InvcompError(f"no images found in {folder}" + ("" if split == "all" else f" (split {split})"))
     images = [fit_image(load_image(p), resolution, "crop") for p in files]
     names = [str(p.relative_to(folder)) for p in files]
     return Inputs(names, images, torch.stack([from_image(im) for im in images]))

@@ -282,10 +282,11 @@ def _train(cfg: PGANTrainConfig, out: Path, resume: bool, progress: bool) -> Pat
         with torch.no_grad():
             grid = grow_forward(G_ema, fixed_z, ph.scale, ph.alpha, clamp=True)
         save_grid(grid, out / f"samples_{step:06d}.png")
-        score = (_score(G_ema, val, cfg.eval_iters) if val is not None else float(step)) if final else None
+        score = _score(G_ema, val, cfg.eval_iters) if final and val is not None else None
         if score is None:
-            log.info("step %d (%dx%d, alpha %.3f): saved the latest generator (not scored before the final phase), "
-                     "%.0f s", step, ph.resolution, ph.resolution, ph.alpha, seconds)
+            why = "no validation faces to score it" if final else "not scored before the final phase"
+            log.info("step %d (%dx%d, alpha %.3f): saved the latest generator (%s), %.0f s", step, ph.resolution,
+                     ph.resolution, ph.alpha, why, seconds)
         else:
             log.info("step %d: val inversion SSIM %.4f (best %.4f), %.0f s", step, score, best, seconds)
         if score is None or score > best:
@@ -348,7 +349,10 @@ def _train(cfg: PGANTrainConfig, out: Path, resume: bool, progress: bool) -> Pat
         snapshot()
     if step < total:
         log.warning("stopped by --minutes at step %d of %d; run again to resume", step, total)
-    log.info("done at step %d; best val SSIM %.4f", step, best)
+    if best > float("-inf"):
+        log.info("done at step %d; best val SSIM %.4f", step, best)
+    else:
+        log.info("done at step %d; no snapshot was scored, generator.pt is the latest", step)
     return out / "generator.pt"
 
 
