@@ -12,10 +12,12 @@ bytes  field      meaning
 1      flags      bit 0 prior (0 normal, 1 uniform); bit 1 fit (0 crop,
                   1 squash); bit 2 rounding (0 nearest, 1 stochastic);
                   bit 3 scaling (0 max, 1 l2); bit 4 norm-free (no norm
-                  field); bits 5-7 mode (0 = GAN inversion)
+                  field); bits 5-7 mode (0 = GAN inversion,
+                  1 = VAE-GAN)
 1      quant      ``bits << 2 | coder``; bits 2..16, coder 0 gamma,
                   1 delta, 2 omega; bit 7 is 0
-var    latent     latent dimension D, varint (1..65535)
+var    latent     latent dimension D, varint (1..65535); in mode 1 the
+                  number of coded symbols C*h*w of the code map
 var    res        model resolution R, varint (1..4096)
 var    width      original width, varint (1..65535)
 var    height     original height, varint (1..65535)
@@ -44,7 +46,8 @@ MAGIC = b"IVC"
 VERSION = 1
 MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
-MODES = {0: "inversion"}
+MODE_INVERSION, MODE_VAEGAN = 0, 1
+MODES = {MODE_INVERSION: "inversion", MODE_VAEGAN: "vaegan"}
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
 
 

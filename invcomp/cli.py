@@ -16,6 +16,10 @@ import click
 import torch
 from tqdm import tqdm
 
+from .bitstream import MODE_VAEGAN
+from .encoder import LoadedEncoder, check_encoder, load_encoder, shipped_encoder
+from .vaegan import LoadedVAEGAN
+from .vaegan_codec import decode_vaegan, encode_vaegan
 from . import __version__, codec, metrics
 from .errors import InvcompError
 from .generators import registry
@@ -65,7 +69,7 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
 @click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Registered model name, a .pt state_dict, a TorchScript file, or a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).")
 @click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
 @click.option("--iters", default=300, show_default=True, type=click.IntRange(0), help="Inversion iterations.")
-@click.option("--bits", default=6, show_default=True, type=click.IntRange(2, 16), help="Quantiser bits per coordinate (sign included).")
+@click.option("--bits", default=None, type=click.IntRange(2, 16), help="Quantiser bits per coordinate (sign included).  [default: 6; with --mode vaegan, the model's]")
 @click.option("--loss", default="ssim", show_default=True, help="ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.")
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(1), help="Best-of-N random restarts (batched).")
 @click.option("--lr", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Peak Adam learning rate.")
@@ -77,13 +81,21 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
 @click.option("--rounding", default="nearest", show_default=True, type=click.Choice(["nearest", "stochastic"]))
 @click.option("--coder", default="auto", show_default=True, type=click.Choice(["auto", "gamma", "delta", "omega"]), help="Elias code; auto takes the shortest.")
 @click.option("--no-quant-aware", is_flag=True, help="Do not optimise through the quantiser at the end.")
+@click.option("--mode", default="inversion", show_default=True, type=click.Choice(["inversion", "vaegan"]),
+              help="inversion: search G's latent; vaegan: one pass of a VAE-GAN codec (no search).")
+@click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C, which sets the rate; picks the registered vaegan-utkface64-cC model unless --model names one.")
+@click.option("--init", "init", default="auto", show_default=True, type=click.Choice(["auto", "encoder", "mean", "random"]),
+              help="Start of the search: the model's encoder (auto: when it has one, else random), the prior's mean, or a seeded random draw.")
+@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="A warm-start encoder .pt (from `invcomp train encoder`) for --model.")
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")
 @_guard
-def encode(images: Sequence[Path], output: Optional[str], model: str, weights_path: Optional[str], iters: int, bits: int, loss: str, restarts: int,
+def encode(images: Sequence[Path], output: Optional[str], model: str, weights_path: Optional[str], iters: int,
+           bits: Optional[int], loss: str, restarts: int,
            lr: float, seed: int, batch_size: int, device: str, fit: str, scaling: str, rounding: str, coder: str,
-           no_quant_aware: bool, max_pixels: int, force: bool, as_json: bool) -> None:
+           no_quant_aware: bool, mode: str, channels: Optional[int], init: str, encoder_path: Optional[str],
+           max_pixels: int, force: bool, as_json: bool) -> None:
     """Compress IMAGES to .ivc bitstreams by inverting the generator.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
@@ -92,12 +104,29 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, weights_pa
     from .losses import parse_loss
 
     parse_loss(loss)
-    gen = registry.load_generator(model, _device(device), weights_path)
-    settings = codec.EncodeSettings(iters=iters, bits=bits, loss=loss, restarts=restarts, lr=lr, seed=seed, fit=fit,
-                                    scaling=scaling, rounding=rounding, coder=coder, quant_aware=not no_quant_aware)
+    if mode == "vaegan":
+        vg = _vaegan_for_encode(model, channels, _device(device))
+        bits = vg.config.bits if bits is None else bits
+        name, resolution, iters, init = vg.name, vg.config.resolution, 0, "none"
+
+        def run(ims: list, tick: Any) -> list:
+            return encode_vaegan(vg, ims, bits=bits, coder=coder, fit=fit)
+    else:
+        if channels is not None:
+            raise InvcompError("--channels applies only to --mode vaegan")
+        bits = 6 if bits is None else bits
+        gen = registry.load_generator(model, _device(device), weights_path)
+        enc, init = _encoder_for(gen, init, encoder_path, _device(device))
+        settings = codec.EncodeSettings(iters=iters, bits=bits, loss=loss, restarts=restarts, lr=lr, seed=seed, fit=fit,
+                                        scaling=scaling, rounding=rounding, coder=coder, quant_aware=not no_quant_aware,
+                                        init=init)
+        name, resolution = gen.name, gen.config.resolution
+
+        def run(ims: list, tick: Any) -> list:
+            return codec.encode_batch(gen, ims, settings, callback=tick, encoder=enc)
     outs = output_paths(list(images), output, ".ivc")
     report = Report(as_json)
-    bar = tqdm(total=len(images) * iters, desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
+    bar = tqdm(total=len(images) * max(iters, 1), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
     for start in range(0, len(images), batch_size):
         chunk = list(zip(images, outs))[start:start + batch_size]
         loaded = []
@@ -108,28 +137,58 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, weights_pa
                 loaded.append((src, dst, load_image(src, max_pixels=max_pixels)))
             except InvcompError as e:
                 report.failure(str(src), str(e))
-                bar.update(iters)
+                bar.update(max(iters, 1))
         if not loaded:
             continue
         t0 = time.perf_counter()
         n_loaded = len(loaded)
-        done = codec.encode_batch(gen, [im for _, _, im in loaded], settings,
-                                  callback=lambda *_, k=n_loaded: bar.update(k))
+        done = run([im for _, _, im in loaded], lambda *_, k=n_loaded: bar.update(k))
+        if iters == 0:
+            bar.update(n_loaded)
         seconds = (time.perf_counter() - t0) / len(loaded)
         q = metrics.quality(codec.stored_pixels(torch.stack([e.recon for e in done])), torch.stack([e.target for e in done]))
-        for (src, dst, _), enc, m in zip(loaded, done, q):
+        for (src, dst, _), e, m in zip(loaded, done, q):
             try:
-                atomic_write(dst, enc.data, force=force)
+                atomic_write(dst, e.data, force=force)
             except (InvcompError, OSError) as e:
                 report.failure(str(src), str(e))
                 continue
-            row = {"input": str(src), "output": str(dst), **_rates(len(enc.data), enc.target), **m,
-                   "iters": iters, "seconds": round(seconds, 3), "model": gen.name, "bits": bits,
-                   "coder": enc.header.coder, "resolution": gen.config.resolution}
+            row = {"input": str(src), "output": str(dst), **_rates(len(e.data), e.target), **m,
+                   "mode": mode, "iters": iters, "init": init, "seconds": round(seconds, 3), "model": name, "bits": bits,
+                   "coder": e.header.coder, "resolution": resolution}
             report.success(row, f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
-                                f"PSNR {m['psnr']:.2f} dB (at {gen.config.resolution}x{gen.config.resolution}), {seconds:.2f} s")
+                                f"PSNR {m['psnr']:.2f} dB (at {resolution}x{resolution}), {seconds:.2f} s")
     bar.close()
     sys.exit(report.finish())
+
+
+def _vaegan_for_encode(model: str, channels: Optional[int], device: str) -> LoadedVAEGAN:
+    """The VAE-GAN codec for ``--mode vaegan``: ``--model`` if it names one, else the registered one for ``--channels``."""
+    if model == registry.DEFAULT_MODEL:
+        if channels is None:
+            raise InvcompError("--mode vaegan needs --channels C (or --model naming a VAE-GAN model)")
+        model = f"vaegan-utkface64-c{channels}"
+    vg = registry.load_vaegan_model(model, device)
+    if channels is not None and vg.config.channels != channels:
+        raise InvcompError(f"model {vg.name!r} codes {vg.config.channels} channels, not --channels {channels}")
+    return vg
+
+
+def _encoder_for(gen: registry.LoadedGenerator, init: str, encoder_path: Optional[str],
+                 device: str) -> tuple[Optional[LoadedEncoder], str]:
+    """The warm-start encoder to use (``--encoder``, else the registry's for this model) and the resolved init."""
+    enc = None
+    if encoder_path is not None:
+        enc = load_encoder(encoder_path, device)
+        check_encoder(enc, gen)
+    elif init in ("auto", "encoder"):
+        enc = shipped_encoder(gen, device)
+    if init == "auto":
+        init = "encoder" if enc is not None else "random"
+    if init == "encoder" and enc is None:
+        raise InvcompError(f"model {gen.name!r} has no encoder; train one with `invcomp train encoder`, pass --encoder, "
+                           "or use --init random")
+    return (enc if init == "encoder" else None), init
 
 
 def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str], cache: dict,
@@ -145,6 +204,17 @@ def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str
     if name not in cache:
         cache[name] = registry.load_generator(name, device)
     return cache[name]
+
+
+def _vaegan_for_decode(header: Any, model: Optional[str], cache: dict, device: str) -> LoadedVAEGAN:
+    if model is None:
+        model = registry.name_for_id(header.model_id)
+        if model is None:
+            raise InvcompError(f"bitstream needs VAE-GAN model id {header.model_id.hex()}, which is not installed; "
+                               "see `invcomp models`, or pass --model")
+    if model not in cache:
+        cache[model] = registry.load_vaegan_model(model, device)
+    return cache[model]
 
 
 @cli.command()
@@ -173,8 +243,12 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
                 raise InvcompError(f"cannot read {src}: {e.strerror or e}") from None
             t0 = time.perf_counter()
             header, _ = codec.parse(data)
-            gen = _generator_for(header, model, weights_path, cache, dev)
-            header, recon = codec.decode(data, gen)
+            if header.mode == MODE_VAEGAN:
+                gen = _vaegan_for_decode(header, model, cache, dev)
+                header, recon = decode_vaegan(data, gen)
+            else:
+                gen = _generator_for(header, model, weights_path, cache, dev)
+                header, recon = codec.decode(data, gen)
             img = codec.to_output_image(recon, header, native)
             seconds = time.perf_counter() - t0
             buf = io.BytesIO()

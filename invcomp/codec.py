@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from PIL import Image
 
 from . import bitstream, elias
+from .encoder import LoadedEncoder, check_encoder, predict_latents
 from .errors import BitstreamError, InvcompError, UnknownModelError
 from .generators.registry import LoadedGenerator
 from .imageio import fit_image, from_image, quantize_pixels, restore_size, to_pil
@@ -60,9 +61,15 @@ def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
 
 
 def encode_batch(
-    gen: LoadedGenerator, images: list[Image.Image], settings: EncodeSettings, callback: Optional[Callback] = None
+    gen: LoadedGenerator, images: list[Image.Image], settings: EncodeSettings, callback: Optional[Callback] = None,
+    encoder: Optional[LoadedEncoder] = None,
 ) -> list[Encoded]:
-    """Encode RGB images in one batched inversion. Deterministic on CPU for fixed settings."""
+    """Encode RGB images in one batched inversion. Deterministic on CPU for fixed settings.
+
+    ``settings.init`` picks the search's start: ``random`` (a seeded draw from the prior), ``mean`` (the prior's
+    mean) or ``encoder``, the latents ``encoder`` (trained for ``gen``) predicts; ``iters=0`` then codes the
+    encoder's guess as it is.
+    """
     cfg = gen.config
     if not images:
         return []
@@ -73,12 +80,26 @@ def encode_batch(
     quant = QuantSpec(settings.bits, settings.scaling) if settings.quant_aware else None
     res = invert(
         gen.module, target, loss=settings.loss, iters=settings.iters, lr=settings.lr, restarts=settings.restarts,
-        init=settings.init, prior=cfg.prior, norm_weight=settings.norm_weight, quant=quant,
+        init=start_latents(gen, target, settings.init, encoder), prior=cfg.prior, norm_weight=settings.norm_weight, quant=quant,
         quant_fraction=settings.quant_fraction, seed=settings.seed, callback=callback,
     )
     return encode_latents(gen, res.z, images, settings, target=target,
                           extra=[{"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])}
                                  for i in range(len(images))])
+
+
+def start_latents(gen: LoadedGenerator, target: torch.Tensor, init: str,
+                  encoder: Optional[LoadedEncoder]) -> Union[str, torch.Tensor]:
+    """What :func:`invert` starts from: ``init`` itself for ``random``/``mean``, else the encoder's latents ``(N, D)``."""
+    if init in ("random", "mean"):
+        return init
+    if init != "encoder":
+        raise InvcompError(f"unknown init {init!r}; use encoder, mean or random")
+    if encoder is None:
+        raise InvcompError(f"model {gen.name!r} has no encoder; train one with `invcomp train encoder`, pass --encoder, "
+                           "or use --init random")
+    check_encoder(encoder, gen)
+    return predict_latents(encoder.module, target)
 
 
 def encode_latents(
@@ -138,7 +159,10 @@ def parse(data: bytes) -> tuple[bitstream.Header, QuantizedLatent]:
 
 
 def check_model(header: bitstream.Header, gen: LoadedGenerator) -> None:
-    """Refuse to decode with a generator other than the one that encoded."""
+    """Refuse to decode with a generator other than the one that encoded, or a file of another mode."""
+    if header.mode != bitstream.MODE_INVERSION:
+        raise BitstreamError(f"this is a VAE-GAN (mode {header.mode}) file, not GAN inversion (mode 0); decode it with "
+                             "its VAE-GAN model")
     if header.model_id != gen.model_id:
         raise UnknownModelError(
             f"bitstream needs model id {header.model_id.hex()}, but {gen.name!r} has id {gen.model_id.hex()}; "

@@ -21,13 +21,13 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from .errors import InvcompError
-from .generators.registry import LoadedGenerator, load_state_dict, sha256_file
+from .generators.registry import LoadedGenerator, list_models, load_state_dict, sha256_file
 from .train.common import atomic_save, write_json
 
 log = logging.getLogger(__name__)
@@ -228,3 +228,15 @@ def check_encoder(enc: LoadedEncoder, gen: LoadedGenerator) -> None:
                                ("prior", c.prior, g.prior)):
         if mine != theirs:
             raise InvcompError(f"encoder {enc.path.name} has {what} {mine} but generator {gen.name!r} has {theirs}")
+
+
+def shipped_encoder(gen: LoadedGenerator, device: str | torch.device = "cpu") -> Optional[LoadedEncoder]:
+    """The registry's encoder for ``gen`` (matched by the generator's sha256), sha256-checked; ``None`` if none."""
+    for entry in list_models():
+        if entry.sha256 == gen.sha256 and entry.encoder is not None:
+            enc = load_encoder(entry.encoder, device)
+            if entry.encoder_sha256 and enc.sha256 != entry.encoder_sha256:
+                raise InvcompError(f"encoder {entry.encoder} does not match the sha256 in the registry; reinstall it")
+            check_encoder(enc, gen)
+            return enc
+    return None

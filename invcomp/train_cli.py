@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .encoder_cli import encoder
+from .vaegan_cli import vaegan
 from .errors import InvcompError
 from .outputs import guard, resolve_device
 
@@ -97,3 +99,7 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
     except FileNotFoundError as e:
         raise InvcompError(str(e)) from None
     click.echo(f"generator: {path}")
+
+
+train.add_command(encoder)
+train.add_command(vaegan)

@@ -182,7 +182,7 @@ def test_max_payload_bits_by_hand() -> None:
     [
         {"model_id": b"\x00" * 3}, {"latent_dim": 0}, {"latent_dim": 65536}, {"resolution": 4097},
         {"width": 0}, {"height": 65536}, {"bits": 1}, {"bits": 17}, {"coder": "rice"}, {"scaling": "l1"},
-        {"rounding": "up"}, {"prior": "laplace"}, {"fit": "pad"}, {"mode": 1}, {"norm": -1.0},
+        {"rounding": "up"}, {"prior": "laplace"}, {"fit": "pad"}, {"mode": 2}, {"norm": -1.0},
         {"norm": 70000.0}, {"norm": float("nan")}, {"norm": float("inf")},
     ],
 )
@@ -313,7 +313,7 @@ def test_out_of_range_quant_byte_with_valid_crc(quant: int, word: str) -> None:
         unpack(data)
 
 
-@pytest.mark.parametrize("flags", [0x20, 0x40, 0x80, 0xE8])
+@pytest.mark.parametrize("flags", [0x60, 0x40, 0x80, 0xE8])
 def test_unknown_mode_with_valid_crc(flags: int) -> None:
     with pytest.raises(BitstreamError, match="mode"):
         unpack(with_crc(replace(BODY, OFF_FLAGS, bytes([flags]))))

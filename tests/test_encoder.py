@@ -81,8 +81,11 @@ def tcfg(gen: Path, data: Path, out: Path, **kw: object) -> EncoderTrainConfig:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> None:
+def _one_thread():  # type: ignore[no-untyped-def]
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)  # other test files must not inherit a single thread
 
 
 # --- the module ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -45,6 +45,9 @@ class ModelEntry:
     sha256: str
     card: Optional[Path]
     description: str = ""
+    encoder: Optional[Path] = None  # a warm-start encoder trained for this generator (invcomp.encoder)
+    encoder_sha256: Optional[str] = None
+    kind: str = "generator"  # or "vaegan": a VAE-GAN codec (invcomp.vaegan), loaded with load_vaegan_model
 
 
 @dataclass
@@ -90,7 +93,9 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
         raise InvcompError(f"bad model registry {reg}: {e}") from None
     return [
         ModelEntry(name=name, weights=root / r["weights"], config=root / r["config"], sha256=r["sha256"],
-                   card=root / r["card"] if r.get("card") else None, description=r.get("description", ""))
+                   card=root / r["card"] if r.get("card") else None, description=r.get("description", ""),
+                   encoder=root / r["encoder"]["weights"] if r.get("encoder") else None,
+                   encoder_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"))
         for name, r in sorted(rows.items())
     ]
 
@@ -171,6 +176,8 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         raise InvcompError("--weights applies only to a user model (--model file.py:factory or package.module:factory)")
     if spec in entries:
         e = entries[spec]
+        if e.kind != "generator":
+            raise InvcompError(f"model {spec!r} is a VAE-GAN codec, not a generator; use it with --mode vaegan")
         if not e.weights.exists():
             raise InvcompError(f"weights for model {spec!r} are missing: {e.weights}")
         digest = sha256_file(e.weights)
@@ -186,6 +193,8 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         digest = sha256_file(weights)
         cfg_path = weights.with_suffix(".json")
         state = load_state_dict(weights)
+        if _is_vaegan(cfg_path):
+            raise InvcompError(f"{weights} is a VAE-GAN codec, not a generator (use it with --mode vaegan)")
         if cfg_path.exists():
             config = GeneratorConfig.from_json(cfg_path)
         elif "formatLayer.module.weight" in normalise_keys(state):
@@ -199,6 +208,14 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
     module = build(config, load_state_dict(weights)).to(device)
     return LoadedGenerator(name=name, module=module, config=config, sha256=digest)
+
+
+def _is_vaegan(cfg_path: Path) -> bool:
+    """True when the config beside a weights file says it is a VAE-GAN codec (invcomp.vaegan)."""
+    try:
+        return json.loads(cfg_path.read_text()).get("architecture") == "vaegan"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _custom():  # imported late: custom imports this module
@@ -232,3 +249,28 @@ def find_by_id(model_id: bytes) -> Optional[ModelEntry]:
         if bytes.fromhex(e.sha256[: 2 * len(model_id)]) == model_id:
             return e
     return None
+
+
+def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
+    """A VAE-GAN codec (:class:`invcomp.vaegan.LoadedVAEGAN`): a registered ``kind: vaegan`` name (sha256-checked)
+    or a ``vaegan.pt`` path with its ``.json`` beside it."""
+    from ..vaegan import load_vaegan
+
+    entries = {e.name: e for e in list_models()}
+    if spec in entries:
+        e = entries[spec]
+        if e.kind != "vaegan":
+            raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec; drop --mode vaegan")
+        if not e.weights.exists():
+            raise InvcompError(f"weights for model {spec!r} are missing: {e.weights}")
+        if sha256_file(e.weights) != e.sha256:
+            raise InvcompError(f"weights for model {spec!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+        model = load_vaegan(e.weights, device)
+        model.name = spec
+        return model
+    if not Path(spec).is_file():
+        known = ", ".join(n for n, e in entries.items() if e.kind == "vaegan") or "none installed"
+        raise UnknownModelError(f"unknown VAE-GAN model {spec!r}: not a registered name ({known}) nor a file")
+    if not _is_vaegan(Path(spec).with_suffix(".json")):
+        raise InvcompError(f"{spec} is not a VAE-GAN codec (no vaegan config beside it); VAE-GAN (mode 1) files need one")
+    return load_vaegan(spec, device)

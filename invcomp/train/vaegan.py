@@ -1,0 +1,219 @@
+"""Train a VAE-GAN codec (:mod:`invcomp.vaegan`) on a folder, ``.zip`` or ``.tar`` of faces.
+
+Per step, on a batch of horizontally flipped training faces ``x``:
+
+- analysis gives ``mu, logvar``; the code ``z = mu + exp(logvar / 2) * eps`` is
+  QSGD-quantised at ``bits`` with a straight-through gradient (the quantiser is
+  in the loop); synthesis gives ``x_hat = S(z_q)``;
+- autoencoder loss: ``(1 - SSIM) + l1_weight * L1 + kl_weight * KL +
+  adv_weight * softplus(-D(x_hat, z_q))``; KL is the mean per code element of
+  ``KL(N(mu, sigma) || N(0, 1))``; L1 is in [-1, 1] pixel units;
+- discriminator loss (non-saturating, as in the DCGAN trainer):
+  ``softplus(-D(x, z_q)) + softplus(D(x_hat, z_q))``, the code detached. D sees
+  the code, so it judges whether the image is a plausible decoding of it.
+
+The adversarial terms start after ``adv_warmup`` steps (a pure autoencoder before).
+Adam for both. Every ``snapshot_every`` steps the codec is scored on validation faces
+by mean SSIM after real (nearest, per-image) quantisation of the mean at ``bits``;
+the best is kept as ``vaegan.pt`` + ``vaegan.json``. ``checkpoint.pt`` holds every
+network, both optimisers, the step, the best score and the RNG state, so a resumed
+run continues exactly where it stopped. Deterministic on CPU for a seed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..data import load_faces
+from ..errors import InvcompError
+from ..metrics import ssim
+from ..vaegan import PairDiscriminator, VAEGANConfig, build_vaegan, reconstruct, save_vaegan, straight_through_code
+from .common import atomic_save, file_log, save_grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VAEGANTrainConfig:
+    data: str
+    out: str
+    resolution: int = 64
+    channels: int = 8
+    downsample: int = 8
+    widths: tuple[int, ...] = ()
+    ndf: int = 64
+    bits: int = 4
+    batch_size: int = 32
+    lr: float = 2e-4
+    beta1: float = 0.5
+    l1_weight: float = 1.0
+    kl_weight: float = 1e-3
+    adv_weight: float = 0.01
+    adv_warmup: int = 1000
+    steps: int = 20000
+    minutes: Optional[float] = None
+    snapshot_every: int = 1000
+    eval_faces: int = 128
+    seed: int = 0
+    device: str = "cpu"
+
+    def model_config(self) -> VAEGANConfig:
+        return VAEGANConfig(resolution=self.resolution, channels=self.channels, downsample=self.downsample,
+                            widths=tuple(self.widths), bits=self.bits)
+
+
+@dataclass
+class Nets:
+    """The networks and optimisers being trained (a plain holder; the step logic is :func:`train_step`)."""
+
+    parts: torch.nn.ModuleDict  # analysis, synthesis
+    D: PairDiscriminator
+    opt_ae: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def make_nets(cfg: VAEGANTrainConfig, device: torch.device) -> Nets:
+    """Fresh networks and Adam optimisers; seeds torch's global RNG with ``cfg.seed`` for the initialisation."""
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_config()
+    parts, D = build_vaegan(mcfg).to(device), PairDiscriminator(mcfg, cfg.ndf).to(device)
+    betas = (cfg.beta1, 0.999)
+    return Nets(parts, D, torch.optim.Adam(parts.parameters(), lr=cfg.lr, betas=betas),
+                torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=betas))
+
+
+def train_step(nets: Nets, x: torch.Tensor, cfg: VAEGANTrainConfig, step: int, gen: torch.Generator) -> dict[str, float]:
+    """One optimisation step on images ``(N, 3, R, R)`` in [-1, 1]; returns the loss terms as floats."""
+    A, S = nets.parts["analysis"], nets.parts["synthesis"]
+    mu, logvar = A(x)
+    eps = torch.randn(mu.shape, generator=gen, device=mu.device)
+    zq = straight_through_code(mu + torch.exp(0.5 * logvar) * eps, cfg.bits)
+    x_hat = S(zq)
+    rec = (1.0 - ssim(x_hat, x)).mean() + cfg.l1_weight * (x_hat - x).abs().mean()
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+    adv = step >= cfg.adv_warmup and cfg.adv_weight > 0
+    loss_d = torch.zeros(())
+    if adv:
+        code = zq.detach()
+        loss_d = F.softplus(-nets.D(x, code)).mean() + F.softplus(nets.D(x_hat.detach(), code)).mean()
+        nets.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        nets.opt_d.step()
+    loss_g = F.softplus(-nets.D(x_hat, zq.detach())).mean() if adv else torch.zeros((), device=x.device)
+    loss = rec + cfg.kl_weight * kl + cfg.adv_weight * loss_g
+    nets.opt_ae.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_ae.step()
+    return {"rec": rec.item(), "kl": kl.item(), "g": loss_g.item(), "d": loss_d.item()}
+
+
+@torch.no_grad()
+def score(parts: torch.nn.ModuleDict, val: torch.Tensor, bits: int, chunk: int = 32) -> tuple[float, torch.Tensor]:
+    """Mean SSIM of the codec's reconstructions of ``val`` ``(N, 3, R, R)`` in [-1, 1] after real quantisation,
+    and the reconstructions ``(N, 3, R, R)``."""
+    parts.eval()
+    recon = torch.cat([reconstruct(parts["analysis"], parts["synthesis"], val[i:i + chunk], bits)
+                       for i in range(0, len(val), chunk)])
+    parts.train()
+    return float(ssim(recon, val).mean()), recon
+
+
+def _batch(real: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    x = real[idx].float() / 127.5 - 1.0
+    flip = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def train_vaegan(cfg: VAEGANTrainConfig, *, resume: bool = True, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the path of the best ``vaegan.pt``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with file_log(out / "train.log"):
+        return _train(cfg, out, resume, progress)
+
+
+def _train(cfg: VAEGANTrainConfig, out: Path, resume: bool, progress: bool) -> Path:
+    device = torch.device(cfg.device)
+    mcfg = cfg.model_config()  # validates the shape options before any data is read
+    real, _ = load_faces(cfg.data, cfg.resolution, split="train")
+    val = None
+    if cfg.eval_faces:
+        try:
+            val = load_faces(cfg.data, cfg.resolution, split="val", limit=cfg.eval_faces)[0]
+        except FileNotFoundError:
+            log.warning("no validation images in %s: snapshots are not scored, the latest is kept", cfg.data)
+    real = real.to(device)
+    val = val.float().div(127.5).sub(1).to(device) if val is not None else None
+    log.info("training VAE-GAN-%d (C=%d, f=%d, %d symbols) on %d faces (%s), config %s", cfg.resolution,
+             cfg.channels, cfg.downsample, mcfg.symbols, len(real), cfg.data, cfg)
+
+    nets = make_nets(cfg, device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    step, best, elapsed = 0, -1.0, 0.0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        try:
+            nets.parts.load_state_dict(state["parts"]), nets.D.load_state_dict(state["D"])
+            nets.opt_ae.load_state_dict(state["opt_ae"]), nets.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError):
+            raise InvcompError(f"{ckpt} was made with other model options; use them again or --no-resume") from None
+        gen.set_state(state["rng"].cpu())
+        step, best, elapsed = int(state["step"]), float(state["best"]), float(state["seconds"])
+        log.info("resumed from %s at step %d (best val SSIM %.4f)", ckpt, step, best)
+
+    t0 = time.time()
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes else None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train vaegan", unit="step")
+
+    def snapshot() -> None:
+        nonlocal best
+        seconds = elapsed + time.time() - t0
+        if val is not None:
+            value, recon = score(nets.parts, val, cfg.bits)
+            save_grid(torch.cat([val[:8], recon[:8]]).cpu(), out / f"recon_{step:06d}.png")
+        else:
+            value, recon = float(step), None  # no val: latest wins
+        log.info("step %d: val SSIM at %d bits %.4f (best %.4f), %.0f s", step, cfg.bits, value, best, seconds)
+        if value > best:
+            best = value
+            training = {"step": step, "seconds": round(seconds), "val_ssim": round(value, 4),
+                        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
+            save_vaegan(nets.parts, replace(mcfg, training=training), out / "vaegan.pt")
+            if recon is not None:
+                save_grid(torch.cat([val[:8], recon[:8]]).cpu(), out / "samples.png")
+        atomic_save({"parts": nets.parts.state_dict(), "D": nets.D.state_dict(), "opt_ae": nets.opt_ae.state_dict(),
+                     "opt_d": nets.opt_d.state_dict(), "rng": gen.get_state(), "step": step, "best": best,
+                     "seconds": seconds}, ckpt)
+
+    last: dict[str, float] = {}
+    while step < cfg.steps and (deadline is None or time.time() < deadline):
+        idx = torch.randint(0, len(real), (cfg.batch_size,), device=device, generator=gen)
+        last = train_step(nets, _batch(real, idx, gen), cfg, step, gen)
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
+        if step % 500 == 0:
+            log.info("step %d %s", step, " ".join(f"{k} {v:.4f}" for k, v in last.items()))
+        if step % cfg.snapshot_every == 0:
+            snapshot()
+    bar.close()
+    if step % cfg.snapshot_every or not (out / "vaegan.pt").exists():
+        snapshot()
+    log.info("done at step %d; best val SSIM %.4f", step, best)
+    return out / "vaegan.pt"
+
+
+def config_from_kwargs(**kw: object) -> VAEGANTrainConfig:
+    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
+    base = VAEGANTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
+    return replace(base, **{k: v for k, v in kw.items() if v is not None})

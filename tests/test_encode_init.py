@@ -1,0 +1,102 @@
+"""``invcomp encode --init encoder|mean|random`` and ``--encoder``: the warm start through the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from invcomp.cli import cli
+from invcomp.encoder import EncoderConfig, LatentEncoder, predict_latents, save_encoder
+from invcomp.generators.registry import sha256_file
+from invcomp.imageio import fit_image, from_image
+from invcomp.quantize import dequantize, quantize
+
+from .test_encoder import D, R, save_generator, varied_dcgan
+
+
+def _runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    gen = save_generator(tmp_path / "g.pt")
+    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
+    torch.manual_seed(3)
+    save_encoder(LatentEncoder(cfg), cfg, tmp_path / "enc.pt")
+    other = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256="cd" * 32, generator_name="h")
+    save_encoder(LatentEncoder(other), other, tmp_path / "other.pt")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8), "RGB").save(tmp_path / "x.png")
+    return {"gen": gen, "enc": tmp_path / "enc.pt", "other": tmp_path / "other.pt", "img": tmp_path / "x.png",
+            "dir": tmp_path}
+
+
+def _encode(f: dict[str, Path], *extra: str):  # type: ignore[no-untyped-def]
+    args = ["encode", str(f["img"]), "-o", str(f["dir"] / "x.ivc"), "--model", str(f["gen"]), "--device", "cpu",
+            "--bits", "8", "--json", "--force", *extra]
+    return _runner().invoke(cli, args)
+
+
+def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[str, Path]) -> None:
+    r = _encode(files, "--encoder", str(files["enc"]), "--init", "encoder", "--iters", "0")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["init"] == "encoder" and row["iters"] == 0
+    r = _runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
+                               "--model", str(files["gen"]), "--device", "cpu"])
+    assert r.exit_code == 0, r.stderr
+    decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))
+
+    # independent expectation: E's latent for the coded pixels, QSGD at 8 bits (l2), one G pass
+    from invcomp.encoder import load_encoder
+
+    target = from_image(fit_image(Image.open(files["img"]).convert("RGB"), R, "crop"))[None]
+    z = predict_latents(load_encoder(files["enc"]).module, target)
+    g = varied_dcgan()
+    with torch.no_grad():
+        expected = g(dequantize(quantize(z, 8, scaling="l2"))).clamp(-1, 1)[0]
+    assert torch.allclose(decoded, expected, atol=4 / 255)  # 8-bit PNG rounding, in [-1, 1] units
+    from_encoder = (files["dir"] / "x.ivc").read_bytes()
+    assert _encode(files, "--init", "random", "--iters", "0").exit_code == 0
+    assert (files["dir"] / "x.ivc").read_bytes() != from_encoder  # the start really came from the encoder
+
+
+def test_mean_init_with_zero_iterations_is_g_of_zero(files: dict[str, Path]) -> None:
+    r = _encode(files, "--init", "mean", "--iters", "0")
+    assert r.exit_code == 0, r.stderr
+    r = _runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
+                               "--model", str(files["gen"]), "--device", "cpu"])
+    assert r.exit_code == 0, r.stderr
+    decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))
+    with torch.no_grad():
+        expected = varied_dcgan()(torch.zeros(1, D)).clamp(-1, 1)[0]
+    assert torch.allclose(decoded, expected, atol=4 / 255)
+
+
+def test_auto_init_without_an_encoder_is_random(files: dict[str, Path]) -> None:
+    r = _encode(files, "--iters", "1")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["init"] == "random"
+
+
+def test_encoder_init_without_an_encoder_fails_in_one_line(files: dict[str, Path]) -> None:
+    r = _encode(files, "--init", "encoder")
+    assert r.exit_code == 1
+    assert "has no encoder" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (files["dir"] / "x.ivc").exists()
+
+
+def test_an_encoder_for_another_generator_is_refused(files: dict[str, Path]) -> None:
+    r = _encode(files, "--encoder", str(files["other"]), "--init", "encoder")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "h" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (files["dir"] / "x.ivc").exists()
