@@ -92,3 +92,54 @@ def test_self_recovery_reports_each_model(setup: tuple[Path, Path]) -> None:
     s = doc["models"]["tiny"]["summary"]
     assert s["n"] == 3 and s["ssim_min"] <= s["ssim_median"] <= 1.0 and 0 <= s["share_at_goal"] <= 1
     assert doc["settings"]["bits"] == 8
+
+
+def test_warm_start_curves_for_each_init(tmp_path: Path, setup: tuple[Path, Path]) -> None:
+    from invcomp.encoder import EncoderConfig, LatentEncoder, save_encoder
+    from invcomp.generators.registry import sha256_file
+
+    from .test_encoder import D, R, save_generator
+
+    _, faces = setup
+    gen = save_generator(tmp_path / "g.pt")
+    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
+    save_encoder(LatentEncoder(cfg), cfg, tmp_path / "enc.pt")
+    mod = _load("warm_start")
+    out = tmp_path / "ws"
+    r = CliRunner().invoke(mod.main, ["--model", str(gen), "--encoder", str(tmp_path / "enc.pt"), "--data", str(faces),
+                                      "--split", "all", "--iters", "0,2", "--inits", "encoder,mean,random",
+                                      "--device", "cpu", "--tag", "t", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "warm_start_g_t.json").read_text())
+    assert set(doc["curves"]) == {"encoder", "mean", "random"}
+    assert all(set(c) == {"0", "2"} for c in doc["curves"].values())
+    assert all(len(rows) == 3 for per in doc["rows"].values() for rows in per.values())
+    # the goal is the random start's SSIM at the largest budget, and the reported budget really reaches it
+    assert doc["goal_ssim"] == pytest.approx(doc["curves"]["random"]["2"])
+    reach = doc["encoder_iters_to_goal"]
+    assert reach is None or doc["curves"]["encoder"][str(reach)] >= doc["goal_ssim"]
+    assert (out / "warm_start_g_t.png").exists() and "--init encoder" in (out / "warm_start_g_t.md").read_text()
+
+
+def test_vaegan_table_codes_every_face_with_each_model(tmp_path: Path, setup: tuple[Path, Path]) -> None:
+    from invcomp.vaegan import VAEGANConfig, build_vaegan, save_vaegan
+
+    _, faces = setup
+    for c in (2, 4):
+        cfg = VAEGANConfig(resolution=16, channels=c, downsample=8, widths=(4, 4, 4), bits=4)
+        torch.manual_seed(c)
+        save_vaegan(build_vaegan(cfg), cfg, tmp_path / f"c{c}" / "vaegan.pt")
+    mod = _load("vaegan_table")
+    out = tmp_path / "t2"
+    r = CliRunner().invoke(mod.main, ["--model", str(tmp_path / "c2" / "vaegan.pt"), "--model",
+                                      str(tmp_path / "c4" / "vaegan.pt"), "--data", str(faces), "--split", "all",
+                                      "--device", "cpu", "--tag", "t", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "table2_vaegan_t.json").read_text())
+    rows = {name: m["rows"] for name, m in doc["models"].items()}
+    assert sorted(len(v) for v in rows.values()) == [3, 3]
+    md = (out / "table2_vaegan_t.md").read_text()
+    assert "C=2 (2×2, 4 bits)" in md and "C=4 (2×2, 4 bits)" in md and "0.71 at 24.49×" in md
+    # twice the channels, twice the symbols: the C=4 files are larger
+    means = sorted(sum(r["bytes"] for r in v) / 3 for v in rows.values())
+    assert means[0] < means[1]
