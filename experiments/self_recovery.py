@@ -85,6 +85,8 @@ def main(models: tuple[str, ...], n: int, bits: int, iters: Optional[int], resta
     results, lines = {}, []
     for spec in models:
         gen = load_generator(spec, dev)
+        if Path(spec).is_file():  # a weights file: name it by its folder too (generator.pt says little)
+            gen.name = f"{Path(spec).parent.name}/{Path(spec).name}"
         rows = recover(gen, n, seed, st, batch_size)
         s = summary(rows)
         results[gen.name] = {"spec": spec, "sha256": gen.sha256, "latent_dim": gen.config.latent_dim,

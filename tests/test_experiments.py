@@ -89,7 +89,9 @@ def test_self_recovery_reports_each_model(setup: tuple[Path, Path]) -> None:
                                       "--tag", "t", "--out", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "self_recovery_t.json").read_text())
-    s = doc["models"]["tiny"]["summary"]
+    (name, model), = doc["models"].items()
+    assert name == f"{tmp.name}/tiny.pt"  # a weights file is named by its folder and file
+    s = model["summary"]
     assert s["n"] == 3 and s["ssim_min"] <= s["ssim_median"] <= 1.0 and 0 <= s["share_at_goal"] <= 1
     assert doc["settings"]["bits"] == 8
 

@@ -288,3 +288,36 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path: Path, how: str) -> No
     with pytest.raises(InvcompError):
         registry.load_generator(str(p))
     assert not flag.exists()
+
+
+# --- the shipped PGAN -----------------------------------------------------------------------------
+
+
+def test_shipped_pgan_is_norm_free_and_matches_its_registry_entry() -> None:
+    entry = json.loads((REPO / "pretrained" / "models.json").read_text())["pgan-utkface64"]
+    path = REPO / "pretrained" / entry["weights"]
+    assert sha256_of(path) == entry["sha256"] and entry["sha256"][:8] in path.name
+    assert (REPO / "pretrained" / entry["card"]).is_file()
+    gen = registry.load_generator("pgan-utkface64")
+    assert (gen.config.architecture, gen.config.latent_dim, gen.config.resolution) == ("pgan", 512, 64)
+    assert gen.config.norm_free and gen.model_id == bytes.fromhex(entry["sha256"][:8])
+    z = torch.randn(3, 512, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x, x_scaled = gen.module(z), gen.module(z * 3.7)
+    assert x.shape == (3, 3, 64, 64) and x.abs().max() <= 1.0
+    assert torch.allclose(x, x_scaled, atol=1e-5)  # pixel-norm first: the latent's scale is invisible
+
+
+def test_shipped_pgan_bitstreams_store_no_norm() -> None:
+    from PIL import Image
+
+    from invcomp import codec
+    from invcomp.bitstream import unpack
+
+    gen = registry.load_generator("pgan-utkface64")
+    img = Image.open(REPO / "experiments" / "data" / "portraits" / "astronaut-face.png").convert("RGB")
+    enc = codec.encode_batch(gen, [img], codec.EncodeSettings(iters=2))[0]
+    header = unpack(enc.data)[0]
+    assert header.norm is None and header.latent_dim == 512
+    _, recon = codec.decode(enc.data, gen)
+    assert torch.allclose(recon, enc.recon, atol=1e-6)
