@@ -45,14 +45,8 @@ def median_time(fn, repeats: int, device: str) -> float:
     return statistics.median(ts)
 
 
-@click.command()
-@click.option("--data", default="../shared/data/utkface", show_default=True)
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--repeats", default=5, show_default=True)
-@click.option("--encode-batch", default=8, show_default=True, help="Batch for the whole-encode timing.")
-@click.option("--out", default="experiments/results", show_default=True)
-def main(data, model, device, repeats, encode_batch, out) -> None:
+def measure(model: str, data: str, device: str, repeats: int, encode_batch: int) -> dict:
+    """The speed figures of one model (see the module doc)."""
     gen = load_generator(model, device)
     images = [load_image(p) for p in list_images(data, "holdout")[:32]]
     target = torch.stack([codec.prepare(im, gen.config.resolution, "crop") for im in images]).to(device)
@@ -75,15 +69,46 @@ def main(data, model, device, repeats, encode_batch, out) -> None:
     z = torch.randn(1, gen.config.latent_dim, device=device)
     with torch.no_grad():
         rows["generator_forward_ms"] = 1000 * median_time(lambda: gen.module(z), repeats * 4, device)
-    md = (f"### Speed, {model} on {device} ({rows['gpu'] or rows['cpu']}, {rows['threads']} threads), medians of {repeats}\n\n"
-          "| measure | value |\n|---|---|\n"
-          + "".join(f"| inversion ms / iteration / image, batch {b} | {v:.2f} |\n" for b, v in rows["ms_per_iter_per_image"].items())
-          + f"| default encode ({st.iters} iters), s / image, batch {len(batch)} | {rows['encode_seconds_per_image']:.2f} |\n"
-          + f"| decode ms / file (parse + G + image) | {rows['decode_ms']:.1f} |\n"
-          + f"| generator forward ms (1 latent) | {rows['generator_forward_ms']:.1f} |\n")
+    return rows
+
+
+def lines(rows: dict) -> list[tuple[str, float, str]]:
+    out = [(f"inversion ms / iteration / image, batch {b}", v, ".2f") for b, v in rows["ms_per_iter_per_image"].items()]
+    return out + [(f"default encode ({rows['encode_iters']} iters), s / image, batch {rows['encode_batch']}",
+                   rows["encode_seconds_per_image"], ".2f"),
+                  ("decode ms / file (parse + G + image)", rows["decode_ms"], ".1f"),
+                  ("generator forward ms (1 latent)", rows["generator_forward_ms"], ".1f")]
+
+
+@click.command()
+@click.option("--data", default="../shared/data/utkface", show_default=True)
+@click.option("--model", "models", default=[DEFAULT_MODEL], multiple=True, show_default=True,
+              help="Repeatable: several models are measured in one process, with the ratios to the first.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--repeats", default=5, show_default=True)
+@click.option("--encode-batch", default=8, show_default=True, help="Batch for the whole-encode timing.")
+@click.option("--out", default="experiments/results", show_default=True)
+def main(data, models, device, repeats, encode_batch, out) -> None:
+    results = [measure(m, data, device, repeats, encode_batch) for m in models]
+    first = results[0]
+    head = f"on {device} ({first['gpu'] or first['cpu']}, {first['threads']} threads), medians of {repeats}"
+    if len(models) == 1:
+        md = (f"### Speed, {models[0]} {head}\n\n| measure | value |\n|---|---|\n"
+              + "".join(f"| {k} | {v:{f}} |\n" for k, v, f in lines(first)))
+        stem = f"speed_{device}" if models[0] == DEFAULT_MODEL else f"speed_{models[0]}_{device}"
+    else:
+        md = (f"### Speed, {' and '.join(models)} {head}, in one process\n\n| measure | "
+              + " | ".join(models) + " | " + " | ".join(f"{m} / {models[0]}" for m in models[1:]) + " |\n"
+              + "|---" * (2 * len(models)) + "|\n")
+        for i, (k, v0, f) in enumerate(lines(first)):
+            vals = [lines(r)[i][1] for r in results]
+            md += f"| {k} | " + " | ".join(f"{v:{f}}" for v in vals) + " | " + " | ".join(
+                f"{v / v0:.2f}×" for v in vals[1:]) + " |\n"
+        stem = f"speed_compare_{device}"
     Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write(Path(out, f"speed_{device}.json"), (json.dumps(rows, indent=1) + "\n").encode(), force=True)
-    atomic_write(Path(out, f"speed_{device}.md"), (md).encode(), force=True)
+    doc = first if len(models) == 1 else {"models": results}
+    atomic_write(Path(out, f"{stem}.json"), (json.dumps(doc, indent=1) + "\n").encode(), force=True)
+    atomic_write(Path(out, f"{stem}.md"), (md).encode(), force=True)
     click.echo(md)
 
 
