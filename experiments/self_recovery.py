@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp import codec as ivc  # noqa: E402
-from invcomp import metrics  # noqa: E402
+from invcomp.bench.run import Inputs, run_invcomp  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.generators.registry import LoadedGenerator, load_generator  # noqa: E402
-from invcomp.imageio import to_pil  # noqa: E402
+from invcomp.imageio import from_image, to_pil  # noqa: E402
 from invcomp.inversion import initial_latents  # noqa: E402
 from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
 
@@ -45,14 +45,9 @@ def generated_images(gen: LoadedGenerator, n: int, seed: int) -> list:
 
 def recover(gen: LoadedGenerator, n: int, seed: int, st: ivc.EncodeSettings, batch_size: int) -> list[dict]:
     images = generated_images(gen, n, seed)
-    rows = []
+    inputs = Inputs([f"drawn-{i}" for i in range(n)], images, torch.stack([from_image(im) for im in images]))
     bar = tqdm(total=n, desc=gen.name, file=sys.stderr)
-    for s in range(0, n, batch_size):
-        enc = ivc.encode_batch(gen, images[s:s + batch_size], st)
-        recon = torch.stack([ivc.stored_pixels(ivc.decode(e.data, gen)[1]) for e in enc])
-        ms = metrics.quality(recon, torch.stack([e.target for e in enc]), with_lpips=False)
-        rows += [{"image": s + i, "bytes": len(e.data), **m} for i, (e, m) in enumerate(zip(enc, ms))]
-        bar.update(len(enc))
+    rows = run_invcomp(gen, inputs, st, st.bits, batch_size=batch_size, with_lpips=False, tick=bar.update)[0]
     bar.close()
     return rows
 

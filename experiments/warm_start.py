@@ -15,20 +15,17 @@ import logging
 import shlex
 import statistics
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
 import click
-import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp import codec as ivc  # noqa: E402
-from invcomp import metrics  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
-from invcomp.bench.run import load_inputs, warm_up  # noqa: E402
+from invcomp.bench.run import load_inputs, run_invcomp, warm_up  # noqa: E402
 from invcomp.encoder import check_encoder, load_encoder, shipped_encoder  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
@@ -38,18 +35,8 @@ log = logging.getLogger("warm_start")
 
 def run(gen, inputs, enc, init: str, iters: int, bits: int, batch_size: int, bar: tqdm) -> list[dict]:  # type: ignore[no-untyped-def]
     st = ivc.EncodeSettings(bits=bits, iters=iters, init=init)
-    rows = []
-    for s in range(0, len(inputs.names), batch_size):
-        chunk = inputs.images[s:s + batch_size]
-        t0 = time.perf_counter()
-        done = ivc.encode_batch(gen, chunk, st, encoder=enc if init == "encoder" else None)
-        secs = (time.perf_counter() - t0) / len(chunk)
-        recon = torch.stack([ivc.stored_pixels(ivc.decode(e.data, gen)[1]) for e in done])
-        ms = metrics.quality(recon, inputs.targets[s:s + batch_size], with_lpips=False)
-        rows += [{"image": n, "bytes": len(e.data), "seconds": secs, **m}
-                 for n, e, m in zip(inputs.names[s:s + batch_size], done, ms)]
-        bar.update(len(chunk))
-    return rows
+    return run_invcomp(gen, inputs, st, bits, batch_size=batch_size, with_lpips=False, tick=bar.update,
+                       encoder=enc if init == "encoder" else None)[0]
 
 
 def mean(rows: list[dict], k: str) -> float:
@@ -127,12 +114,12 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
              "|---" * (len(init_list) + 2) + "|"]
     for it in iters_list:
         cells = [f"{curves[i][it]:.4f} ({mean(rows[i][it], 'psnr'):.2f})" for i in init_list]
-        lines.append(f"| {it} | " + " | ".join(cells) + f" | {mean(rows[init_list[0]][it], 'seconds'):.3f} |")
+        lines.append(f"| {it} | " + " | ".join(cells) + f" | {mean(rows[init_list[0]][it], 'encode_seconds'):.3f} |")
     if goal is not None and "encoder" in curves:
         lines += ["", f"Random starts reach SSIM {goal:.4f} at {top} iterations. " + (
             f"The encoder start reaches it at **{reach}** iterations ({top / max(reach, 1):.0f}× fewer), "
-            f"{mean(rows['encoder'][reach], 'seconds'):.3f} s per image against "
-            f"{mean(rows['random'][top], 'seconds'):.3f} s." if reach is not None else
+            f"{mean(rows['encoder'][reach], 'encode_seconds'):.3f} s per image against "
+            f"{mean(rows['random'][top], 'encode_seconds'):.3f} s." if reach is not None else
             "The encoder start does not reach it within the budgets tried.")]
     md = "\n".join(lines) + "\n"
     command = shlex.join(["python", "experiments/warm_start.py", *sys.argv[1:]])

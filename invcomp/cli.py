@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .bitstream import MODE_VAEGAN
-from .encoder import LoadedEncoder, check_encoder, load_encoder, shipped_encoder
+from .encoder import LoadedEncoder, load_encoder, shipped_encoder
 from .vaegan import LoadedVAEGAN
 from .vaegan_codec import decode_vaegan, encode_vaegan
 from . import __version__, codec, metrics
@@ -179,16 +179,14 @@ def _encoder_for(gen: registry.LoadedGenerator, init: str, encoder_path: Optiona
     """The warm-start encoder to use (``--encoder``, else the registry's for this model) and the resolved init."""
     enc = None
     if encoder_path is not None:
-        enc = load_encoder(encoder_path, device)
-        check_encoder(enc, gen)
+        enc = codec.require_encoder(gen, load_encoder(encoder_path, device))  # a wrong --encoder is refused whatever --init
     elif init in ("auto", "encoder"):
         enc = shipped_encoder(gen, device)
     if init == "auto":
         init = "encoder" if enc is not None else "random"
-    if init == "encoder" and enc is None:
-        raise InvcompError(f"model {gen.name!r} has no encoder; train one with `invcomp train encoder`, pass --encoder, "
-                           "or use --init random")
-    return (enc if init == "encoder" else None), init
+    if init != "encoder":
+        return None, init
+    return codec.require_encoder(gen, enc), init
 
 
 def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str], cache: dict,

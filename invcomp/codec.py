@@ -95,11 +95,16 @@ def start_latents(gen: LoadedGenerator, target: torch.Tensor, init: str,
         return init
     if init != "encoder":
         raise InvcompError(f"unknown init {init!r}; use encoder, mean or random")
+    return predict_latents(require_encoder(gen, encoder).module, target)
+
+
+def require_encoder(gen: LoadedGenerator, encoder: Optional[LoadedEncoder]) -> LoadedEncoder:
+    """``encoder``, checked against ``gen``; a clear error when there is none (``--init encoder``)."""
     if encoder is None:
         raise InvcompError(f"model {gen.name!r} has no encoder; train one with `invcomp train encoder`, pass --encoder, "
                            "or use --init random")
     check_encoder(encoder, gen)
-    return predict_latents(encoder.module, target)
+    return encoder
 
 
 def encode_latents(

@@ -19,6 +19,7 @@ from PIL import Image
 from .. import codec as ivc
 from .. import metrics
 from ..data import Split, list_images
+from ..encoder import LoadedEncoder
 from ..errors import InvcompError
 from ..generators.registry import LoadedGenerator
 from ..imageio import fit_image, from_image, load_image
@@ -152,9 +153,11 @@ def warm_up(gen: LoadedGenerator, image: Image.Image, settings: ivc.EncodeSettin
 
 
 def run_invcomp(gen: LoadedGenerator, inputs: Inputs, settings: ivc.EncodeSettings, bits: int, *,
-                batch_size: int = 32, with_lpips: bool = True, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
-    """Encode every image at ``bits`` with :func:`invcomp.codec.encode_batch` (batches of ``batch_size``) and
-    decode each ``.ivc`` file with :func:`invcomp.codec.decode` (timed): the rows and the files."""
+                batch_size: int = 32, with_lpips: bool = True, tick: Tick = _no_tick,
+                encoder: Optional[LoadedEncoder] = None) -> tuple[list[dict], list[bytes]]:
+    """Encode every image at ``bits`` with :func:`invcomp.codec.encode_batch` (batches of ``batch_size``; ``encoder``
+    for ``settings.init == "encoder"``) and decode each ``.ivc`` file with :func:`invcomp.codec.decode` (timed):
+    the rows and the files."""
     if gen.config.resolution != inputs.resolution:
         raise InvcompError(f"model {gen.name!r} codes {gen.config.resolution}x{gen.config.resolution} images, but "
                            f"the benchmark pixels are {inputs.resolution}x{inputs.resolution}; drop --size or invcomp")
@@ -167,7 +170,7 @@ def run_invcomp(gen: LoadedGenerator, inputs: Inputs, settings: ivc.EncodeSettin
     for s in range(0, len(inputs.names), batch_size):
         chunk = inputs.images[s:s + batch_size]
         t0 = time.perf_counter()
-        enc = ivc.encode_batch(gen, chunk, st)
+        enc = ivc.encode_batch(gen, chunk, st, encoder=encoder)
         per_image = (time.perf_counter() - t0) / len(chunk)
         data = [e.data for e in enc]
         ms, dts = measure(dec, data, inputs.targets[s:s + batch_size], with_lpips)

@@ -178,11 +178,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         e = entries[spec]
         if e.kind != "generator":
             raise InvcompError(f"model {spec!r} is a VAE-GAN codec, not a generator; use it with --mode vaegan")
-        if not e.weights.exists():
-            raise InvcompError(f"weights for model {spec!r} are missing: {e.weights}")
-        digest = sha256_file(e.weights)
-        if digest != e.sha256:
-            raise InvcompError(f"weights for model {spec!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+        digest = _checked_weights(e)
         config = GeneratorConfig.from_json(e.config)
         name, weights = spec, e.weights
     else:
@@ -208,6 +204,16 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
     module = build(config, load_state_dict(weights)).to(device)
     return LoadedGenerator(name=name, module=module, config=config, sha256=digest)
+
+
+def _checked_weights(e: ModelEntry) -> str:
+    """The sha256 of a registered model's weights file, refusing a missing file or one that differs from the registry."""
+    if not e.weights.exists():
+        raise InvcompError(f"weights for model {e.name!r} are missing: {e.weights}")
+    digest = sha256_file(e.weights)
+    if digest != e.sha256:
+        raise InvcompError(f"weights for model {e.name!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+    return digest
 
 
 def _is_vaegan(cfg_path: Path) -> bool:
@@ -261,10 +267,7 @@ def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
         e = entries[spec]
         if e.kind != "vaegan":
             raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec; drop --mode vaegan")
-        if not e.weights.exists():
-            raise InvcompError(f"weights for model {spec!r} are missing: {e.weights}")
-        if sha256_file(e.weights) != e.sha256:
-            raise InvcompError(f"weights for model {spec!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+        _checked_weights(e)
         model = load_vaegan(e.weights, device)
         model.name = spec
         return model
