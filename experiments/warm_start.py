@@ -33,8 +33,8 @@ from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
 log = logging.getLogger("warm_start")
 
 
-def run(gen, inputs, enc, init: str, iters: int, bits: int, batch_size: int, bar: tqdm) -> list[dict]:  # type: ignore[no-untyped-def]
-    st = ivc.EncodeSettings(bits=bits, iters=iters, init=init)
+def run(gen, inputs, enc, init: str, iters: int, bits: int, lr: float, batch_size: int, bar: tqdm) -> list[dict]:  # type: ignore[no-untyped-def]
+    st = ivc.EncodeSettings(bits=bits, iters=iters, init=init, lr=lr)
     return run_invcomp(gen, inputs, st, bits, batch_size=batch_size, with_lpips=False, tick=bar.update,
                        encoder=enc if init == "encoder" else None)[0]
 
@@ -76,12 +76,13 @@ def plot(curves: dict[str, dict[int, float]], title: str) -> bytes:
 @click.option("--iters", "budgets", default="0,25,50,100,200,500,1000", show_default=True)
 @click.option("--inits", default="encoder,mean,random", show_default=True)
 @click.option("--bits", default=6, show_default=True)
+@click.option("--lr", default=ivc.EncodeSettings.lr, show_default=True, help="Peak Adam learning rate of the search.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--tag", default="heldout", show_default=True)
 @click.option("--out", default="experiments/results", show_default=True, type=click.Path(file_okay=False))
 def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: int, budgets: str, inits: str, bits: int,
-         batch_size: int, device: str, tag: str, out: str) -> None:
+         lr: float, batch_size: int, device: str, tag: str, out: str) -> None:
     """Measure the warm start: SSIM against iterations for each --init."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dev = resolve_device(device)
@@ -99,7 +100,7 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     rows: dict[str, dict[int, list[dict]]] = {i: {} for i in init_list}
     for init in init_list:
         for it in iters_list:
-            rows[init][it] = run(gen, inputs, enc, init, it, bits, batch_size, bar)
+            rows[init][it] = run(gen, inputs, enc, init, it, bits, lr, batch_size, bar)
     bar.close()
     curves = {i: {it: mean(r, "ssim") for it, r in per.items()} for i, per in rows.items()}
     top = iters_list[-1]
@@ -107,7 +108,7 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     reach = None
     if goal is not None and "encoder" in curves:
         reach = next((it for it in iters_list if curves["encoder"][it] >= goal), None)
-    lines = [f"### Warm start: {gen.name}, {len(inputs.names)} faces ({split} of {data}), {bits} bits", "",
+    lines = [f"### Warm start: {gen.name}, {len(inputs.names)} faces ({split} of {data}), {bits} bits, lr {lr}", "",
              "Mean SSIM (mean PSNR dB) of the decoded files; seconds per image at batch "
              f"{batch_size} on {dev}.", "",
              "| iterations | " + " | ".join(f"--init {i}" for i in init_list) + " | seconds/img (" + init_list[0] + ") |",
@@ -125,7 +126,7 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     command = shlex.join(["python", "experiments/warm_start.py", *sys.argv[1:]])
     doc = {"command": command, "model": gen.name, "model_sha256": gen.sha256,
            "encoder_sha256": enc.sha256 if enc else None, "data": data, "split": split, "n": len(inputs.names),
-           "settings": asdict(replace(ivc.EncodeSettings(bits=bits))), "device": dev, "curves": curves,
+           "settings": asdict(replace(ivc.EncodeSettings(bits=bits, lr=lr))), "device": dev, "curves": curves,
            "goal_ssim": goal, "encoder_iters_to_goal": reach,
            "rows": {i: {str(it): r for it, r in per.items()} for i, per in rows.items()}}
     outdir = Path(out)
@@ -133,7 +134,7 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     stem = f"warm_start_{gen.name}_{tag}"
     atomic_write(outdir / f"{stem}.md", md.encode(), force=True)
     atomic_write(outdir / f"{stem}.json", json_bytes(doc), force=True)
-    atomic_write(outdir / f"{stem}.png", plot(curves, f"{gen.name}: {len(inputs.names)} faces, {bits} bits"), force=True)
+    atomic_write(outdir / f"{stem}.png", plot(curves, f"{gen.name}: {len(inputs.names)} faces, {bits} bits, lr {lr}"), force=True)
     click.echo(md)
 
 

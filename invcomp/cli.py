@@ -68,7 +68,9 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
 @click.option("-o", "--output", "output", help="Output .ivc file (one input) or folder.  [default: beside each input]")
 @click.option("--model", default=registry.DEFAULT_MODEL, show_default=True, help="Registered model name, a .pt state_dict, a TorchScript file, or a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).")
 @click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
-@click.option("--iters", default=300, show_default=True, type=click.IntRange(0), help="Inversion iterations.")
+@click.option("--iters", default=None, type=click.IntRange(0),
+              help=f"Inversion iterations (0: code the start as it is).  [default: {codec.ENCODER_ITERS} from an encoder start, "
+                   f"{codec.EncodeSettings.iters} otherwise]")
 @click.option("--bits", default=None, type=click.IntRange(2, 16), help="Quantiser bits per coordinate (sign included).  [default: 6; with --mode vaegan, the model's]")
 @click.option("--loss", default="ssim", show_default=True, help="ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.")
 @click.option("--restarts", default=1, show_default=True, type=click.IntRange(1), help="Best-of-N random restarts (batched).")
@@ -85,13 +87,15 @@ def _rates(n_bytes: int, target: torch.Tensor) -> dict:
               help="inversion: search G's latent; vaegan: one pass of a VAE-GAN codec (no search).")
 @click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C, which sets the rate; picks the registered vaegan-utkface64-cC model unless --model names one.")
 @click.option("--init", "init", default="auto", show_default=True, type=click.Choice(["auto", "encoder", "mean", "random"]),
-              help="Start of the search: the model's encoder (auto: when it has one, else random), the prior's mean, or a seeded random draw.")
+              help="Start of the search: the model's encoder (auto: when it has one, else random), the prior's mean "
+                   "(a dead point of the shipped DCGAN: its gradient there is exactly 0, so the search never moves), "
+                   "or a seeded random draw.")
 @click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="A warm-start encoder .pt (from `invcomp train encoder`) for --model.")
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")
 @_guard
-def encode(images: Sequence[Path], output: Optional[str], model: str, weights_path: Optional[str], iters: int,
+def encode(images: Sequence[Path], output: Optional[str], model: str, weights_path: Optional[str], iters: Optional[int],
            bits: Optional[int], loss: str, restarts: int,
            lr: float, seed: int, batch_size: int, device: str, fit: str, scaling: str, rounding: str, coder: str,
            no_quant_aware: bool, mode: str, channels: Optional[int], init: str, encoder_path: Optional[str],
@@ -117,6 +121,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: str, weights_pa
         bits = 6 if bits is None else bits
         gen = registry.load_generator(model, _device(device), weights_path)
         enc, init = _encoder_for(gen, init, encoder_path, _device(device))
+        iters = codec.default_iters(init) if iters is None else iters
         settings = codec.EncodeSettings(iters=iters, bits=bits, loss=loss, restarts=restarts, lr=lr, seed=seed, fit=fit,
                                         scaling=scaling, rounding=rounding, coder=coder, quant_aware=not no_quant_aware,
                                         init=init)

@@ -41,6 +41,17 @@ class EncodeSettings:
     norm_weight: float = 1e-2
 
 
+# Default search length from an encoder's start: the fewest iterations (of 0, 25, 50, 100, 200, 500, 1000) at
+# which the shipped encoder's start reached the mean SSIM of 1000 iterations from random starts on held-out
+# faces (experiments/warm_start.py; README, "Warm start"). Random and mean starts keep EncodeSettings.iters.
+ENCODER_ITERS = 100
+
+
+def default_iters(init: str) -> int:
+    """The CLI's search length for a resolved ``init``: :data:`ENCODER_ITERS` for ``encoder``, else 300."""
+    return ENCODER_ITERS if init == "encoder" else EncodeSettings.iters
+
+
 @dataclass
 class Encoded:
     """One coded image: the ``.ivc`` bytes, its header, the model-resolution target and reconstruction

@@ -100,3 +100,28 @@ def test_an_encoder_for_another_generator_is_refused(files: dict[str, Path]) -> 
     assert r.exit_code == 1 and "Traceback" not in r.stderr
     assert "h" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (files["dir"] / "x.ivc").exists()
+
+
+def test_default_iterations_depend_on_the_start(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from invcomp import codec
+
+    # small stand-ins so the test is quick; the CLI must read the constants, not hard-code 100 / 300
+    monkeypatch.setattr(codec, "ENCODER_ITERS", 3)
+    monkeypatch.setattr(codec.EncodeSettings, "iters", 5)
+    r = _encode(files, "--encoder", str(files["enc"]))
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert (row["init"], row["iters"]) == ("encoder", 3)
+    r = _encode(files, "--init", "random")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert (row["init"], row["iters"]) == ("random", 5)
+    r = _encode(files, "--encoder", str(files["enc"]), "--iters", "2")
+    assert json.loads(r.stdout.splitlines()[0])["iters"] == 2
+
+
+def test_default_iters_constants() -> None:
+    from invcomp import codec
+
+    assert codec.default_iters("encoder") == codec.ENCODER_ITERS
+    assert codec.default_iters("random") == codec.default_iters("mean") == codec.EncodeSettings().iters == 300

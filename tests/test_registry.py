@@ -321,3 +321,14 @@ def test_shipped_pgan_bitstreams_store_no_norm() -> None:
     assert header.norm is None and header.latent_dim == 512
     _, recon = codec.decode(enc.data, gen)
     assert torch.allclose(recon, enc.recon, atol=1e-6)
+
+
+def test_prior_mean_is_a_dead_point_of_the_shipped_dcgan() -> None:
+    # The --init help and README say so: at z = 0 every first-layer ReLU of dcgan-utkface64 is off, so the
+    # gradient of any image loss is exactly zero and a search started there never moves. A random z is not dead.
+    g = registry.load_generator("dcgan-utkface64", "cpu")
+    w = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for z0, dead in ((torch.zeros(1, 100), True), (torch.randn(1, 100, generator=torch.Generator().manual_seed(1)), False)):
+        z = z0.clone().requires_grad_(True)
+        (g.module(z) * w).sum().backward()
+        assert bool(z.grad.abs().max() == 0) is dead
