@@ -4,7 +4,9 @@
 
 Prints (and writes ``OUT/speed_<device>.json`` / ``.md``):
 - ms per inversion iteration per image at batch 1, 8 and 32;
-- wall seconds per image of a default encode (all iterations, quantisation, coding), batched;
+- wall seconds per image of a default encode (all iterations, quantisation, coding), batched: from a random
+  start (300 iterations) and, for a model that ships a warm-start encoder, from the encoder's guess
+  (``codec.ENCODER_ITERS`` iterations, the encoder pass included);
 - decode time per file (parse + one generator pass + PNG-ready image), and the generator pass alone.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
+from invcomp.encoder import shipped_encoder  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
 from invcomp.inversion import invert  # noqa: E402
@@ -63,6 +66,13 @@ def measure(model: str, data: str, device: str, repeats: int, encode_batch: int)
     rows["encode_seconds_per_image"] = t / len(batch)
     rows["encode_batch"] = len(batch)
     rows["encode_iters"] = st.iters
+    enc = shipped_encoder(gen, device)
+    rows["encoder_iters"] = codec.ENCODER_ITERS if enc is not None else None
+    rows["encoder_encode_seconds_per_image"] = None
+    if enc is not None:
+        warm = codec.EncodeSettings(iters=codec.ENCODER_ITERS, init="encoder")
+        t = median_time(lambda: codec.encode_batch(gen, batch, warm, encoder=enc), max(1, repeats // 2), device)
+        rows["encoder_encode_seconds_per_image"] = t / len(batch)
     data_ivc = codec.encode_batch(gen, images[:1], codec.EncodeSettings(iters=1))[0].data
     rows["decode_ms"] = 1000 * median_time(lambda: codec.to_output_image(codec.decode(data_ivc, gen)[1],
                                                                          codec.parse(data_ivc)[0]), repeats * 4, device)
@@ -76,8 +86,14 @@ def lines(rows: dict) -> list[tuple[str, float, str]]:
     out = [(f"inversion ms / iteration / image, batch {b}", v, ".2f") for b, v in rows["ms_per_iter_per_image"].items()]
     return out + [(f"default encode ({rows['encode_iters']} iters), s / image, batch {rows['encode_batch']}",
                    rows["encode_seconds_per_image"], ".2f"),
+                  (f"encoder-start encode ({codec.ENCODER_ITERS} iters), s / image, batch {rows['encode_batch']}",
+                   rows["encoder_encode_seconds_per_image"], ".2f"),
                   ("decode ms / file (parse + G + image)", rows["decode_ms"], ".1f"),
                   ("generator forward ms (1 latent)", rows["generator_forward_ms"], ".1f")]
+
+
+def fmt(v: float | None, f: str) -> str:
+    return "—" if v is None else f"{v:{f}}"
 
 
 @click.command()
@@ -94,7 +110,7 @@ def main(data, models, device, repeats, encode_batch, out) -> None:
     head = f"on {device} ({first['gpu'] or first['cpu']}, {first['threads']} threads), medians of {repeats}"
     if len(models) == 1:
         md = (f"### Speed, {models[0]} {head}\n\n| measure | value |\n|---|---|\n"
-              + "".join(f"| {k} | {v:{f}} |\n" for k, v, f in lines(first)))
+              + "".join(f"| {k} | {fmt(v, f)} |\n" for k, v, f in lines(first)))
         stem = f"speed_{device}" if models[0] == DEFAULT_MODEL else f"speed_{models[0]}_{device}"
     else:
         md = (f"### Speed, {' and '.join(models)} {head}, in one process\n\n| measure | "
@@ -102,8 +118,8 @@ def main(data, models, device, repeats, encode_batch, out) -> None:
               + "|---" * (2 * len(models)) + "|\n")
         for i, (k, v0, f) in enumerate(lines(first)):
             vals = [lines(r)[i][1] for r in results]
-            md += f"| {k} | " + " | ".join(f"{v:{f}}" for v in vals) + " | " + " | ".join(
-                f"{v / v0:.2f}×" for v in vals[1:]) + " |\n"
+            md += f"| {k} | " + " | ".join(fmt(v, f) for v in vals) + " | " + " | ".join(
+                f"{v / v0:.2f}×" if v is not None and v0 is not None else "—" for v in vals[1:]) + " |\n"
         stem = f"speed_compare_{device}"
     Path(out).mkdir(parents=True, exist_ok=True)
     doc = first if len(models) == 1 else {"models": results}

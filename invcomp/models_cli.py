@@ -46,10 +46,19 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         raise InvcompError("--model and --weights go with --register")
     rows = []
     for e in registry.list_models():
+        common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
+                  "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description}
+        if e.kind == "vaegan":
+            from .vaegan import VAEGANConfig
+
+            v = VAEGANConfig.from_json(e.config)
+            rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
+                         "bits": v.bits, "resolution": v.resolution})
+            continue
         cfg = GeneratorConfig.from_json(e.config)
-        rows.append({"name": e.name, "source": "shipped", "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
-                     "resolution": cfg.resolution, "prior": cfg.prior, "sha256": e.sha256, "id": e.sha256[:8],
-                     "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description})
+        rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
+                     "resolution": cfg.resolution, "prior": cfg.prior,
+                     "encoder": str(e.encoder) if e.encoder else None})
     for name, u in sorted(user_models().items()):
         rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
                      "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
@@ -62,9 +71,14 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
     for r in rows:
         if r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
+        elif r["kind"] == "vaegan":
+            click.echo(f"{r['name']}  id {r['id']}  VAE-GAN codec (--mode vaegan), C={r['channels']} at "
+                       f"{r['code_side']}x{r['code_side']}, {r['bits']} bits -> {r['resolution']}x{r['resolution']}  "
+                       f"{r['description']}")
         else:
             click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
-                       f"{r['resolution']}x{r['resolution']}  {r['description']}")
+                       f"{r['resolution']}x{r['resolution']}{'  + warm-start encoder' if r['encoder'] else ''}  "
+                       f"{r['description']}")
 
 
 @click.group()

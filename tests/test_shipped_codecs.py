@@ -1,0 +1,111 @@
+"""The shipped warm-start encoders and VAE-GAN codecs: registry entries, hashes, and that the weights are trained."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from invcomp import bitstream, codec
+from invcomp.cli import cli
+from invcomp.encoder import predict_latents, shipped_encoder
+from invcomp.generators import registry
+from invcomp.metrics import ssim
+
+from .conftest import DEMO_IMAGE, REPO
+
+REGISTRY = json.loads((REPO / "pretrained" / "models.json").read_text())
+WITH_ENCODER = sorted(n for n, r in REGISTRY.items() if r.get("encoder"))
+VAEGANS = sorted(n for n, r in REGISTRY.items() if r.get("kind") == "vaegan")
+
+
+def _runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()
+
+
+def test_the_shipped_models_include_encoders_and_vaegans() -> None:
+    assert "dcgan-utkface64" in WITH_ENCODER
+    assert {"vaegan-utkface64-c2", "vaegan-utkface64-c4"} <= set(VAEGANS)
+
+
+@pytest.mark.parametrize("name", WITH_ENCODER)
+def test_shipped_encoder_matches_its_hash_and_generator(name: str) -> None:
+    entry = REGISTRY[name]["encoder"]
+    path = REPO / "pretrained" / entry["weights"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    assert entry["sha256"][:8] in path.name
+    gen = registry.load_generator(name)
+    enc = shipped_encoder(gen)
+    assert enc is not None and enc.sha256 == entry["sha256"]
+    assert enc.config.generator_sha256 == gen.sha256
+    assert not any(p.requires_grad for p in enc.module.parameters())
+
+
+@pytest.mark.parametrize("name", WITH_ENCODER)
+def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
+    # Predicting the prior's mean (0) gives a latent MSE of 1 on N(0, I) draws; a trained encoder does much better.
+    gen = registry.load_generator(name)
+    enc = shipped_encoder(gen)
+    assert enc is not None
+    z = torch.randn(64, gen.config.latent_dim, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        x = gen.module(z)
+        mu = predict_latents(enc.module, x)
+    if gen.config.norm_free:  # compare directions: mu is on the sphere of radius sqrt(D)
+        z = z / z.norm(dim=1, keepdim=True) * gen.config.latent_dim ** 0.5
+    mse = float((mu - z).pow(2).mean())
+    assert mse < 0.8, mse
+    # and its guess draws an image closer to x than a random latent's does
+    with torch.no_grad():
+        assert float(ssim(gen.module(mu), x).mean()) > float(ssim(gen.module(torch.randn_like(z)), x).mean()) + 0.1
+
+
+def test_auto_init_uses_the_shipped_encoder_and_its_default_iterations(tmp_path: Path) -> None:
+    out = tmp_path / "a.ivc"
+    r = _runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--device", "cpu", "--iters", "0", "--json"])
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["init"] == "encoder" and row["model"] == "dcgan-utkface64"
+    assert bitstream.unpack(out.read_bytes())[0].mode == bitstream.MODE_INVERSION
+    assert codec.default_iters("encoder") == codec.ENCODER_ITERS < codec.default_iters("random")
+
+
+@pytest.mark.parametrize("name", VAEGANS)
+def test_shipped_vaegan_codes_the_demo_face_through_the_cli(name: str, tmp_path: Path) -> None:
+    entry = REGISTRY[name]
+    path = REPO / "pretrained" / entry["weights"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    c = int(name.rsplit("-c", 1)[1])
+    out, png = tmp_path / "a.ivc", tmp_path / "a.png"
+    r = _runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--mode", "vaegan", "--channels", str(c),
+                               "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout.splitlines()[0])
+    assert row["model"] == name and row["mode"] == "vaegan"
+    header = bitstream.unpack(out.read_bytes())[0]
+    assert header.mode == bitstream.MODE_VAEGAN and header.model_id == bytes.fromhex(entry["sha256"][:8])
+    # decode finds the codec by the model id in the file, with no --model
+    r = _runner().invoke(cli, ["decode", str(out), "-o", str(png), "--native", "--device", "cpu"])
+    assert r.exit_code == 0, r.stderr
+    assert Image.open(png).size == (64, 64)
+    # trained weights: far above what an untrained codec gives this face (about 0 SSIM)
+    assert row["ssim"] > 0.5, row
+
+
+def test_models_lists_generators_encoders_and_vaegans() -> None:
+    r = _runner().invoke(cli, ["models", "--json"])
+    assert r.exit_code == 0, r.stderr
+    rows = {d["name"]: d for d in map(json.loads, r.stdout.splitlines())}
+    for name in VAEGANS:
+        assert rows[name]["kind"] == "vaegan" and rows[name]["channels"] == int(name.rsplit("-c", 1)[1])
+    for name in WITH_ENCODER:
+        assert rows[name]["kind"] == "generator" and rows[name]["encoder"].endswith(REGISTRY[name]["encoder"]["weights"])
+    text = _runner().invoke(cli, ["models"]).stdout
+    assert all(n in text for n in REGISTRY)
