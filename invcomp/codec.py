@@ -44,7 +44,7 @@ class EncodeSettings:
 # Default search length from an encoder's start: the fewest iterations (of 0, 25, 50, 100, 200, 500, 1000) at
 # which the shipped encoder's start reached the mean SSIM of 1000 iterations from random starts on held-out
 # faces (experiments/warm_start.py; README, "Warm start"). Random and mean starts keep EncodeSettings.iters.
-ENCODER_ITERS = 100
+ENCODER_ITERS = 200
 
 
 def default_iters(init: str) -> int:

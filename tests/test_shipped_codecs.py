@@ -31,7 +31,7 @@ def _runner() -> CliRunner:
 
 
 def test_the_shipped_models_include_encoders_and_vaegans() -> None:
-    assert "dcgan-utkface64" in WITH_ENCODER
+    assert {"dcgan-utkface64", "pgan-utkface64"} <= set(WITH_ENCODER)
     assert {"vaegan-utkface64-c2", "vaegan-utkface64-c4"} <= set(VAEGANS)
 
 
@@ -50,7 +50,8 @@ def test_shipped_encoder_matches_its_hash_and_generator(name: str) -> None:
 
 @pytest.mark.parametrize("name", WITH_ENCODER)
 def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
-    # Predicting the prior's mean (0) gives a latent MSE of 1 on N(0, I) draws; a trained encoder does much better.
+    # Predicting the prior's mean (0) gives a latent MSE of 1 on N(0, I) draws, and a random direction on the sphere
+    # of radius sqrt(D) gives 2 against the true direction (norm-free generators); a trained encoder does better.
     gen = registry.load_generator(name)
     enc = shipped_encoder(gen)
     assert enc is not None
@@ -58,10 +59,12 @@ def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
     with torch.no_grad():
         x = gen.module(z)
         mu = predict_latents(enc.module, x)
+    chance = 1.0
     if gen.config.norm_free:  # compare directions: mu is on the sphere of radius sqrt(D)
         z = z / z.norm(dim=1, keepdim=True) * gen.config.latent_dim ** 0.5
+        chance = 2.0
     mse = float((mu - z).pow(2).mean())
-    assert mse < 0.8, mse
+    assert mse < 0.8 * chance, mse
     # and its guess draws an image closer to x than a random latent's does
     with torch.no_grad():
         assert float(ssim(gen.module(mu), x).mean()) > float(ssim(gen.module(torch.randn_like(z)), x).mean()) + 0.1
