@@ -116,8 +116,9 @@ def main(data, models, device, repeats, encode_batch, out) -> None:
         md = (f"### Speed, {' and '.join(models)} {head}, in one process\n\n| measure | "
               + " | ".join(models) + " | " + " | ".join(f"{m} / {models[0]}" for m in models[1:]) + " |\n"
               + "|---" * (2 * len(models)) + "|\n")
-        for i, (k, v0, f) in enumerate(lines(first)):
-            vals = [lines(r)[i][1] for r in results]
+        tables = [lines(r) for r in results]
+        for i, (k, v0, f) in enumerate(tables[0]):
+            vals = [t[i][1] for t in tables]
             md += f"| {k} | " + " | ".join(fmt(v, f) for v in vals) + " | " + " | ".join(
                 f"{v / v0:.2f}×" if v is not None and v0 is not None else "—" for v in vals[1:]) + " |\n"
         stem = f"speed_compare_{device}"

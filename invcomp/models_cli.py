@@ -31,6 +31,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
       invcomp models --register mygan --model gen.py:make --weights mygan.pt
     """
     from .generators.config import GeneratorConfig
+    from .vaegan import VAEGANConfig
     from .generators.user_registry import register, user_home, user_models
 
     if register_name is not None:
@@ -49,8 +50,6 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
                   "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description}
         if e.kind == "vaegan":
-            from .vaegan import VAEGANConfig
-
             v = VAEGANConfig.from_json(e.config)
             rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
                          "bits": v.bits, "resolution": v.resolution})

@@ -61,3 +61,13 @@ def tiny_dcgan(latent_dim: int = 8, widths: tuple[int, ...] = (8, 4, 2), *, bias
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     return g.eval()
+
+
+def cli_runner():  # type: ignore[no-untyped-def]
+    """A click CliRunner that keeps stderr apart from stdout on every click version."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:  # click >= 8.2 keeps result.stderr apart by default
+        return CliRunner()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 from PIL import Image
 
 from invcomp.bench import kmeans
@@ -26,7 +26,7 @@ from invcomp.bench_cli import bench
 from invcomp.errors import InvcompError
 from invcomp.imageio import from_image
 
-from .conftest import tiny_dcgan
+from .conftest import cli_runner, tiny_dcgan
 
 R = 32
 CODECS = build_codecs()
@@ -46,15 +46,10 @@ def inputs_of(images: list[Image.Image]) -> Inputs:
     return Inputs([f"im{i}" for i in range(len(images))], images, torch.stack([from_image(im) for im in images]))
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 def invoke(*args: Any) -> Result:
-    r = _runner().invoke(bench, [str(a) for a in args])
+    r = cli_runner().invoke(bench, [str(a) for a in args])
     assert r.exception is None or isinstance(r.exception, SystemExit), f"crashed: {r.exception!r}; {r.stderr}"
     return r
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 from PIL import Image
 
-from .conftest import DEMO_IMAGE, REPO, tiny_dcgan
+from .conftest import DEMO_IMAGE, REPO, cli_runner, tiny_dcgan
 from invcomp.cli import cli
 
 MODEL = "dcgan-utkface64"
@@ -29,16 +29,11 @@ ENCODE_KEYS = {"input", "output", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "lp
 COMPARE_KEYS = {"psnr", "mse", "ssim", "ms_ssim", "lpips", "bytes", "bpp", "cr"}
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:  # click >= 8.2 keeps result.stderr apart by default
-        return CliRunner()
 
 
 def run(*args: Any) -> Result:
     """Invoke the CLI in-process; anything but a clean ``sys.exit`` is a crash (a traceback for a user)."""
-    r = _runner().invoke(cli, [str(a) for a in args])
+    r = cli_runner().invoke(cli, [str(a) for a in args])
     assert r.exception is None or isinstance(r.exception, SystemExit), (
         f"crashed with {r.exception!r}; stderr: {r.stderr}")
     return r

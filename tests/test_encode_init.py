@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from invcomp.cli import cli
@@ -16,14 +15,8 @@ from invcomp.generators.registry import sha256_file
 from invcomp.imageio import fit_image, from_image
 from invcomp.quantize import dequantize, quantize
 
+from .conftest import cli_runner
 from .test_encoder import D, R, save_generator, varied_dcgan
-
-
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture()
@@ -43,7 +36,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 def _encode(f: dict[str, Path], *extra: str):  # type: ignore[no-untyped-def]
     args = ["encode", str(f["img"]), "-o", str(f["dir"] / "x.ivc"), "--model", str(f["gen"]), "--device", "cpu",
             "--bits", "8", "--json", "--force", *extra]
-    return _runner().invoke(cli, args)
+    return cli_runner().invoke(cli, args)
 
 
 def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[str, Path]) -> None:
@@ -51,7 +44,7 @@ def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.splitlines()[0])
     assert row["init"] == "encoder" and row["iters"] == 0
-    r = _runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
+    r = cli_runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
                                "--model", str(files["gen"]), "--device", "cpu"])
     assert r.exit_code == 0, r.stderr
     decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))
@@ -73,7 +66,7 @@ def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[
 def test_mean_init_with_zero_iterations_is_g_of_zero(files: dict[str, Path]) -> None:
     r = _encode(files, "--init", "mean", "--iters", "0")
     assert r.exit_code == 0, r.stderr
-    r = _runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
+    r = cli_runner().invoke(cli, ["decode", str(files["dir"] / "x.ivc"), "-o", str(files["dir"] / "y.png"), "--native",
                                "--model", str(files["gen"]), "--device", "cpu"])
     assert r.exit_code == 0, r.stderr
     decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))

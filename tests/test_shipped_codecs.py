@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from invcomp import bitstream, codec
@@ -16,18 +15,13 @@ from invcomp.encoder import predict_latents, shipped_encoder
 from invcomp.generators import registry
 from invcomp.metrics import ssim
 
-from .conftest import DEMO_IMAGE, REPO
+from .conftest import DEMO_IMAGE, REPO, cli_runner
 
 REGISTRY = json.loads((REPO / "pretrained" / "models.json").read_text())
 WITH_ENCODER = sorted(n for n, r in REGISTRY.items() if r.get("encoder"))
 VAEGANS = sorted(n for n, r in REGISTRY.items() if r.get("kind") == "vaegan")
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 def test_the_shipped_models_include_encoders_and_vaegans() -> None:
@@ -72,7 +66,7 @@ def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
 
 def test_auto_init_uses_the_shipped_encoder_and_its_default_iterations(tmp_path: Path) -> None:
     out = tmp_path / "a.ivc"
-    r = _runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--device", "cpu", "--iters", "0", "--json"])
+    r = cli_runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--device", "cpu", "--iters", "0", "--json"])
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.splitlines()[0])
     assert row["init"] == "encoder" and row["model"] == "dcgan-utkface64"
@@ -87,7 +81,7 @@ def test_shipped_vaegan_codes_the_demo_face_through_the_cli(name: str, tmp_path:
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     c = int(name.rsplit("-c", 1)[1])
     out, png = tmp_path / "a.ivc", tmp_path / "a.png"
-    r = _runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--mode", "vaegan", "--channels", str(c),
+    r = cli_runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--mode", "vaegan", "--channels", str(c),
                                "--device", "cpu", "--json"])
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.splitlines()[0])
@@ -95,7 +89,7 @@ def test_shipped_vaegan_codes_the_demo_face_through_the_cli(name: str, tmp_path:
     header = bitstream.unpack(out.read_bytes())[0]
     assert header.mode == bitstream.MODE_VAEGAN and header.model_id == bytes.fromhex(entry["sha256"][:8])
     # decode finds the codec by the model id in the file, with no --model
-    r = _runner().invoke(cli, ["decode", str(out), "-o", str(png), "--native", "--device", "cpu"])
+    r = cli_runner().invoke(cli, ["decode", str(out), "-o", str(png), "--native", "--device", "cpu"])
     assert r.exit_code == 0, r.stderr
     assert Image.open(png).size == (64, 64)
     # trained weights: far above what an untrained codec gives this face (about 0 SSIM)
@@ -103,12 +97,12 @@ def test_shipped_vaegan_codes_the_demo_face_through_the_cli(name: str, tmp_path:
 
 
 def test_models_lists_generators_encoders_and_vaegans() -> None:
-    r = _runner().invoke(cli, ["models", "--json"])
+    r = cli_runner().invoke(cli, ["models", "--json"])
     assert r.exit_code == 0, r.stderr
     rows = {d["name"]: d for d in map(json.loads, r.stdout.splitlines())}
     for name in VAEGANS:
         assert rows[name]["kind"] == "vaegan" and rows[name]["channels"] == int(name.rsplit("-c", 1)[1])
     for name in WITH_ENCODER:
         assert rows[name]["kind"] == "generator" and rows[name]["encoder"].endswith(REGISTRY[name]["encoder"]["weights"])
-    text = _runner().invoke(cli, ["models"]).stdout
+    text = cli_runner().invoke(cli, ["models"]).stdout
     assert all(n in text for n in REGISTRY)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from invcomp import codec
@@ -18,16 +17,11 @@ from invcomp.generators.registry import load_generator
 from invcomp.imageio import fit_image, from_image
 from invcomp.vaegan import VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan
 
-from .conftest import tiny_dcgan
+from .conftest import cli_runner, tiny_dcgan
 
 CFG = VAEGANConfig(resolution=16, channels=4, downsample=8, widths=(8, 8, 8), bits=5)
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture()
@@ -41,7 +35,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def _run(*args: object):  # type: ignore[no-untyped-def]
-    return _runner().invoke(cli, [str(a) for a in args])
+    return cli_runner().invoke(cli, [str(a) for a in args])
 
 
 def test_vaegan_encode_decode_round_trip(files: dict[str, Path]) -> None:
