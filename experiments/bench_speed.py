@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.outputs import atomic_write  # noqa: E402
 from invcomp import codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.encoder import shipped_encoder  # noqa: E402
+from invcomp.warmstart import shipped_warm_start  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
 from invcomp.inversion import invert  # noqa: E402
@@ -66,7 +66,7 @@ def measure(model: str, data: str, device: str, repeats: int, encode_batch: int)
     rows["encode_seconds_per_image"] = t / len(batch)
     rows["encode_batch"] = len(batch)
     rows["encode_iters"] = st.iters
-    enc = shipped_encoder(gen, device)
+    enc = shipped_warm_start(gen, device)
     rows["encoder_iters"] = codec.ENCODER_ITERS if enc is not None else None
     rows["encoder_encode_seconds_per_image"] = None
     if enc is not None:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp import codec as ivc  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import load_inputs, run_invcomp, warm_up  # noqa: E402
-from invcomp.encoder import check_encoder, load_encoder, shipped_encoder  # noqa: E402
+from invcomp.warmstart import check_warm_start, load_warm_start, shipped_warm_start  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
 
@@ -87,12 +87,12 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dev = resolve_device(device)
     gen = load_generator(model, dev)
-    enc = load_encoder(encoder_path, dev) if encoder_path else shipped_encoder(gen, dev)
+    enc = load_warm_start(encoder_path, dev) if encoder_path else shipped_warm_start(gen, dev)
     init_list = [i for i in inits.split(",") if i]
     if "encoder" in init_list:
         if enc is None:
             raise click.ClickException(f"model {gen.name} has no encoder; pass --encoder or drop it from --inits")
-        check_encoder(enc, gen)
+        check_warm_start(enc, gen)
     iters_list = sorted({int(b) for b in budgets.split(",")})
     inputs = load_inputs(data, gen.config.resolution, limit or None, split)  # type: ignore[arg-type]
     warm_up(gen, inputs.images[0], ivc.EncodeSettings())
@@ -125,7 +125,7 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
     md = "\n".join(lines) + "\n"
     command = shlex.join(["python", "experiments/warm_start.py", *sys.argv[1:]])
     doc = {"command": command, "model": gen.name, "model_sha256": gen.sha256,
-           "encoder_sha256": enc.sha256 if enc else None, "data": data, "split": split, "n": len(inputs.names),
+           "warm_start_sha256": enc.sha256 if enc else None, "data": data, "split": split, "n": len(inputs.names),
            "settings": asdict(replace(ivc.EncodeSettings(bits=bits, lr=lr))), "device": dev, "curves": curves,
            "goal_ssim": goal, "encoder_iters_to_goal": reach,
            "rows": {i: {str(it): r for it, r in per.items()} for i, per in rows.items()}}

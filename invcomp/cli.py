@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .bitstream import MODE_VAEGAN
-from .encoder import LoadedEncoder, load_encoder, shipped_encoder
+from .warmstart import LoadedWarmStart, load_warm_start, shipped_warm_start
 from .vaegan import LoadedVAEGAN
 from .vaegan_codec import decode_vaegan, encode_vaegan
 from . import __version__, codec, metrics
@@ -180,18 +180,18 @@ def _vaegan_for_encode(model: str, channels: Optional[int], device: str) -> Load
 
 
 def _encoder_for(gen: registry.LoadedGenerator, init: str, encoder_path: Optional[str],
-                 device: str) -> tuple[Optional[LoadedEncoder], str]:
+                 device: str) -> tuple[Optional[LoadedWarmStart], str]:
     """The warm-start encoder to use (``--encoder``, else the registry's for this model) and the resolved init."""
     enc = None
     if encoder_path is not None:
-        enc = codec.require_encoder(gen, load_encoder(encoder_path, device))  # a wrong --encoder is refused whatever --init
+        enc = codec.require_warm_start(gen, load_warm_start(encoder_path, device))  # a wrong --encoder is refused whatever --init
     elif init in ("auto", "encoder"):
-        enc = shipped_encoder(gen, device)
+        enc = shipped_warm_start(gen, device)
     if init == "auto":
         init = "encoder" if enc is not None else "random"
     if init != "encoder":
         return None, init
-    return codec.require_encoder(gen, enc), init
+    return codec.require_warm_start(gen, enc), init
 
 
 def _generator_for(header: Any, model: Optional[str], weights_path: Optional[str], cache: dict,

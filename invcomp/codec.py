@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from . import bitstream, elias
-from .encoder import LoadedEncoder, check_encoder, predict_latents
+from .warmstart import LoadedWarmStart, check_warm_start, predict_latents
 from .errors import BitstreamError, InvcompError, UnknownModelError
 from .generators.registry import LoadedGenerator
 from .imageio import fit_image, from_image, quantize_pixels, restore_size, to_pil
@@ -73,7 +73,7 @@ def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
 
 def encode_batch(
     gen: LoadedGenerator, images: list[Image.Image], settings: EncodeSettings, callback: Optional[Callback] = None,
-    encoder: Optional[LoadedEncoder] = None,
+    encoder: Optional[LoadedWarmStart] = None,
 ) -> list[Encoded]:
     """Encode RGB images in one batched inversion. Deterministic on CPU for fixed settings.
 
@@ -100,21 +100,21 @@ def encode_batch(
 
 
 def start_latents(gen: LoadedGenerator, target: torch.Tensor, init: str,
-                  encoder: Optional[LoadedEncoder]) -> Union[str, torch.Tensor]:
+                  encoder: Optional[LoadedWarmStart]) -> Union[str, torch.Tensor]:
     """What :func:`invert` starts from: ``init`` itself for ``random``/``mean``, else the encoder's latents ``(N, D)``."""
     if init in ("random", "mean"):
         return init
     if init != "encoder":
         raise InvcompError(f"unknown init {init!r}; use encoder, mean or random")
-    return predict_latents(require_encoder(gen, encoder).module, target)
+    return predict_latents(require_warm_start(gen, encoder).module, target)
 
 
-def require_encoder(gen: LoadedGenerator, encoder: Optional[LoadedEncoder]) -> LoadedEncoder:
+def require_warm_start(gen: LoadedGenerator, encoder: Optional[LoadedWarmStart]) -> LoadedWarmStart:
     """``encoder``, checked against ``gen``; a clear error when there is none (``--init encoder``)."""
     if encoder is None:
         raise InvcompError(f"model {gen.name!r} has no encoder; train one with `invcomp train encoder`, pass --encoder, "
                            "or use --init random")
-    check_encoder(encoder, gen)
+    check_warm_start(encoder, gen)
     return encoder
 
 

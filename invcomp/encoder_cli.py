@@ -48,12 +48,12 @@ def encoder(generator: str, data: str, out: str, device: str, no_resume: bool, *
       invcomp train encoder --generator runs/pgan64/generator.pt --data faces/ --out runs/enc --steps 200 --device cpu
     """
 
-    from .train.encoder import config_from_kwargs, train_encoder
+    from .train.warmstart import config_from_kwargs, train_warm_start
 
     dev = resolve_device(device)
     cfg = config_from_kwargs(generator=generator, data=data, out=out, device=dev, **kw)
     try:
-        path = train_encoder(cfg, resume=not no_resume)
+        path = train_warm_start(cfg, resume=not no_resume)
     except FileNotFoundError as e:
         raise InvcompError(str(e)) from None
     click.echo(f"best encoder: {path}")

@@ -57,7 +57,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         cfg = GeneratorConfig.from_json(e.config)
         rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
                      "resolution": cfg.resolution, "prior": cfg.prior,
-                     "encoder": str(e.encoder) if e.encoder else None})
+                     "encoder": str(e.warm_start) if e.warm_start else None})
     for name, u in sorted(user_models().items()):
         rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
                      "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
@@ -97,7 +97,7 @@ def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
     (their config object becomes plain data); nothing in the file is executed. The averaged
     generator (avgG) is used when present. Then: invcomp encode IMG --model NAME.pt
     """
-    from .generators.zoo import convert_pgan_zoo as convert_fn
+    from .generators.convert import convert_pgan_zoo as convert_fn
 
     state, config = convert_fn(checkpoint)
     stem = Path(output).with_suffix("") if output.endswith((".pt", ".json")) else Path(output)

@@ -32,9 +32,8 @@ import torch
 from torch import nn
 
 from .errors import InvcompError
-from .generators.registry import load_state_dict, sha256_file
+from .files import atomic_save, load_state_dict, sha256_file, write_json
 from .quantize import QuantizedLatent, dequantize, fake_quantize, levels_for_bits, quantize
-from .train.common import atomic_save, write_json
 
 DOWNSAMPLES = (8, 16)
 LOGVAR_INIT = -4.0

@@ -10,23 +10,23 @@ import torch
 from PIL import Image
 
 from invcomp.cli import cli
-from invcomp.encoder import EncoderConfig, LatentEncoder, predict_latents, save_encoder
-from invcomp.generators.registry import sha256_file
+from invcomp.warmstart import WarmStartConfig, WarmStartNet, predict_latents, save_warm_start
+from invcomp.files import sha256_file
 from invcomp.imageio import fit_image, from_image
 from invcomp.quantize import dequantize, quantize
 
 from .conftest import cli_runner
-from .test_encoder import D, R, save_generator, varied_dcgan
+from .test_warmstart import D, R, save_generator, varied_dcgan
 
 
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
     gen = save_generator(tmp_path / "g.pt")
-    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
+    cfg = WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
     torch.manual_seed(3)
-    save_encoder(LatentEncoder(cfg), cfg, tmp_path / "enc.pt")
-    other = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256="cd" * 32, generator_name="h")
-    save_encoder(LatentEncoder(other), other, tmp_path / "other.pt")
+    save_warm_start(WarmStartNet(cfg), cfg, tmp_path / "enc.pt")
+    other = WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256="cd" * 32, generator_name="h")
+    save_warm_start(WarmStartNet(other), other, tmp_path / "other.pt")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8), "RGB").save(tmp_path / "x.png")
     return {"gen": gen, "enc": tmp_path / "enc.pt", "other": tmp_path / "other.pt", "img": tmp_path / "x.png",
@@ -50,10 +50,10 @@ def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[
     decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))
 
     # independent expectation: E's latent for the coded pixels, QSGD at 8 bits (l2), one G pass
-    from invcomp.encoder import load_encoder
+    from invcomp.warmstart import load_warm_start
 
     target = from_image(fit_image(Image.open(files["img"]).convert("RGB"), R, "crop"))[None]
-    z = predict_latents(load_encoder(files["enc"]).module, target)
+    z = predict_latents(load_warm_start(files["enc"]).module, target)
     g = varied_dcgan()
     with torch.no_grad():
         expected = g(dequantize(quantize(z, 8, scaling="l2"))).clamp(-1, 1)[0]

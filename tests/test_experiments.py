@@ -97,15 +97,15 @@ def test_self_recovery_reports_each_model(setup: tuple[Path, Path]) -> None:
 
 
 def test_warm_start_curves_for_each_init(tmp_path: Path, setup: tuple[Path, Path]) -> None:
-    from invcomp.encoder import EncoderConfig, LatentEncoder, save_encoder
-    from invcomp.generators.registry import sha256_file
+    from invcomp.warmstart import WarmStartConfig, WarmStartNet, save_warm_start
+    from invcomp.files import sha256_file
 
-    from .test_encoder import D, R, save_generator
+    from .test_warmstart import D, R, save_generator
 
     _, faces = setup
     gen = save_generator(tmp_path / "g.pt")
-    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
-    save_encoder(LatentEncoder(cfg), cfg, tmp_path / "enc.pt")
+    cfg = WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=sha256_file(gen), generator_name="g")
+    save_warm_start(WarmStartNet(cfg), cfg, tmp_path / "enc.pt")
     mod = _load("warm_start")
     out = tmp_path / "ws"
     r = CliRunner().invoke(mod.main, ["--model", str(gen), "--encoder", str(tmp_path / "enc.pt"), "--data", str(faces),

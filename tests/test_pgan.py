@@ -19,7 +19,7 @@ from invcomp.cli import cli
 from invcomp.errors import InvcompError
 from invcomp.generators.pgan import PGANArch, PGANGenerator, load_pgan, normalise_keys
 from invcomp.generators.registry import load_generator
-from invcomp.generators.zoo import convert_pgan_zoo
+from invcomp.generators.convert import convert_pgan_zoo
 
 from .conftest import DEMO_IMAGE
 

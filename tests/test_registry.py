@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from invcomp import files
+
 from .conftest import REPO, tiny_dcgan
 from invcomp.errors import InvcompError, UnknownModelError
 from invcomp.generators import registry
@@ -227,7 +229,7 @@ def test_path_not_a_state_dict(tmp_path: Path) -> None:
     p = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], p)
     with pytest.raises(InvcompError, match="state_dict"):
-        registry.load_state_dict(p)
+        files.load_state_dict(p)
     p2 = tmp_path / "foreign.pt"
     torch.save({"encoder.weight": torch.zeros(2, 2)}, p2)
     with pytest.raises(InvcompError):
@@ -236,7 +238,7 @@ def test_path_not_a_state_dict(tmp_path: Path) -> None:
 
 def test_missing_weights_file(tmp_path: Path) -> None:
     with pytest.raises(InvcompError, match="not found"):
-        registry.load_state_dict(tmp_path / "absent.pt")
+        files.load_state_dict(tmp_path / "absent.pt")
 
 
 def test_path_is_a_directory(tmp_path: Path) -> None:
@@ -283,7 +285,7 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path: Path, how: str) -> No
         torch.save(sd, p)
     assert not flag.exists()
     with pytest.raises(InvcompError, match="weights_only"):
-        registry.load_state_dict(p)
+        files.load_state_dict(p)
     assert not flag.exists()
     with pytest.raises(InvcompError):
         registry.load_generator(str(p))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from invcomp import bitstream, codec
 from invcomp.cli import cli
-from invcomp.encoder import predict_latents, shipped_encoder
+from invcomp.warmstart import predict_latents, shipped_warm_start
 from invcomp.generators import registry
 from invcomp.metrics import ssim
 
@@ -36,7 +36,7 @@ def test_shipped_encoder_matches_its_hash_and_generator(name: str) -> None:
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     assert entry["sha256"][:8] in path.name
     gen = registry.load_generator(name)
-    enc = shipped_encoder(gen)
+    enc = shipped_warm_start(gen)
     assert enc is not None and enc.sha256 == entry["sha256"]
     assert enc.config.generator_sha256 == gen.sha256
     assert not any(p.requires_grad for p in enc.module.parameters())
@@ -47,7 +47,7 @@ def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
     # Predicting the prior's mean (0) gives a latent MSE of 1 on N(0, I) draws, and a random direction on the sphere
     # of radius sqrt(D) gives 2 against the true direction (norm-free generators); a trained encoder does better.
     gen = registry.load_generator(name)
-    enc = shipped_encoder(gen)
+    enc = shipped_warm_start(gen)
     assert enc is not None
     z = torch.randn(64, gen.config.latent_dim, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():

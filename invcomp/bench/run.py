@@ -19,7 +19,7 @@ from PIL import Image
 from .. import codec as ivc
 from .. import metrics
 from ..data import Split, list_images
-from ..encoder import LoadedEncoder
+from ..warmstart import LoadedWarmStart
 from ..errors import InvcompError
 from ..generators.registry import LoadedGenerator
 from ..imageio import fit_image, from_image, load_image
@@ -154,7 +154,7 @@ def warm_up(gen: LoadedGenerator, image: Image.Image, settings: ivc.EncodeSettin
 
 def run_invcomp(gen: LoadedGenerator, inputs: Inputs, settings: ivc.EncodeSettings, bits: int, *,
                 batch_size: int = 32, with_lpips: bool = True, tick: Tick = _no_tick,
-                encoder: Optional[LoadedEncoder] = None) -> tuple[list[dict], list[bytes]]:
+                encoder: Optional[LoadedWarmStart] = None) -> tuple[list[dict], list[bytes]]:
     """Encode every image at ``bits`` with :func:`invcomp.codec.encode_batch` (batches of ``batch_size``; ``encoder``
     for ``settings.init == "encoder"``) and decode each ``.ivc`` file with :func:`invcomp.codec.decode` (timed):
     the rows and the files."""

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import InvcompError
 from .config import PRIORS
-from .registry import load_state_dict, sha256_file
+from ..files import load_state_dict, sha256_file
 
 log = logging.getLogger(__name__)
 

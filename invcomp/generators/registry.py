@@ -12,7 +12,6 @@ shapes (normal prior) when there is none. User models come through
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InvcompError, UnknownModelError
+from ..files import load_state_dict, sha256_file
 from .config import GeneratorConfig
 from .dcgan import infer_arch, load_dcgan
 from .pgan import infer_pgan_arch, load_pgan, normalise_keys
@@ -45,8 +45,8 @@ class ModelEntry:
     sha256: str
     card: Optional[Path]
     description: str = ""
-    encoder: Optional[Path] = None  # a warm-start encoder trained for this generator (invcomp.encoder)
-    encoder_sha256: Optional[str] = None
+    warm_start: Optional[Path] = None  # a warm-start network trained for this generator (invcomp.warmstart)
+    warm_start_sha256: Optional[str] = None
     kind: str = "generator"  # or "vaegan": a VAE-GAN codec (invcomp.vaegan), loaded with load_vaegan_model
 
 
@@ -94,40 +94,10 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
     return [
         ModelEntry(name=name, weights=root / r["weights"], config=root / r["config"], sha256=r["sha256"],
                    card=root / r["card"] if r.get("card") else None, description=r.get("description", ""),
-                   encoder=root / r["encoder"]["weights"] if r.get("encoder") else None,
-                   encoder_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"))
+                   warm_start=root / r["encoder"]["weights"] if r.get("encoder") else None,
+                   warm_start_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"))
         for name, r in sorted(rows.items())
     ]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file; unreadable files raise :class:`InvcompError`."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise InvcompError(f"cannot read weights {path}: {e.strerror or e}") from None
-    return h.hexdigest()
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` with one-line errors; accepts a bare state_dict or ``{"state_dict": ...}``."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InvcompError(f"weights file not found: {path}") from None
-    except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError/EOFError for non-checkpoints
-        detail = (str(e).splitlines() or [""])[0][:160]
-        raise InvcompError(
-            f"cannot load weights {path} safely (weights_only=True): {type(e).__name__}{': ' + detail if detail else ''}"
-        ) from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InvcompError(f"{path} is not a state_dict of tensors")
-    return obj
 
 
 def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:

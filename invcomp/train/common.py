@@ -13,24 +13,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..files import atomic_save, write_json  # noqa: F401  (re-exported for the trainers)
 from ..imageio import to_pil
 
 log = logging.getLogger(__name__)
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename (no half-written checkpoints)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Write a dataclass or dict as indented JSON, atomically."""
-    data = asdict(obj) if is_dataclass(obj) else obj
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

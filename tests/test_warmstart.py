@@ -1,4 +1,4 @@
-"""The latent encoder (:mod:`invcomp.encoder`), its trainer (:mod:`invcomp.train.encoder`) and its click command."""
+"""The latent encoder (:mod:`invcomp.warmstart`), its trainer (:mod:`invcomp.train.warmstart`) and its click command."""
 from __future__ import annotations
 
 import hashlib
@@ -15,20 +15,20 @@ from click.testing import CliRunner
 from PIL import Image
 
 from invcomp.data import split_of
-from invcomp.encoder import (
-    EncoderConfig,
-    LatentEncoder,
-    check_encoder,
+from invcomp.warmstart import (
+    WarmStartConfig,
+    WarmStartNet,
+    check_warm_start,
     default_widths,
-    load_encoder,
+    load_warm_start,
     predict_latents,
-    save_encoder,
+    save_warm_start,
 )
 from invcomp.encoder_cli import encoder as encoder_cmd
 from invcomp.errors import InvcompError
 from invcomp.generators.dcgan import DCGANArch, DCGANGenerator
 from invcomp.generators.registry import LoadedGenerator, load_generator
-from invcomp.train.encoder import EncoderTrainConfig, kl_to_prior, train_encoder
+from invcomp.train.warmstart import WarmStartTrainConfig, kl_to_prior, train_warm_start
 
 D, R = 6, 16
 
@@ -74,10 +74,10 @@ def make_faces(folder: Path, n_train: int = 16, with_val: bool = True) -> Path:
     return folder
 
 
-def tcfg(gen: Path, data: Path, out: Path, **kw: object) -> EncoderTrainConfig:
+def tcfg(gen: Path, data: Path, out: Path, **kw: object) -> WarmStartTrainConfig:
     base = {"batch_size": 16, "lr": 1e-3, "steps": 60, "widths": (8, 16), "snapshot_every": 20, "eval_faces": 4,
             "log_every": 10}
-    return EncoderTrainConfig(generator=str(gen), data=str(data), out=str(out), **{**base, **kw})
+    return WarmStartTrainConfig(generator=str(gen), data=str(data), out=str(out), **{**base, **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,7 @@ def _one_thread():  # type: ignore[no-untyped-def]
 
 
 def test_output_shapes_and_bad_shapes() -> None:
-    e = LatentEncoder(EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8)))
+    e = WarmStartNet(WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8)))
     mu, logvar = e(torch.rand(3, 3, R, R) * 2 - 1)
     assert mu.shape == (3, D) and logvar.shape == (3, D)
     with pytest.raises(ValueError, match=r"\(2, 3, 32, 32\)"):
@@ -100,20 +100,20 @@ def test_output_shapes_and_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"\(3, 16, 16\)"):
         e(torch.zeros(3, R, R))
     with pytest.raises(InvcompError, match="needs 2 positive widths"):
-        EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8, 16))
+        WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8, 16))
     with pytest.raises(InvcompError, match="power of two"):
-        EncoderConfig(resolution=24, latent_dim=D)
-    assert EncoderConfig(resolution=64, latent_dim=D).widths == default_widths(64) == (32, 64, 128, 256)
+        WarmStartConfig(resolution=24, latent_dim=D)
+    assert WarmStartConfig(resolution=64, latent_dim=D).widths == default_widths(64) == (32, 64, 128, 256)
 
 
 def test_uniform_prior_squashes_mu_and_norm_free_puts_it_on_the_sphere() -> None:
     torch.manual_seed(0)
-    normal = LatentEncoder(EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8)))
+    normal = WarmStartNet(WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8)))
     with torch.no_grad():
         normal.head.bias.copy_(torch.linspace(-3, 3, 2 * D))  # raw means well outside (-1, 1)
-    uniform = LatentEncoder(EncoderConfig(resolution=R, latent_dim=D, prior="uniform", widths=(4, 8)))
+    uniform = WarmStartNet(WarmStartConfig(resolution=R, latent_dim=D, prior="uniform", widths=(4, 8)))
     uniform.load_state_dict(normal.state_dict())
-    sphere = LatentEncoder(EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), norm_free=True))
+    sphere = WarmStartNet(WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), norm_free=True))
     sphere.load_state_dict(normal.state_dict())
     x = torch.rand(8, 3, R, R) * 2 - 1
     raw = predict_latents(normal, x)
@@ -127,7 +127,7 @@ def test_uniform_prior_squashes_mu_and_norm_free_puts_it_on_the_sphere() -> None
 
 def test_rows_do_not_interact_and_predict_restores_mode() -> None:
     torch.manual_seed(0)
-    e = LatentEncoder(EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8))).train()
+    e = WarmStartNet(WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8))).train()
     x = torch.rand(5, 3, R, R) * 2 - 1
     together = predict_latents(e, x)
     alone = torch.cat([predict_latents(e, x[i:i + 1]) for i in range(5)])
@@ -149,20 +149,20 @@ def test_kl_matches_torch_distributions() -> None:
 # --- files --------------------------------------------------------------------------------------
 
 
-def _saved(tmp_path: Path, **kw: object) -> tuple[LatentEncoder, EncoderConfig, Path]:
-    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256="ab" * 32, generator_name="g",
+def _saved(tmp_path: Path, **kw: object) -> tuple[WarmStartNet, WarmStartConfig, Path]:
+    cfg = WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256="ab" * 32, generator_name="g",
                         training={"step": 3}, **kw)
     torch.manual_seed(1)
-    e = LatentEncoder(cfg)
+    e = WarmStartNet(cfg)
     p = tmp_path / "enc.pt"
-    save_encoder(e, cfg, p)
+    save_warm_start(e, cfg, p)
     return e, cfg, p
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     e, cfg, p = _saved(tmp_path, prior="uniform")
     assert json.loads(p.with_suffix(".json").read_text())["generator_sha256"] == "ab" * 32
-    loaded = load_encoder(p)
+    loaded = load_warm_start(p)
     assert loaded.config == cfg and loaded.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
     assert not loaded.module.training and not any(q.requires_grad for q in loaded.module.parameters())
     x = torch.rand(4, 3, R, R) * 2 - 1
@@ -183,7 +183,7 @@ def test_load_refuses_pickled_code(tmp_path: Path) -> None:
     boom.marker = str(tmp_path / "pwned")
     torch.save({"head.weight": boom}, p)
     with pytest.raises(InvcompError, match="weights_only"):
-        load_encoder(p)
+        load_warm_start(p)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -206,25 +206,25 @@ def test_load_damaged_files_one_line_error(tmp_path: Path, damage: str) -> None:
     elif damage == "no_pt":
         p.unlink()
     with pytest.raises(InvcompError) as ei:
-        load_encoder(p)
+        load_warm_start(p)
     assert "\n" not in str(ei.value) and str(ei.value)
 
 
 def test_check_encoder_refuses_another_generator(tmp_path: Path) -> None:
     ga = load_generator(str(save_generator(tmp_path / "gen_a.pt", seed=0)))
     gb = load_generator(str(save_generator(tmp_path / "gen_b.pt", seed=1)))
-    cfg = EncoderConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=ga.sha256, generator_name=ga.name)
-    save_encoder(LatentEncoder(cfg), cfg, tmp_path / "enc.pt")
-    enc = load_encoder(tmp_path / "enc.pt")
-    check_encoder(enc, ga)
+    cfg = WarmStartConfig(resolution=R, latent_dim=D, widths=(4, 8), generator_sha256=ga.sha256, generator_name=ga.name)
+    save_warm_start(WarmStartNet(cfg), cfg, tmp_path / "enc.pt")
+    enc = load_warm_start(tmp_path / "enc.pt")
+    check_warm_start(enc, ga)
     with pytest.raises(InvcompError, match="gen_a.*gen_b"):
-        check_encoder(enc, gb)
+        check_warm_start(enc, gb)
     other = LoadedGenerator(ga.name, ga.module, replace(ga.config, latent_dim=D + 1), ga.sha256)
     with pytest.raises(InvcompError, match="latent_dim"):
-        check_encoder(enc, other)
+        check_warm_start(enc, other)
     other = LoadedGenerator(ga.name, ga.module, replace(ga.config, resolution=2 * R), ga.sha256)
     with pytest.raises(InvcompError, match="resolution"):
-        check_encoder(enc, other)
+        check_warm_start(enc, other)
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("enc")
     gen, data, out = save_generator(root / "g.pt"), make_faces(root / "faces"), root / "run"
     losses: list[dict[str, float]] = []
-    path = train_encoder(tcfg(gen, data, out), progress=False, callback=lambda s, l: losses.append(l))
+    path = train_warm_start(tcfg(gen, data, out), progress=False, callback=lambda s, l: losses.append(l))
     return {"gen": gen, "data": data, "out": out, "path": path, "losses": losses}
 
 
@@ -262,8 +262,8 @@ def test_training_loss_falls_and_writes_outputs(trained: dict) -> None:
 
 def test_trained_encoder_beats_the_mean_latent(trained: dict) -> None:
     gen = load_generator(str(trained["gen"]))
-    enc = load_encoder(trained["path"])
-    check_encoder(enc, gen)
+    enc = load_warm_start(trained["path"])
+    check_warm_start(enc, gen)
     z = torch.randn(256, D, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():
         x = gen.module(z)
@@ -274,10 +274,10 @@ def test_trained_encoder_beats_the_mean_latent(trained: dict) -> None:
 
 def test_resume_continues_and_matches_an_uninterrupted_run(trained: dict, tmp_path: Path) -> None:
     gen, data = trained["gen"], trained["data"]
-    straight = train_encoder(tcfg(gen, data, tmp_path / "a", steps=6, snapshot_every=3), progress=False)
+    straight = train_warm_start(tcfg(gen, data, tmp_path / "a", steps=6, snapshot_every=3), progress=False)
     steps: list[int] = []
-    train_encoder(tcfg(gen, data, tmp_path / "b", steps=3, snapshot_every=3), progress=False)
-    train_encoder(tcfg(gen, data, tmp_path / "b", steps=6, snapshot_every=3), progress=False,
+    train_warm_start(tcfg(gen, data, tmp_path / "b", steps=3, snapshot_every=3), progress=False)
+    train_warm_start(tcfg(gen, data, tmp_path / "b", steps=6, snapshot_every=3), progress=False,
                   callback=lambda s, l: steps.append(s))
     assert steps == [4, 5, 6]
     a = torch.load(straight.parent / "checkpoint.pt", weights_only=True)
@@ -287,11 +287,11 @@ def test_resume_continues_and_matches_an_uninterrupted_run(trained: dict, tmp_pa
     assert "resumed from" in (tmp_path / "b" / "train.log").read_text()
     other = save_generator(tmp_path / "other.pt", seed=5)
     with pytest.raises(InvcompError, match="another generator"):
-        train_encoder(tcfg(other, data, tmp_path / "b", steps=8), progress=False)
+        train_warm_start(tcfg(other, data, tmp_path / "b", steps=8), progress=False)
 
 
 def test_minutes_stop_checkpoints(trained: dict, tmp_path: Path) -> None:
-    path = train_encoder(tcfg(trained["gen"], trained["data"], tmp_path / "m", minutes=1e-9), progress=False)
+    path = train_warm_start(tcfg(trained["gen"], trained["data"], tmp_path / "m", minutes=1e-9), progress=False)
     assert path.is_file() and torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["step"] < 60
     assert "stopped by --minutes" in (tmp_path / "m" / "train.log").read_text()
 
@@ -300,7 +300,7 @@ def test_minutes_stop_checkpoints(trained: dict, tmp_path: Path) -> None:
 def test_other_priors_train_without_validation_faces(tmp_path: Path, gen_cfg: dict) -> None:
     gen = save_generator(tmp_path / "g.pt", **gen_cfg)
     data = make_faces(tmp_path / "faces", n_train=8, with_val=False)
-    enc = load_encoder(train_encoder(tcfg(gen, data, tmp_path / "run", steps=4, snapshot_every=2), progress=False))
+    enc = load_warm_start(train_warm_start(tcfg(gen, data, tmp_path / "run", steps=4, snapshot_every=2), progress=False))
     assert enc.config.prior == gen_cfg["prior"] and enc.config.norm_free == gen_cfg.get("norm_free", False)
     mu = predict_latents(enc.module, torch.rand(5, 3, R, R) * 2 - 1)
     if gen_cfg["prior"] == "uniform":
@@ -317,7 +317,7 @@ def test_cli_runs_and_reports_bad_input_in_one_line(trained: dict, tmp_path: Pat
     r = CliRunner().invoke(encoder_cmd, args)
     assert r.exit_code == 0, r.output
     assert "best encoder:" in r.output and (out / "encoder.pt").is_file()
-    assert load_encoder(out / "encoder.pt").config.widths == (4, 8)
+    assert load_warm_start(out / "encoder.pt").config.widths == (4, 8)
     r = CliRunner().invoke(encoder_cmd, args[:-2] + ["--device", "cpu", "--no-resume", "--widths", "4"])
     assert r.exit_code == 1 and "needs 2 positive widths" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(encoder_cmd, ["--generator", str(tmp_path / "nope.pt")] + args[2:])

@@ -1,17 +1,17 @@
 """A VAE-style encoder E(x) -> (mu, logvar) that predicts a generator's latent, to warm-start inversion.
 
 An encoder belongs to one generator: its config records the sha256 of the
-generator's weights, and :func:`check_encoder` refuses any other. The encode
+generator's weights, and :func:`check_warm_start` refuses any other. The encode
 path uses it as::
 
-    enc = load_encoder("runs/enc/encoder.pt", device)
-    check_encoder(enc, gen)
+    enc = load_warm_start("runs/enc/encoder.pt", device)
+    check_warm_start(enc, gen)
     z0 = predict_latents(enc, target)          # (N, D) on the CPU
     invert(gen.module, target, init=z0, ...)   # the search starts at E's mean
 
 For a norm-free generator (``G(c z) = G(z)``, e.g. PGAN) the predicted mean is
 rescaled to norm ``sqrt(D)``, the norm the codec assumes for such latents.
-The model never touches files; :func:`save_encoder` / :func:`load_encoder` do
+The model never touches files; :func:`save_warm_start` / :func:`load_warm_start` do
 (a state_dict ``.pt`` plus the config as ``.json`` with the same stem).
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from .errors import InvcompError
-from .generators.registry import LoadedGenerator, list_models, load_state_dict, sha256_file
-from .train.common import atomic_save, write_json
+from .files import atomic_save, load_state_dict, sha256_file, write_json
+from .generators.registry import LoadedGenerator, list_models
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _check_resolution(resolution: int) -> None:
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class WarmStartConfig:
     """Everything needed to rebuild an encoder from its state_dict, and which generator it serves.
 
     ``widths`` has one entry per stride-2 block, i.e. ``log2(resolution) - 2`` entries.
@@ -85,7 +85,7 @@ class EncoderConfig:
         return d
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+    def from_json_dict(cls, data: dict[str, Any]) -> WarmStartConfig:
         """Inverse of :meth:`to_json_dict`; unknown keys are ignored, bad values raise :class:`InvcompError`."""
         try:
             kw = {k: data[k] for k in data if k in cls.__dataclass_fields__}
@@ -97,7 +97,7 @@ class EncoderConfig:
             raise InvcompError(f"bad encoder config: {e}") from None
 
 
-class LatentEncoder(nn.Module):
+class WarmStartNet(nn.Module):
     """Image ``(N, 3, R, R)`` in [-1, 1] -> ``(mu, logvar)``, each ``(N, D)``.
 
     A 3x3 stem, then one ``Conv2d(4, stride 2) + LeakyReLU(0.2)`` per width down to 4x4, then a linear
@@ -106,7 +106,7 @@ class LatentEncoder(nn.Module):
     clamped to ``LOGVAR_RANGE``.
     """
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    def __init__(self, cfg: WarmStartConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.resolution, self.latent_dim = cfg.resolution, cfg.latent_dim
@@ -156,11 +156,11 @@ def predict_latents(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class LoadedEncoder:
+class LoadedWarmStart:
     """A frozen encoder in eval mode, its config, and the sha256 of its ``.pt`` file."""
 
-    module: LatentEncoder
-    config: EncoderConfig
+    module: WarmStartNet
+    config: WarmStartConfig
     sha256: str
     path: Path
 
@@ -170,7 +170,7 @@ def config_path(path_pt: str | Path) -> Path:
     return Path(path_pt).with_suffix(".json")
 
 
-def save_encoder(module: nn.Module, cfg: EncoderConfig, path_pt: str | Path) -> None:
+def save_warm_start(module: nn.Module, cfg: WarmStartConfig, path_pt: str | Path) -> None:
     """Write ``module``'s state_dict (on the CPU) to ``path_pt`` and ``cfg`` to the ``.json`` beside it, atomically."""
     path_pt = Path(path_pt)
     path_pt.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +178,8 @@ def save_encoder(module: nn.Module, cfg: EncoderConfig, path_pt: str | Path) -> 
     write_json(cfg.to_json_dict(), config_path(path_pt))
 
 
-def load_encoder(path_pt: str | Path, device: str | torch.device = "cpu") -> LoadedEncoder:
-    """Load an encoder saved by :func:`save_encoder` (``weights_only=True``), frozen, in eval mode.
+def load_warm_start(path_pt: str | Path, device: str | torch.device = "cpu") -> LoadedWarmStart:
+    """Load an encoder saved by :func:`save_warm_start` (``weights_only=True``), frozen, in eval mode.
 
     A missing or corrupt ``.pt`` or ``.json``, or weights that do not fit the config, raise :class:`InvcompError`.
     """
@@ -196,12 +196,12 @@ def load_encoder(path_pt: str | Path, device: str | torch.device = "cpu") -> Loa
     if not isinstance(data, dict):
         raise InvcompError(f"bad encoder config {cfg_file}: not a JSON object")
     try:
-        cfg = EncoderConfig.from_json_dict(data)
+        cfg = WarmStartConfig.from_json_dict(data)
     except InvcompError as e:
         raise InvcompError(f"{cfg_file}: {e}") from None
     digest = sha256_file(path_pt)
     state = load_state_dict(path_pt)
-    module = LatentEncoder(cfg)
+    module = WarmStartNet(cfg)
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
@@ -210,10 +210,10 @@ def load_encoder(path_pt: str | Path, device: str | torch.device = "cpu") -> Loa
     module = module.to(device).eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    return LoadedEncoder(module=module, config=cfg, sha256=digest, path=path_pt)
+    return LoadedWarmStart(module=module, config=cfg, sha256=digest, path=path_pt)
 
 
-def check_encoder(enc: LoadedEncoder, gen: LoadedGenerator) -> None:
+def check_warm_start(enc: LoadedWarmStart, gen: LoadedGenerator) -> None:
     """Refuse an encoder made for another generator than ``gen``: raises :class:`InvcompError`.
 
     Checks the generator sha256, then latent size, resolution and prior.
@@ -230,13 +230,13 @@ def check_encoder(enc: LoadedEncoder, gen: LoadedGenerator) -> None:
             raise InvcompError(f"encoder {enc.path.name} has {what} {mine} but generator {gen.name!r} has {theirs}")
 
 
-def shipped_encoder(gen: LoadedGenerator, device: str | torch.device = "cpu") -> Optional[LoadedEncoder]:
+def shipped_warm_start(gen: LoadedGenerator, device: str | torch.device = "cpu") -> Optional[LoadedWarmStart]:
     """The registry's encoder for ``gen`` (matched by the generator's sha256), sha256-checked; ``None`` if none."""
     for entry in list_models():
-        if entry.sha256 == gen.sha256 and entry.encoder is not None:
-            enc = load_encoder(entry.encoder, device)
-            if entry.encoder_sha256 and enc.sha256 != entry.encoder_sha256:
-                raise InvcompError(f"encoder {entry.encoder} does not match the sha256 in the registry; reinstall it")
-            check_encoder(enc, gen)
+        if entry.sha256 == gen.sha256 and entry.warm_start is not None:
+            enc = load_warm_start(entry.warm_start, device)
+            if entry.warm_start_sha256 and enc.sha256 != entry.warm_start_sha256:
+                raise InvcompError(f"encoder {entry.warm_start} does not match the sha256 in the registry; reinstall it")
+            check_warm_start(enc, gen)
             return enc
     return None

@@ -1,4 +1,4 @@
-"""Train a :class:`~invcomp.encoder.LatentEncoder` for a frozen generator G (a warm start for inversion).
+"""Train a :class:`~invcomp.warmstart.WarmStartNet` for a frozen generator G (a warm start for inversion).
 
 Each step trains E with Adam on two batches:
 
@@ -38,11 +38,11 @@ import torch
 from tqdm import tqdm
 
 from ..data import load_faces
-from ..encoder import (
-    EncoderConfig,
-    LatentEncoder,
+from ..warmstart import (
+    WarmStartConfig,
+    WarmStartNet,
     predict_latents,
-    save_encoder,
+    save_warm_start,
     to_sphere,
 )
 from ..errors import InvcompError
@@ -57,8 +57,8 @@ Callback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
-class EncoderTrainConfig:
-    """Options of an encoder run. ``widths`` empty: :func:`invcomp.encoder.default_widths`."""
+class WarmStartTrainConfig:
+    """Options of an encoder run. ``widths`` empty: :func:`invcomp.warmstart.default_widths`."""
 
     generator: str
     data: str
@@ -100,7 +100,7 @@ def _faces(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(E: LatentEncoder, G: torch.nn.Module, faces: torch.Tensor, batch: int = 64) -> float:
+def score(E: WarmStartNet, G: torch.nn.Module, faces: torch.Tensor, batch: int = 64) -> float:
     """Mean SSIM of ``G(mu(x))`` over ``faces`` uint8 ``(N, 3, R, R)`` (no search)."""
     vals = []
     for i in range(0, len(faces), batch):
@@ -109,7 +109,7 @@ def score(E: LatentEncoder, G: torch.nn.Module, faces: torch.Tensor, batch: int 
     return float(torch.cat(vals).mean())
 
 
-def train_encoder(cfg: EncoderTrainConfig, *, resume: bool = True, progress: bool = True,
+def train_warm_start(cfg: WarmStartTrainConfig, *, resume: bool = True, progress: bool = True,
                   callback: Callback | None = None) -> Path:
     """Run (or resume) training; returns the path of the best encoder state_dict (``OUT/encoder.pt``).
 
@@ -121,7 +121,7 @@ def train_encoder(cfg: EncoderTrainConfig, *, resume: bool = True, progress: boo
         return _train(cfg, out, resume, progress, callback)
 
 
-def _load_data(cfg: EncoderTrainConfig, res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _load_data(cfg: WarmStartTrainConfig, res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     real, _ = load_faces(cfg.data, res, split="train")
     val = None
     if cfg.eval_faces:
@@ -133,7 +133,7 @@ def _load_data(cfg: EncoderTrainConfig, res: int, device: torch.device) -> tuple
     return real.to(device), val.to(device) if val is not None else None
 
 
-def _train(cfg: EncoderTrainConfig, out: Path, resume: bool, progress: bool, callback: Callback | None) -> Path:
+def _train(cfg: WarmStartTrainConfig, out: Path, resume: bool, progress: bool, callback: Callback | None) -> Path:
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     g: LoadedGenerator = load_generator(cfg.generator, device)
@@ -141,13 +141,13 @@ def _train(cfg: EncoderTrainConfig, out: Path, resume: bool, progress: bool, cal
     for p in G.parameters():
         p.requires_grad_(False)
     real, val = _load_data(cfg, gc.resolution, device)
-    ecfg = EncoderConfig(resolution=gc.resolution, latent_dim=gc.latent_dim, prior=gc.prior, widths=cfg.widths,
+    ecfg = WarmStartConfig(resolution=gc.resolution, latent_dim=gc.latent_dim, prior=gc.prior, widths=cfg.widths,
                          generator_sha256=g.sha256, generator_name=g.name, norm_free=gc.norm_free)
     arch = {k: v for k, v in ecfg.to_json_dict().items() if k != "training"}
     log.info("training an encoder for %s (%s, %d-d, %dpx) on %d faces (%s), config %s", g.name, g.sha256[:8],
              gc.latent_dim, gc.resolution, len(real), cfg.data, cfg)
 
-    E = LatentEncoder(ecfg).to(device)
+    E = WarmStartNet(ecfg).to(device)
     opt = torch.optim.Adam(E.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     step, best, elapsed = 0, float("-inf"), 0.0
@@ -186,7 +186,7 @@ def _train(cfg: EncoderTrainConfig, out: Path, resume: bool, progress: bool, cal
                     "gen_latent_mse": round(lat, 5), "data": cfg.data,
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     "config": asdict(cfg)}
-            save_encoder(E, replace(ecfg, training=info), out / "encoder.pt")
+            save_warm_start(E, replace(ecfg, training=info), out / "encoder.pt")
             if val is not None:
                 x = _faces(val[:8])
                 with torch.no_grad():
@@ -214,8 +214,8 @@ def _train(cfg: EncoderTrainConfig, out: Path, resume: bool, progress: bool, cal
     return out / "encoder.pt"
 
 
-def _step(E: LatentEncoder, G: torch.nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
-          gen: torch.Generator, cfg: EncoderTrainConfig, image_loss: Callable, prior: str,
+def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
+          gen: torch.Generator, cfg: WarmStartTrainConfig, image_loss: Callable, prior: str,
           target: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
     """One Adam step on a batch of G's pairs and a batch of real faces; returns the loss terms."""
     device, b, d = real.device, cfg.batch_size, E.latent_dim
@@ -250,7 +250,7 @@ def _step(E: LatentEncoder, G: torch.nn.Module, opt: torch.optim.Optimizer, real
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-def config_from_kwargs(**kw: object) -> EncoderTrainConfig:
+def config_from_kwargs(**kw: object) -> WarmStartTrainConfig:
     """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = EncoderTrainConfig(generator=str(kw.pop("generator")), data=str(kw.pop("data")), out=str(kw.pop("out")))
+    base = WarmStartTrainConfig(generator=str(kw.pop("generator")), data=str(kw.pop("data")), out=str(kw.pop("out")))
     return replace(base, **{k: v for k, v in kw.items() if v is not None})
