@@ -13,7 +13,8 @@ bytes  field      meaning
                   1 squash); bit 2 rounding (0 nearest, 1 stochastic);
                   bit 3 scaling (0 max, 1 l2); bit 4 norm-free (no norm
                   field); bits 5-7 mode (0 = GAN inversion,
-                  1 = VAE-GAN)
+                  1 = VAE-GAN; the codec table refuses a mode it
+                  does not know)
 1      quant      ``bits << 2 | coder``; bits 2..16, coder 0 gamma,
                   1 delta, 2 omega; bit 7 is 0
 var    latent     latent dimension D, varint (1..65535); in mode 1 the
@@ -47,7 +48,6 @@ VERSION = 1
 MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
 MODE_INVERSION, MODE_VAEGAN = 0, 1
-MODES = {MODE_INVERSION: "inversion", MODE_VAEGAN: "vaegan"}
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
 
 
@@ -83,7 +83,7 @@ class Header:
             (self.rounding in ("nearest", "stochastic"), f"unknown rounding {self.rounding!r}"),
             (self.prior in ("normal", "uniform"), f"unknown prior {self.prior!r}"),
             (self.fit in ("crop", "squash"), f"unknown fit {self.fit!r}"),
-            (self.mode in MODES, f"unknown mode {self.mode}"),
+            (isinstance(self.mode, int) and 0 <= self.mode <= 7, f"mode {self.mode} out of range 0..7"),
             (self.norm is None or (0.0 <= self.norm <= 65504.0), f"norm {self.norm} is not a finite float16 >= 0"),
         ]
         for ok, msg in checks:

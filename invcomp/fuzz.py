@@ -1,10 +1,12 @@
 """Decoder fuzzing: valid seed bitstreams, mutators, and a harness that classifies outcomes.
 
 Used by ``tests/test_fuzz.py`` (a seeded sample in CI) and
-``experiments/fuzz_decoder.py`` (100,000+ cases). A case is:
+``experiments/fuzz_decoder.py`` (100,000+ cases). It takes any codec (:class:`invcomp.codecs.Codec`, any
+mode): :func:`codec_seeds` makes valid files with it, and each mutated file goes through its full
+``decode``. A case is:
 
 - ``error``: the decoder raised the project's error (:class:`InvcompError`);
-- ``ok``: it decoded to levels (and, with a generator, to an image);
+- ``ok``: it decoded to levels (and, with a codec, to an image);
 - ``crash``: any other exception;
 - ``hang``: it took longer than the time limit.
 """
@@ -16,13 +18,18 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
+from PIL import Image
 
-from . import bitstream, codec, elias
+from . import bitstream, elias
+from .codecs import entropy
 from .errors import InvcompError
 from .quantize import dequantize, levels_for_bits
+
+if TYPE_CHECKING:
+    from .codecs import Codec
 
 MUTATORS = ("bitflip", "insert", "delete", "truncate", "header_field", "huge_varint")
 
@@ -44,6 +51,15 @@ def seed_streams(rng: random.Random, model_ids: list[bytes], latent_dims: list[i
                 )
                 out.append(bitstream.pack(header, payload, nbits))
     return out
+
+
+def codec_seeds(codec: "Codec", rng: random.Random, n: int = 8) -> list[bytes]:
+    """``n`` valid files of ``codec`` (its mode, model and settings): random symbols ``(n, D)`` from N(0, I),
+    coded for originals of random sizes."""
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    z = torch.randn(n, codec.latent_dim, generator=g)
+    images = [Image.new("RGB", (rng.randint(1, 3000), rng.randint(1, 3000))) for _ in range(n)]
+    return [e.data for e in codec.encode_symbols(z, images)]
 
 
 def _recrc(body: bytes) -> bytes:
@@ -79,13 +95,13 @@ def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     return bytes(b)
 
 
-def decode_target(data: bytes, generator: Optional[torch.nn.Module] = None) -> None:
-    """What the fuzzer runs: parse, bound-check, dequantise, and (optionally) one generator pass."""
-    header, q = codec.parse(data)
-    z = dequantize(q)
-    if generator is not None and header.latent_dim == generator.latent_dim:
-        with torch.no_grad():
-            generator(z)
+def decode_target(data: bytes, codec: Optional["Codec"] = None) -> None:
+    """What the fuzzer runs: parse, bound-check and dequantise; with ``codec``, its whole ``decode`` (the header
+    checked against the codec, then synthesis)."""
+    header, q = entropy.parse(data)
+    dequantize(q)
+    if codec is not None:
+        codec.decode(data)
 
 
 @dataclass
@@ -104,18 +120,22 @@ class FuzzStats:
 
 def run_fuzz(
     n_cases: int, *, seed: int = 0, seeds: Optional[list[bytes]] = None, time_limit: float = 1.0,
-    generator: Optional[torch.nn.Module] = None, progress: Optional[Callable[[int], None]] = None,
+    codec: Optional["Codec"] = None, progress: Optional[Callable[[int], None]] = None,
 ) -> FuzzStats:
-    """Run ``n_cases`` mutated decodes; deterministic for a given seed."""
+    """Run ``n_cases`` mutated decodes; deterministic for a given seed. With ``codec`` (any mode), the seeds
+    default to :func:`codec_seeds` and every case runs the codec's full decode."""
     rng = random.Random(seed)
-    pool = seeds or seed_streams(rng, [b"\x52\xc4\x6b\x11", b"\x00\x01\x02\x03"], [100, 8])
+    if seeds is None:
+        seeds = codec_seeds(codec, rng) if codec is not None else seed_streams(
+            rng, [b"\x52\xc4\x6b\x11", b"\x00\x01\x02\x03"], [100, 8])
+    pool = seeds
     stats = FuzzStats()
     for i in range(n_cases):
         kind = MUTATORS[i % len(MUTATORS)]
         data = mutate(rng.choice(pool), kind, rng)
         t0 = time.perf_counter()
         try:
-            decode_target(data, generator)
+            decode_target(data, codec)
             outcome = "ok"
         except InvcompError:
             outcome = "error"

@@ -16,15 +16,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .codecs.settings import DEFAULT_MAX_PIXELS
 from .errors import InvcompError
 
 log = logging.getLogger(__name__)
 
 Fit = Literal["crop", "squash"]
 
-# Pillow's own bomb guard warns above ~89 Mpx and errors at twice that; we
-# refuse earlier, with our own message, and a flag can raise the limit.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -51,6 +49,8 @@ def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = 
     ``max_pixels`` replaces Pillow's own bomb guard for the duration of the call (Pillow's global limit is
     restored afterwards), so that a raised limit is honoured; the check runs on the header, before decoding.
     """
+    if not data:
+        raise InvcompError(f"cannot read {name}: the file is empty")
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -96,33 +96,45 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def crop_box(width: int, height: int) -> tuple[int, int, int]:
+    """The centre square that ``fit="crop"`` codes in a ``width`` x ``height`` frame: ``(left, top, side)``."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
 def fit_image(img: Image.Image, resolution: int, fit: Fit = "crop") -> Image.Image:
-    """Centre-crop to a square (``crop``) or keep the whole frame (``squash``), then Lanczos to ``resolution``."""
+    """Centre-crop to a square (``crop``, see :func:`crop_box`) or keep the whole frame (``squash``), then Lanczos
+    to ``resolution``."""
     if fit not in ("crop", "squash"):
         raise InvcompError(f"--fit must be crop or squash, got {fit!r}")
     if fit == "crop":
-        w, h = img.size
-        s = min(w, h)
-        left, top = (w - s) // 2, (h - s) // 2
-        img = img.crop((left, top, left + s, top + s))
+        left, top, side = crop_box(*img.size)
+        img = img.crop((left, top, left + side, top + side))
     if img.size != (resolution, resolution):
         img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
     return img
 
 
+UNCODED_FILL = (128, 128, 128)
+"""What fills the part of a ``crop`` frame outside the coded square on decode: mid-grey."""
+
+
 def restore_size(img: Image.Image, width: int, height: int, fit: Fit = "crop") -> Image.Image:
     """Invert :func:`fit_image` geometrically: back to ``width`` x ``height``.
 
-    For ``squash`` the square is stretched back. For ``crop`` the square is
-    scaled to cover the frame (the cropped-away borders are not coded, so
-    the centre is what comes back, scaled to fill).
+    For ``squash`` the square is stretched back over the frame. For ``crop`` only the centre square was coded:
+    the reconstruction goes back where the crop came from, at the crop's scale, and the rest of the frame
+    (never coded) is :data:`UNCODED_FILL`. Memory is proportional to the output.
     """
     if fit == "squash":
         return img.resize((width, height), Image.Resampling.LANCZOS)
-    s = max(width, height)
-    big = img.resize((s, s), Image.Resampling.LANCZOS)
-    left, top = (s - width) // 2, (s - height) // 2
-    return big.crop((left, top, left + width, top + height))
+    left, top, side = crop_box(width, height)
+    square = img if img.size == (side, side) else img.resize((side, side), Image.Resampling.LANCZOS)
+    if (side, side) == (width, height):
+        return square
+    frame = Image.new("RGB", (width, height), UNCODED_FILL)
+    frame.paste(square, (left, top))
+    return frame
 
 
 def from_image(img: Image.Image) -> torch.Tensor:

@@ -47,24 +47,6 @@ def _umask() -> int:
     return mask
 
 
-def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> list[Path]:
-    """Map inputs to outputs: ``out`` is a file (one input, not an existing folder, no trailing slash),
-    or a folder (``NAME + suffix`` inside it); without ``out``, each output sits beside its input."""
-    if out is None:
-        return [p.with_name(p.stem + suffix) for p in inputs]
-    o = Path(out)
-    as_dir = o.is_dir() or out.endswith(("/", os.sep)) or len(inputs) > 1
-    if as_dir:
-        if o.exists() and not o.is_dir():
-            raise InvcompError(f"-o {out} must be a folder when there are {len(inputs)} inputs")
-        paths = [o / (p.stem + suffix) for p in inputs]
-        dupes = {x for x in paths if paths.count(x) > 1}
-        if dupes:
-            raise InvcompError(f"two inputs would write the same output {sorted(dupes)[0]}")
-        return paths
-    return [o]
-
-
 @dataclass
 class Report:
     """Collects per-item results; prints JSON lines or human lines to stdout and a summary to stderr."""
@@ -72,17 +54,18 @@ class Report:
     as_json: bool
     ok: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    to_stderr: bool = False  # when stdout carries the data (-o -), the report lines go to stderr
 
     def success(self, row: dict, human: str) -> None:
         self.ok += 1
-        print(dumps(row) if self.as_json else human, flush=True)
+        print(dumps(row) if self.as_json else human, flush=True, file=sys.stderr if self.to_stderr else sys.stdout)
 
     def failure(self, item: str, reason: str) -> None:
         if reason.startswith(f"{item}: "):  # the message already names the file
             reason = reason[len(item) + 2:]
         self.failed.append((item, reason))
         if self.as_json:
-            print(dumps({"input": item, "error": reason}), flush=True)
+            print(dumps({"input": item, "error": reason}), flush=True, file=sys.stderr if self.to_stderr else sys.stdout)
         else:
             print(f"invcomp: error: {item}: {reason}", file=sys.stderr, flush=True)
 

@@ -22,7 +22,7 @@ from invcomp.bench.codecs import CODEC_NAMES, build_codecs, check_available, par
 from invcomp.bench.report import RESULT_KEYS
 from invcomp.bench.run import COLUMNS, Coded, Inputs, run_equal_bytes, run_fixed
 from invcomp.bench.search import Knob, find_closest
-from invcomp.bench_cli import bench
+from invcomp.cli.bench import bench
 from invcomp.errors import InvcompError
 from invcomp.imageio import from_image
 

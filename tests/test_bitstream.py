@@ -182,7 +182,7 @@ def test_max_payload_bits_by_hand() -> None:
     [
         {"model_id": b"\x00" * 3}, {"latent_dim": 0}, {"latent_dim": 65536}, {"resolution": 4097},
         {"width": 0}, {"height": 65536}, {"bits": 1}, {"bits": 17}, {"coder": "rice"}, {"scaling": "l1"},
-        {"rounding": "up"}, {"prior": "laplace"}, {"fit": "pad"}, {"mode": 2}, {"norm": -1.0},
+        {"rounding": "up"}, {"prior": "laplace"}, {"fit": "pad"}, {"mode": 8}, {"mode": -1}, {"norm": -1.0},
         {"norm": 70000.0}, {"norm": float("nan")}, {"norm": float("inf")},
     ],
 )
@@ -315,8 +315,14 @@ def test_out_of_range_quant_byte_with_valid_crc(quant: int, word: str) -> None:
 
 @pytest.mark.parametrize("flags", [0x60, 0x40, 0x80, 0xE8])
 def test_unknown_mode_with_valid_crc(flags: int) -> None:
-    with pytest.raises(BitstreamError, match="mode"):
-        unpack(with_crc(replace(BODY, OFF_FLAGS, bytes([flags]))))
+    # The container carries any mode 0..7 (three flag bits); the codec table refuses one it does not know.
+    from invcomp.codecs import codec_for_header
+    from invcomp.errors import InvcompError
+
+    header = unpack(with_crc(replace(BODY, OFF_FLAGS, bytes([flags]))))[0]
+    assert header.mode == flags >> 5
+    with pytest.raises(InvcompError, match=f"mode {flags >> 5}, which this invcomp does not know"):
+        codec_for_header(header)
 
 
 @pytest.mark.parametrize(

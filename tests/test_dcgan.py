@@ -1,10 +1,13 @@
-"""Tests for :mod:`invcomp.generators.dcgan`: shape inference, loading, and a real third-party checkpoint."""
+"""Tests for :mod:`invcomp.generators.dcgan`: shape inference, loading, and a real third-party checkpoint; and for
+its trainer :mod:`invcomp.train.dcgan` on the loop all trainers share, :mod:`invcomp.train.loop`."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -13,6 +16,9 @@ from PIL import Image
 from .conftest import DEMO_IMAGE, needs_shared, shared_path, tiny_dcgan
 from invcomp.errors import InvcompError
 from invcomp.generators.dcgan import DCGANArch, DCGANGenerator, infer_arch, load_dcgan, standard_arch
+from invcomp.generators.registry import load_generator
+from invcomp.train.dcgan import DCGANTrainConfig, train_dcgan
+from invcomp.train.loop import Score, Trainer, run_training
 
 ANIME = ("models", "dcgan-anime32", "generator.pt")
 
@@ -284,3 +290,131 @@ def test_anime32_cli_round_trip(tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert data[4:8].hex() in r.stderr
     assert not (tmp_path / "again.png").exists()
+
+
+# --- training: the shared loop (invcomp.train.loop) and the DCGAN trainer on it ------------------
+
+
+class _Counting(Trainer):
+    """A trainer without networks: its weight is the number of steps taken; ``scores[step]`` is the score of a
+    snapshot after ``step`` steps (missing: not scored)."""
+
+    product, desc = "model.pt", "test"
+
+    def __init__(self, out: Path, scores: dict[int, float]) -> None:
+        self.out, self.device, self.scores = out, torch.device("cpu"), scores
+        self.w, self.saved, self.loaded = 0, [], None
+
+    def train_step(self, step: int) -> dict[str, float]:
+        assert step == self.w
+        self.w += 1
+        return {"loss": 1.0 / self.w}
+
+    def evaluate(self, step: int) -> Score:
+        return Score(self.scores.get(step), what="fake score")
+
+    def save_best(self, step: int, seconds: float, score: float | None) -> None:
+        self.saved.append(step)
+        torch.save({"w": self.w, "score": score}, self.out / self.product)
+
+    def state_dict(self, step: int) -> dict:
+        return {"w": torch.tensor(self.w)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded, self.w = dict(state), int(state["w"])
+
+
+def _loop(tmp_path: Path, trainer: _Counting, steps: int, **kw: object) -> Path:
+    kw = {"minutes": None, "snapshot_every": 3, "progress": False, **kw}
+    return run_training(tmp_path, lambda out: trainer, steps=steps, **kw)  # type: ignore[arg-type]
+
+
+def test_loop_snapshots_keep_the_best_and_resume(tmp_path: Path) -> None:
+    first = _Counting(tmp_path, {3: 0.5, 6: 0.4, 7: 0.45})
+    seen: list[int] = []
+    path = _loop(tmp_path, first, 7, callback=lambda s, l: seen.append(s))
+    assert path == tmp_path / "model.pt" and seen == list(range(1, 8))
+    assert first.saved == [3]  # 0.4 and 0.45 at steps 6 and 7 (off schedule: the last step) do not beat 0.5
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (set(ck), ck["step"], ck["best"], int(ck["w"])) == ({"w", "step", "best", "seconds"}, 7, 0.5, 7)
+
+    again = _Counting(tmp_path, {9: 0.6, 12: 0.55})
+    _loop(tmp_path, again, 12)
+    assert again.loaded is not None and again.loaded["step"] == 7 and again.saved == [9]
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ck["step"], ck["best"], int(ck["w"])) == (12, 0.6, 12)
+    text = (tmp_path / "train.log").read_text()
+    assert "resumed from" in text and "best val SSIM 0.5000" in text and "done at step 12; best val SSIM 0.6000" in text
+    assert "stopped by --minutes" not in text
+
+
+def test_loop_unscored_snapshots_keep_the_latest_and_say_so(tmp_path: Path) -> None:
+    t = _Counting(tmp_path, {})
+    _loop(tmp_path, t, 4)
+    assert t.saved == [3, 4]
+    text = (tmp_path / "train.log").read_text()
+    assert text.count("not scored (no validation faces), keeping the latest") == 2
+    assert "fake score" not in text and "done at step 4; no snapshot was scored, model.pt is the latest" in text
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["best"] == float("-inf")
+
+
+def test_loop_ignores_the_step_number_older_runs_stored_as_best(tmp_path: Path) -> None:
+    _loop(tmp_path, _Counting(tmp_path, {}), 3)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    torch.save({**ck, "best": 3.0}, tmp_path / "checkpoint.pt")  # what DCGAN and VAE-GAN wrote without val faces
+    t = _Counting(tmp_path, {6: 0.2})
+    _loop(tmp_path, t, 6)
+    assert t.saved == [6] and torch.load(tmp_path / "checkpoint.pt", weights_only=True)["best"] == 0.2
+
+
+def test_loop_deadline_stops_with_a_checkpoint_and_a_note(tmp_path: Path) -> None:
+    t = _Counting(tmp_path, {})
+    _loop(tmp_path, t, 50, minutes=1e-9)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["step"] < 50 and t.saved[-1] == ck["step"] and (tmp_path / "model.pt").exists()
+    assert f"stopped by --minutes at step {ck['step']} of 50; run again to resume" in (tmp_path / "train.log").read_text()
+    with pytest.raises(InvcompError, match="snapshot-every"):
+        _loop(tmp_path, t, 50, snapshot_every=0)
+
+
+def _faces(folder: Path, n: int = 12) -> Path:
+    """``n`` random-colour squares (no ``split_of`` filtering: some land in train, maybe none in val)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        arr = np.zeros((20, 20, 3), np.uint8) + rng.integers(0, 255, 3, dtype=np.uint8)
+        arr[5:15, 5:15] = rng.integers(0, 255, 3, dtype=np.uint8)
+        Image.fromarray(arr).save(folder / f"face{i:03d}.png")
+    return folder
+
+
+def _dcgan(data: Path, out: Path, steps: int, **kw: object) -> Path:
+    cfg = DCGANTrainConfig(data=str(data), out=str(out), resolution=8, latent_dim=4, ngf=4, ndf=4, batch_size=4,
+                           steps=steps, snapshot_every=2, eval_iters=1, **kw)  # type: ignore[arg-type]
+    return train_dcgan(cfg, progress=False)
+
+
+def test_dcgan_without_validation_faces_says_snapshots_are_not_scored(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _dcgan(_faces(tmp_path / "faces"), out, 4, eval_faces=0)
+    text = (out / "train.log").read_text()
+    assert "2.0000" not in text and "4.0000" not in text  # the step number was printed as a val SSIM
+    assert "eval_faces is 0: snapshots are not scored" in text
+    assert text.count("not scored (no validation faces)") == 2
+    assert json.loads((out / "generator.json").read_text())["training"]["val_ssim"] is None
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["best"] == float("-inf")
+
+
+def test_dcgan_stops_at_the_deadline_and_resumes(tmp_path: Path) -> None:
+    data, out = _faces(tmp_path / "faces"), tmp_path / "run"
+    _dcgan(data, out, 2, eval_faces=0)
+    _dcgan(data, out, 4, eval_faces=0, minutes=1e-9)  # the deadline has passed before the first step
+    assert "stopped by --minutes at step 2 of 4" in (out / "train.log").read_text()
+    path = _dcgan(data, out, 4, eval_faces=0)
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 4 and set(ck) >= {"G", "D", "G_ema", "optG", "optD", "step", "best", "seconds"}
+    assert (out / "train.log").read_text().count("resumed from") == 2
+    g = load_generator(str(path))
+    assert g.config.resolution == 8 and json.loads((out / "generator.json").read_text())["training"]["step"] == 4
+    with torch.no_grad():
+        assert g.module(torch.randn(2, 4)).shape == (2, 3, 8, 8)

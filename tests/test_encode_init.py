@@ -84,7 +84,7 @@ def test_auto_init_without_an_encoder_is_random(files: dict[str, Path]) -> None:
 def test_encoder_init_without_an_encoder_fails_in_one_line(files: dict[str, Path]) -> None:
     r = _encode(files, "--init", "encoder")
     assert r.exit_code == 1
-    assert "has no encoder" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "has no warm-start network" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (files["dir"] / "x.ivc").exists()
 
 
@@ -96,11 +96,11 @@ def test_an_encoder_for_another_generator_is_refused(files: dict[str, Path]) -> 
 
 
 def test_default_iterations_depend_on_the_start(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from invcomp import codec
+    from invcomp.codecs import settings
 
-    # small stand-ins so the test is quick; the CLI must read the constants, not hard-code 100 / 300
-    monkeypatch.setattr(codec, "ENCODER_ITERS", 3)
-    monkeypatch.setattr(codec.EncodeSettings, "iters", 5)
+    # small stand-ins so the test is quick; the CLI must read the constants, not hard-code 200 / 300
+    monkeypatch.setattr(settings, "ITERS_FROM_WARM_START", 3)
+    monkeypatch.setattr(settings, "ITERS_FROM_PRIOR", 5)
     r = _encode(files, "--encoder", str(files["enc"]))
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.splitlines()[0])
@@ -114,7 +114,9 @@ def test_default_iterations_depend_on_the_start(files: dict[str, Path], monkeypa
 
 
 def test_default_iters_constants() -> None:
-    from invcomp import codec
+    from invcomp.codecs.settings import EncodeSettings, resolve_search
 
-    assert codec.default_iters("encoder") == codec.ENCODER_ITERS
-    assert codec.default_iters("random") == codec.default_iters("mean") == codec.EncodeSettings().iters == 300
+    assert resolve_search(EncodeSettings(), has_warm_start=True).iters == 200
+    assert resolve_search(EncodeSettings(), has_warm_start=False).iters == 300
+    for init in ("random", "mean"):
+        assert resolve_search(EncodeSettings(init=init), has_warm_start=True).iters == 300

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from invcomp import codec
+from invcomp.codecs.entropy import parse
 from invcomp.fuzz import MUTATORS, mutate, run_fuzz, seed_streams
 
 
@@ -13,7 +13,7 @@ def test_seed_streams_are_valid() -> None:
     seeds = seed_streams(random.Random(0), [b"\x01\x02\x03\x04"], [16])
     assert len(seeds) == 15 * 3
     for s in seeds:
-        header, q = codec.parse(s)
+        header, q = parse(s)
         assert q.levels.shape == (1, 16)
 
 

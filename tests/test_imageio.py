@@ -14,7 +14,8 @@ from PIL import Image
 
 from invcomp.errors import InvcompError
 from invcomp.imageio import (
-    decode_image_bytes, fit_image, from_image, load_image, quantize_pixels, restore_size, to_pil, to_uint8,
+    UNCODED_FILL, crop_box, decode_image_bytes, fit_image, from_image, load_image, quantize_pixels, restore_size, to_pil,
+    to_uint8,
 )
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
@@ -305,8 +306,28 @@ def test_restore_crop_vs_squash_geometry() -> None:
     squashed = restore_size(fit_image(img, 64, "squash"), 100, 50, "squash")
     assert near(px(squashed, 5, 25), GREEN, tol=20) and near(px(squashed, 37, 25), RED, tol=20)
     cropped = restore_size(fit_image(img, 64, "crop"), 100, 50, "crop")
-    # the coded square (red | blue) is scaled to 100 x 100 and its centre 100 x 50 kept: red | blue, no green
-    assert near(px(cropped, 5, 25), RED, tol=20) and near(px(cropped, 95, 25), BLUE, tol=20)
+    # the coded square (the centre 50 x 50: red | blue) goes back where it came from, at its own scale, and the
+    # uncoded sides are grey, not a stretched copy of the square
+    assert near(px(cropped, 30, 25), RED, tol=20) and near(px(cropped, 70, 25), BLUE, tol=20)
+    assert px(cropped, 5, 25) == UNCODED_FILL and px(cropped, 95, 25) == UNCODED_FILL
+    assert px(cropped, 24, 10) == UNCODED_FILL and near(px(cropped, 26, 10), RED, tol=20)
+
+
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (7, 100)])
+def test_crop_decode_puts_the_square_back_in_place(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    back = restore_size(fit_image(img, 64, "crop"), *size, "crop")
+    left, top, side = crop_box(*size)
+    square = back.crop((left, top, left + side, top + side))
+    # re-fitting the decoded frame gives back the coded square (what compare --bitstream measures)
+    a = np.asarray(fit_image(back, 64, "crop"), dtype=np.float64)
+    b = np.asarray(fit_image(img, 64, "crop"), dtype=np.float64)
+    c = np.asarray(fit_image(square, 64, "crop"), dtype=np.float64)
+    assert np.array_equal(a, c) and np.abs(a - b).mean() < 40
+    outside = np.asarray(back, dtype=np.int16).copy()
+    outside[top:top + side, left:left + side] = UNCODED_FILL
+    assert (outside == np.array(UNCODED_FILL)).all()
 
 
 # ---------------------------------------------------------------- tensor <-> image

@@ -313,15 +313,16 @@ def test_shipped_pgan_is_norm_free_and_matches_its_registry_entry() -> None:
 def test_shipped_pgan_bitstreams_store_no_norm() -> None:
     from PIL import Image
 
-    from invcomp import codec
     from invcomp.bitstream import unpack
+    from invcomp.codecs import EncodeSettings, InversionCodec
 
     gen = registry.load_generator("pgan-utkface64")
     img = Image.open(REPO / "experiments" / "data" / "portraits" / "astronaut-face.png").convert("RGB")
-    enc = codec.encode_batch(gen, [img], codec.EncodeSettings(iters=2))[0]
+    c = InversionCodec(gen, EncodeSettings(iters=2))
+    enc = c.encode([img])[0]
     header = unpack(enc.data)[0]
     assert header.norm is None and header.latent_dim == 512
-    _, recon = codec.decode(enc.data, gen)
+    _, recon = c.decode(enc.data)
     assert torch.allclose(recon, enc.recon, atol=1e-6)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import codec
+from invcomp.codecs.entropy import parse
 
 from .conftest import DEMO_IMAGE, REPO, tiny_dcgan
 
@@ -59,7 +59,7 @@ def test_sigkill_mid_batch_leaves_no_partial_output(tmp_path: Path, tiny_model: 
     written = sorted(out.glob("*.ivc"))
     assert 1 <= len(written) < len(imgs), "the kill should land mid-batch"
     for f in written:
-        header, _ = codec.parse(f.read_bytes())  # complete and valid, or it raises
+        header, _ = parse(f.read_bytes())  # complete and valid, or it raises
         assert header.latent_dim == 8
     assert not list(out.glob(".*")), "a temporary file was left behind"
 

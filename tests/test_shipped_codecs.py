@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream, codec
+from invcomp import bitstream
+from invcomp.codecs.settings import ITERS_FROM_PRIOR, ITERS_FROM_WARM_START
 from invcomp.cli import cli
 from invcomp.warmstart import predict_latents, shipped_warm_start
 from invcomp.generators import registry
@@ -71,7 +72,7 @@ def test_auto_init_uses_the_shipped_encoder_and_its_default_iterations(tmp_path:
     row = json.loads(r.stdout.splitlines()[0])
     assert row["init"] == "encoder" and row["model"] == "dcgan-utkface64"
     assert bitstream.unpack(out.read_bytes())[0].mode == bitstream.MODE_INVERSION
-    assert codec.default_iters("encoder") == codec.ENCODER_ITERS < codec.default_iters("random")
+    assert ITERS_FROM_WARM_START == 200 < ITERS_FROM_PRIOR
 
 
 @pytest.mark.parametrize("name", VAEGANS)

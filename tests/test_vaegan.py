@@ -16,16 +16,30 @@ from click.testing import CliRunner
 from PIL import Image
 
 from invcomp import bitstream, elias
-from invcomp.codec import parse
+from invcomp.codecs.entropy import parse
 from invcomp.data import split_of
 from invcomp.errors import BitstreamError, InvcompError, UnknownModelError
-from invcomp.train.vaegan import VAEGANTrainConfig, make_nets, train_step
+from invcomp.train.vaegan import VAEGANTrainConfig, make_nets, train_step, train_vaegan
 from invcomp.vaegan import (
     Analysis, LoadedVAEGAN, PairDiscriminator, Synthesis, VAEGANConfig, build_vaegan, load_vaegan, reconstruct,
     save_vaegan,
 )
-from invcomp.vaegan_cli import vaegan as vaegan_cmd
-from invcomp.vaegan_codec import decode_vaegan, encode_vaegan, mode_name, read_mode
+from invcomp.cli.train import vaegan as vaegan_cmd
+from invcomp.codecs import EncodeSettings, VAEGANCodec, mode_name
+
+
+def encode_vaegan(m, images, *, bits=None, coder="auto", fit="crop"):  # type: ignore[no-untyped-def]
+    return VAEGANCodec(m, EncodeSettings(bits=bits, coder=coder, fit=fit)).encode(images)
+
+
+def decode_vaegan(data, m):  # type: ignore[no-untyped-def]
+    return VAEGANCodec(m).decode(data)
+
+
+def read_mode(data: bytes) -> int:
+    from invcomp.bitstream import unpack
+
+    return unpack(data)[0].mode
 
 TINY = VAEGANConfig(resolution=16, channels=4, downsample=8, widths=(8, 8, 8), bits=4)
 
@@ -282,6 +296,19 @@ def test_cli_trains_and_resumes_exactly(tmp_path: Path) -> None:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
 
 
+def test_training_without_validation_faces_keeps_the_latest_unscored(tmp_path: Path) -> None:
+    data, out = _faces(tmp_path / "faces", 8, 0), tmp_path / "run"
+    cfg = VAEGANTrainConfig(data=str(data), out=str(out), resolution=16, channels=4, downsample=8, widths=(8, 8, 8),
+                            ndf=4, batch_size=4, steps=3, snapshot_every=2, adv_warmup=2)
+    assert train_vaegan(cfg, progress=False) == out / "vaegan.pt"
+    text = (out / "train.log").read_text()
+    assert "no validation images" in text and text.count("not scored (no validation faces)") == 2
+    assert "2.0000" not in text and "3.0000" not in text  # not the step number printed as a val SSIM
+    assert load_vaegan(out / "vaegan.pt").config.training["val_ssim"] is None
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert not (out / "samples.png").exists()
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -302,5 +329,11 @@ def test_mode1_header_bytes_by_hand() -> None:
     assert data == body + zlib.crc32(body).to_bytes(4, "big")
     assert bitstream.unpack(data) == (h, b"\xa3\x80", 9)
     assert (bitstream.MODE_INVERSION, bitstream.MODE_VAEGAN) == (0, 1)
-    with pytest.raises(BitstreamError, match="mode"):
-        bitstream.pack(bitstream.Header(**{**h.__dict__, "mode": 2}), b"\xa3\x80", 9)
+    with pytest.raises(BitstreamError, match="mode"):  # three bits: 0..7
+        bitstream.pack(bitstream.Header(**{**h.__dict__, "mode": 8}), b"\xa3\x80", 9)
+    # the container carries modes 2..7; the codec table refuses one it does not know, in one line
+    from invcomp.codecs import codec_for_header
+    from invcomp.errors import InvcompError
+
+    with pytest.raises(InvcompError, match="mode 5, which this invcomp does not know"):
+        codec_for_header(bitstream.Header(**{**h.__dict__, "mode": 5}))

@@ -24,7 +24,7 @@ from invcomp.warmstart import (
     predict_latents,
     save_warm_start,
 )
-from invcomp.encoder_cli import encoder as encoder_cmd
+from invcomp.cli.train import warm_start as encoder_cmd
 from invcomp.errors import InvcompError
 from invcomp.generators.dcgan import DCGANArch, DCGANGenerator
 from invcomp.generators.registry import LoadedGenerator, load_generator
@@ -294,6 +294,15 @@ def test_minutes_stop_checkpoints(trained: dict, tmp_path: Path) -> None:
     path = train_warm_start(tcfg(trained["gen"], trained["data"], tmp_path / "m", minutes=1e-9), progress=False)
     assert path.is_file() and torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["step"] < 60
     assert "stopped by --minutes" in (tmp_path / "m" / "train.log").read_text()
+
+
+def test_eval_faces_zero_says_snapshots_are_not_scored(trained: dict, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_warm_start(tcfg(trained["gen"], trained["data"], out, steps=3, snapshot_every=2, eval_faces=0), progress=False)
+    text = (out / "train.log").read_text()
+    assert text.count("not scored (no validation faces)") == 2 and "nan" not in text
+    assert json.loads((out / "encoder.json").read_text())["training"]["val_ssim"] is None
+    assert not (out / "reconstructions.png").exists()
 
 
 @pytest.mark.parametrize("gen_cfg", [{"prior": "uniform"}, {"prior": "normal", "norm_free": True}])

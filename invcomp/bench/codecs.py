@@ -158,18 +158,29 @@ CODEC_NAMES = ("png", "jpeg", "webp", "avif", "jpeg2000", "heif", "kmeans", INVC
 def parse_codecs(spec: str) -> list[str]:
     """A comma list of codec names (``all`` for every one) -> names in the given order, deduplicated.
 
+    ``invcomp`` is invcomp with the default model and settings (what ``invcomp encode`` does);
+    ``invcomp:SPEC`` is any model spec :func:`invcomp.codecs.load_codec` takes (``invcomp:vaegan-utkface64-c4``,
+    ``invcomp:MODE:MODEL``).
+
     Raises :class:`InvcompError` naming an unknown codec and the known ones.
     """
     names: list[str] = []
     for raw in spec.split(","):
-        name = raw.strip().lower()
+        name = raw.strip()
+        if name.lower().startswith(INVCOMP + ":"):  # invcomp:SPEC, any codec that invcomp.codecs.load_codec loads
+            if len(name) == len(INVCOMP) + 1:
+                raise InvcompError(f"{name!r} names no model; use invcomp:MODEL, e.g. invcomp:dcgan-utkface64")
+            names.append(INVCOMP + name[len(INVCOMP):])
+            continue
+        name = name.lower()
         if not name:
             continue
         if name == "all":
             names.extend(CODEC_NAMES)
             continue
         if name not in CODEC_NAMES:
-            raise InvcompError(f"unknown codec {raw.strip()!r}; choose from {', '.join(CODEC_NAMES)} (or all)")
+            raise InvcompError(f"unknown codec {raw.strip()!r}; choose from {', '.join(CODEC_NAMES)}, invcomp:MODEL "
+                               "(or all)")
         names.append(name)
     if not names:
         raise InvcompError(f"--codecs is empty; choose from {', '.join(CODEC_NAMES)} (or all)")
@@ -192,3 +203,8 @@ def check_available(codec: ClassicCodec) -> Optional[str]:
     if out.size != probe.size:
         return f"codec {codec.name}: probe decoded to {out.size}, not {probe.size}"
     return None
+
+
+def is_invcomp(name: str) -> bool:
+    """True for ``invcomp`` and ``invcomp:SPEC`` entries of :func:`parse_codecs`."""
+    return name == INVCOMP or name.startswith(INVCOMP + ":")

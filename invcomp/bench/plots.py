@@ -10,7 +10,7 @@ import io
 import math
 
 from ..errors import InvcompError
-from .codecs import BENCH_EXTRA, INVCOMP
+from .codecs import BENCH_EXTRA, INVCOMP, is_invcomp
 
 PLOTS = (("ssim", "SSIM", "rd_ssim.png"), ("psnr", "PSNR (dB)", "rd_psnr.png"), ("ms_ssim", "MS-SSIM", "rd_ms_ssim.png"))
 
@@ -45,6 +45,8 @@ def rd_plot(curves: dict[str, list[dict]], metric: str, label: str, title: str) 
         xs, ys = zip(*xy)
         if name == INVCOMP:
             ax.plot(xs, ys, "-o", lw=2.2, ms=6, color="black", label=name, zorder=3)
+        elif is_invcomp(name):
+            ax.plot(xs, ys, "-s", lw=2.0, ms=5, label=name, zorder=3)
         else:
             ax.plot(xs, ys, "--", marker=".", lw=1.3, ms=6, label=name)
     ax.set_xscale("log")

@@ -92,25 +92,26 @@ def _stats_cells(rs: list[dict]) -> str:
             f"{_fmt(_mean(p), '.2f')} | {_fmt(_median(p), '.2f')}")
 
 
-def equal_bytes_markdown(rows: list[dict], bits: list[int], codecs: list[str], *, title: str,
+def equal_bytes_markdown(rows: list[dict], refs: list[tuple[str, int]], codecs: list[str], *, title: str,
                          unavailable: dict[str, str]) -> str:
-    """``equal_bytes.md``: per invcomp bits setting, invcomp against each classic codec at (about) the same
-    bytes, per image. Rows a codec cannot reach are coded at its lowest setting (more bytes than the
+    """``equal_bytes.md``: per invcomp codec and bits setting (``refs``), that codec against each classic codec
+    at (about) the same bytes, per image. Rows a codec cannot reach are coded at its lowest setting (more bytes than the
     target) and are included in its means; the ``cannot reach`` column counts them."""
     lines = [f"# {title}", "",
              ("Each classic codec's quality is searched per image for the file size closest to that image's "
               "`.ivc` file. *cannot reach*: even the lowest setting writes more bytes than the target; those "
               "images are coded at the lowest setting and are included in the means and medians below."), ""]
-    for b in bits:
-        inv = [r for r in rows if r["codec"] == "invcomp" and r["mode"] == "fixed" and r["bits"] == b]
+    for ref, b in refs:
+        inv = [r for r in rows if r["codec"] == ref and r["mode"] == "fixed" and r["bits"] == b]
         if not inv:
             continue
-        lines += [f"## invcomp {b} bits", "",
+        lines += [f"## {ref} {b} bits", "",
                   "| codec | n | bytes mean | bytes median | SSIM mean | SSIM median | PSNR mean | PSNR median | cannot reach |",
                   "|---|---|---|---|---|---|---|---|---|",
-                  f"| invcomp {b} bits | {len(inv)} | {_stats_cells(inv)} | - |"]
+                  f"| {ref} {b} bits | {len(inv)} | {_stats_cells(inv)} | - |"]
         for c in codecs:
-            eq = [r for r in rows if r["codec"] == c and r["mode"] == "equal_bytes" and r["bits"] == b]
+            eq = [r for r in rows if r["codec"] == c and r["mode"] == "equal_bytes" and r["bits"] == b
+                  and r.get("reference", "invcomp") == ref]
             if eq:
                 n_cr = sum(1 for r in eq if r["cannot_reach"])
                 lines.append(f"| {c} | {len(eq)} | {_stats_cells(eq)} | {n_cr}/{len(eq)} |")
@@ -127,7 +128,8 @@ def summary(name: str, pts: list[dict], rows: list[dict], unavailable: Optional[
     eq: dict[str, list[dict]] = {}
     for r in rows:
         if r["codec"] == name and r["mode"] == "equal_bytes":
-            eq.setdefault(str(r["bits"]), []).append(r)
+            ref = r.get("reference") or "invcomp"
+            eq.setdefault(str(r["bits"]) if ref == "invcomp" else f"{ref}@{r['bits']}", []).append(r)
     eq_summary = {b: {"n": len(rs), "bytes": _mean(r["bytes"] for r in rs), "ssim": _mean(r["ssim"] for r in rs),
                       "psnr": _mean(r["psnr"] for r in rs), "cannot_reach": sum(bool(r["cannot_reach"]) for r in rs)}
                   for b, rs in eq.items()}
@@ -145,6 +147,6 @@ def human_lines(s: dict) -> list[str]:
         out.append(f"{s['codec']} {p['setting']}: {_fmt(p['bytes'], '.1f')} B, {_fmt(p['bpp'], '.3f')} bpp, "
                    f"SSIM {_fmt(p['ssim'], '.4f')}, PSNR {_fmt(p['psnr'], '.2f')} dB, MS-SSIM {_fmt(p['ms_ssim'], '.4f')}")
     for b, e in s["equal_bytes"].items():
-        out.append(f"{s['codec']} at invcomp {b}-bit bytes: {_fmt(e['bytes'], '.1f')} B, SSIM {_fmt(e['ssim'], '.4f')}, "
+        out.append(f"{s['codec']} at {b if '@' in b else 'invcomp ' + b}-bit bytes: {_fmt(e['bytes'], '.1f')} B, SSIM {_fmt(e['ssim'], '.4f')}, "
                    f"PSNR {_fmt(e['psnr'], '.2f')} dB, cannot reach {e['cannot_reach']}/{e['n']}")
     return out

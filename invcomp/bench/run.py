@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from PIL import Image
 
-from .. import codec as ivc
 from .. import metrics
 from ..data import Split, list_images
-from ..warmstart import LoadedWarmStart
 from ..errors import InvcompError
-from ..generators.registry import LoadedGenerator
-from ..imageio import fit_image, from_image, load_image
-from .codecs import INVCOMP, ClassicCodec
+from ..imageio import fit_image, from_image, load_image, quantize_pixels
+from .codecs import ClassicCodec
 from .search import find_closest
+
+if TYPE_CHECKING:
+    from ..codecs import Codec
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("image", "codec", "mode", "setting", "quality", "bits", "target_bytes", "cannot_reach", "search_steps",
+COLUMNS = ("image", "codec", "mode", "setting", "quality", "bits", "reference", "target_bytes", "cannot_reach", "search_steps",
            "bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_seconds", "decode_seconds")
 Tick = Callable[[int], None]
 
@@ -128,9 +128,10 @@ def run_fixed(coded: Coded, *, with_lpips: bool = True, tick: Tick = _no_tick) -
 
 
 def run_equal_bytes(coded: Coded, targets: list[int], bits: int, *, max_steps: int = 12, with_lpips: bool = True,
-                    tick: Tick = _no_tick) -> list[dict]:
-    """For image ``i``, the codec's setting whose file is closest to ``targets[i]`` bytes (the invcomp file at
-    ``bits``): one ``mode=equal_bytes`` row per image, ``cannot_reach`` when its smallest file is larger."""
+                    tick: Tick = _no_tick, reference: str = "invcomp") -> list[dict]:
+    """For image ``i``, the codec's setting whose file is closest to ``targets[i]`` bytes (the file of the invcomp
+    codec ``reference`` at ``bits``): one ``mode=equal_bytes`` row per image, ``cannot_reach`` when its smallest
+    file is larger."""
     codec, inputs = coded.codec, coded.inputs
     if codec.knob is None:
         raise ValueError(f"codec {codec.name} has no quality knob to search")
@@ -141,41 +142,40 @@ def run_equal_bytes(coded: Coded, targets: list[int], bits: int, *, max_steps: i
     files = [coded.get(i, res.quality) for i, res in enumerate(found)]
     ms, dec = measure(_classic_decoder(codec), [d for d, _ in files], inputs.targets, with_lpips)
     return [_row(name, codec.name, "equal_bytes", codec.setting_label(res.quality), res.quality, len(data),
-                 inputs.resolution, m, enc, dt, bits=bits, target_bytes=res.target, cannot_reach=res.cannot_reach,
+                 inputs.resolution, m, enc, dt, bits=bits, reference=reference, target_bytes=res.target, cannot_reach=res.cannot_reach,
                  search_steps=res.steps)
             for name, res, (data, enc), m, dt in zip(inputs.names, found, files, ms, dec)]
 
 
-def warm_up(gen: LoadedGenerator, image: Image.Image, settings: ivc.EncodeSettings) -> None:
-    """One untimed 1-iteration encode and decode, so that one-off start-up costs do not land in the first timing."""
-    enc = ivc.encode_batch(gen, [image], replace(settings, iters=min(settings.iters, 1), fit="crop"))
-    ivc.decode(enc[0].data, gen)
+def warm_up(codec: "Codec", image: Image.Image) -> None:
+    """One untimed encode and decode, so that one-off start-up costs do not land in the first timing."""
+    codec.decode(codec.encode([image])[0].data)
 
 
-def run_invcomp(gen: LoadedGenerator, inputs: Inputs, settings: ivc.EncodeSettings, bits: int, *,
-                batch_size: int = 32, with_lpips: bool = True, tick: Tick = _no_tick,
-                encoder: Optional[LoadedWarmStart] = None) -> tuple[list[dict], list[bytes]]:
-    """Encode every image at ``bits`` with :func:`invcomp.codec.encode_batch` (batches of ``batch_size``; ``encoder``
-    for ``settings.init == "encoder"``) and decode each ``.ivc`` file with :func:`invcomp.codec.decode` (timed):
-    the rows and the files."""
-    if gen.config.resolution != inputs.resolution:
-        raise InvcompError(f"model {gen.name!r} codes {gen.config.resolution}x{gen.config.resolution} images, but "
-                           f"the benchmark pixels are {inputs.resolution}x{inputs.resolution}; drop --size or invcomp")
-    st = replace(settings, bits=bits, fit="crop")
+def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch_size: int = 32,
+                with_lpips: bool = True, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
+    """Encode every image with ``codec`` (any mode; batches of ``batch_size``, which do not change the files) and
+    decode each ``.ivc`` file with it (timed): one ``mode=fixed`` row per image under ``label``, and the files."""
+    if codec.resolution != inputs.resolution:
+        raise InvcompError(f"model {codec.name!r} codes {codec.resolution}x{codec.resolution} images, but the "
+                           f"benchmark pixels are {inputs.resolution}x{inputs.resolution}; drop --size or that codec")
+    if codec.settings.fit != "crop":
+        raise InvcompError("the benchmark codes centre crops; use fit crop")
+    bits = codec.settings.bits
     rows, files = [], []
 
     def dec(data: bytes) -> torch.Tensor:
-        return ivc.stored_pixels(ivc.decode(data, gen)[1])
+        return quantize_pixels(codec.decode(data)[1])
 
     for s in range(0, len(inputs.names), batch_size):
         chunk = inputs.images[s:s + batch_size]
         t0 = time.perf_counter()
-        enc = ivc.encode_batch(gen, chunk, st, encoder=encoder)
+        enc = codec.encode(chunk)
         per_image = (time.perf_counter() - t0) / len(chunk)
         data = [e.data for e in enc]
         ms, dts = measure(dec, data, inputs.targets[s:s + batch_size], with_lpips)
         for name, d, m, dt in zip(inputs.names[s:s + batch_size], data, ms, dts):
-            rows.append(_row(name, INVCOMP, "fixed", f"bits={bits}", bits, len(d), inputs.resolution, m, per_image,
+            rows.append(_row(name, label, "fixed", f"bits={bits}", bits, len(d), inputs.resolution, m, per_image,
                              dt, bits=bits))
         files.extend(data)
         tick(len(chunk))

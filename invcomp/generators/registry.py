@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InvcompError, UnknownModelError
+from ..codecs.settings import DEFAULT_MODEL
 from ..files import load_state_dict, sha256_file
 from .config import GeneratorConfig
 from .dcgan import infer_arch, load_dcgan
@@ -31,7 +32,6 @@ from .user_registry import user_models
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dcgan-utkface64"
 REGISTRY_FILE = "models.json"
 
 
@@ -147,7 +147,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
     if spec in entries:
         e = entries[spec]
         if e.kind != "generator":
-            raise InvcompError(f"model {spec!r} is a VAE-GAN codec, not a generator; use it with --mode vaegan")
+            raise InvcompError(f"model {spec!r} is a VAE-GAN codec, not a generator")
         digest = _checked_weights(e)
         config = GeneratorConfig.from_json(e.config)
         name, weights = spec, e.weights
@@ -159,8 +159,8 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         digest = sha256_file(weights)
         cfg_path = weights.with_suffix(".json")
         state = load_state_dict(weights)
-        if _is_vaegan(cfg_path):
-            raise InvcompError(f"{weights} is a VAE-GAN codec, not a generator (use it with --mode vaegan)")
+        if is_vaegan_config(cfg_path):
+            raise InvcompError(f"{weights} is a VAE-GAN codec, not a generator")
         if cfg_path.exists():
             config = GeneratorConfig.from_json(cfg_path)
         elif "formatLayer.module.weight" in normalise_keys(state):
@@ -186,7 +186,7 @@ def _checked_weights(e: ModelEntry) -> str:
     return digest
 
 
-def _is_vaegan(cfg_path: Path) -> bool:
+def is_vaegan_config(cfg_path: Path) -> bool:
     """True when the config beside a weights file says it is a VAE-GAN codec (invcomp.vaegan)."""
     try:
         return json.loads(cfg_path.read_text()).get("architecture") == "vaegan"
@@ -236,7 +236,7 @@ def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
     if spec in entries:
         e = entries[spec]
         if e.kind != "vaegan":
-            raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec; drop --mode vaegan")
+            raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec")
         _checked_weights(e)
         model = load_vaegan(e.weights, device)
         model.name = spec
@@ -244,6 +244,6 @@ def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
     if not Path(spec).is_file():
         known = ", ".join(n for n, e in entries.items() if e.kind == "vaegan") or "none installed"
         raise UnknownModelError(f"unknown VAE-GAN model {spec!r}: not a registered name ({known}) nor a file")
-    if not _is_vaegan(Path(spec).with_suffix(".json")):
+    if not is_vaegan_config(Path(spec).with_suffix(".json")):
         raise InvcompError(f"{spec} is not a VAE-GAN codec (no vaegan config beside it); VAE-GAN (mode 1) files need one")
     return load_vaegan(spec, device)

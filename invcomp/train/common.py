@@ -1,20 +1,22 @@
-"""Pieces shared by the training loops: checkpoints, EMA, BatchNorm recalibration, sample grids, logging."""
+"""Pieces the trainers share: EMA, BatchNorm recalibration, the inversion score, sample grids, the run log.
+
+The loop itself (resume, deadline, snapshots) is :mod:`invcomp.train.loop`.
+"""
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
-import os
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from ..files import atomic_save, write_json  # noqa: F401  (re-exported for the trainers)
 from ..imageio import to_pil
+from ..inversion import invert
+from ..metrics import ssim
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,13 @@ def recalibrate_bn(G: nn.Module, latent_dim: int, device: torch.device, *, batch
     for m in bns:
         m.momentum = 0.1
     return g.eval()
+
+
+def inversion_ssim(G: nn.Module, val: torch.Tensor, iters: int) -> float:
+    """Mean SSIM of G's reconstructions of ``val`` ``(N, 3, R, R)`` in [-1, 1] after an ``iters``-step latent search."""
+    res = invert(G, val, iters=iters, lr=0.1, seed=0)
+    with torch.no_grad():
+        return float(ssim(G(res.z.to(val.device)), val).mean())
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:

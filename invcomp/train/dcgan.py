@@ -4,29 +4,28 @@ The loop: non-saturating GAN loss, Adam(2e-4, beta=(0.5, 0.999)), horizontal
 flips, an exponential moving average of G. Every ``snapshot_every`` steps the
 EMA generator gets exact BatchNorm statistics and is scored by inverting the
 validation faces (mean SSIM after a short search); the best snapshot is kept
-as ``generator.pt`` + ``generator.json``. ``checkpoint.pt`` (G, D, EMA, both
+as ``generator.pt`` + ``generator.json`` (without validation faces snapshots
+are not scored and the latest is kept). ``checkpoint.pt`` (G, D, EMA, both
 optimisers, the step) is written at every snapshot and at the end, and a run
-resumes from it.
+resumes from it (:mod:`invcomp.train.loop`).
 """
 from __future__ import annotations
 
 import copy
 import logging
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..data import load_faces
 from ..generators.config import GeneratorConfig
 from ..generators.dcgan import DCGANDiscriminator, DCGANGenerator, standard_arch
-from ..inversion import invert
-from ..metrics import ssim
-from .common import atomic_save, ema_update, recalibrate_bn, save_grid, file_log, write_json
+from .common import atomic_save, ema_update, inversion_ssim, recalibrate_bn, save_grid, write_json
+from .loop import Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 
@@ -58,111 +57,93 @@ def _batch(real: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def _score(G: torch.nn.Module, val: torch.Tensor, iters: int) -> float:
-    res = invert(G, val, iters=iters, lr=0.1, seed=0)
-    with torch.no_grad():
-        return float(ssim(G(res.z.to(val.device)), val).mean())
-
-
 def train_dcgan(cfg: DCGANTrainConfig, *, resume: bool = True, progress: bool = True) -> Path:
     """Run (or resume) training; returns the path of the best generator state_dict."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with file_log(out / "train.log"):
-        return _train(cfg, out, resume, progress)
+    return run_training(cfg.out, lambda out: DCGANTrainer(cfg, out), steps=cfg.steps, minutes=cfg.minutes,
+                        snapshot_every=cfg.snapshot_every, resume=resume, progress=progress)
 
 
-def _train(cfg: DCGANTrainConfig, out: Path, resume: bool, progress: bool) -> Path:
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    torch.backends.cudnn.benchmark = True
-    real, _ = load_faces(cfg.data, cfg.resolution, split="train")
-    val = None
-    if cfg.eval_faces:
-        try:
-            val = load_faces(cfg.data, cfg.resolution, split="val", limit=cfg.eval_faces)[0]
-        except FileNotFoundError:
-            log.warning("no validation images in %s: snapshots are not scored, the latest is kept", cfg.data)
-    real = real.to(device)
-    val = val.float().div(127.5).sub(1).to(device) if val is not None else None
-    log.info("training DCGAN-%d on %d faces (%s), config %s", cfg.resolution, len(real), cfg.data, cfg)
+class DCGANTrainer(Trainer):
+    """G, D, the EMA of G and their Adam optimisers; no RNG state is saved: a resumed run reseeds with
+    ``seed + step``."""
 
-    arch = standard_arch(cfg.latent_dim, cfg.ngf, cfg.resolution)
-    G, D = DCGANGenerator(arch).to(device), DCGANDiscriminator(cfg.resolution, cfg.ndf).to(device)
-    for m in list(G.modules()) + list(D.modules()):  # the pytorch/examples initialisation
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, torch.nn.BatchNorm2d):
-            torch.nn.init.normal_(m.weight, 1.0, 0.02)
-            torch.nn.init.zeros_(m.bias)
-    G_ema = copy.deepcopy(G).eval()
-    optG = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    optD = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    step, best, elapsed = 0, -1.0, 0.0
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        G.load_state_dict(state["G"]), D.load_state_dict(state["D"]), G_ema.load_state_dict(state["G_ema"])
-        optG.load_state_dict(state["optG"]), optD.load_state_dict(state["optD"])
-        step, best, elapsed = int(state["step"]), float(state["best"]), float(state["seconds"])
-        log.info("resumed from %s at step %d (best val SSIM %.4f)", ckpt, step, best)
+    product, desc = "generator.pt", "train dcgan"
 
-    fixed_z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(7)).to(device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + step)
-    t0 = time.time()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train dcgan", unit="step")
+    def __init__(self, cfg: DCGANTrainConfig, out: Path) -> None:
+        self.cfg, self.out, self.device = cfg, out, torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        torch.backends.cudnn.benchmark = True
+        real, _ = load_faces(cfg.data, cfg.resolution, split="train")
+        val = load_val(cfg.data, cfg.resolution, cfg.eval_faces)
+        self.real = real.to(self.device)
+        self.val = val.float().div(127.5).sub(1).to(self.device) if val is not None else None
+        log.info("training DCGAN-%d on %d faces (%s), config %s", cfg.resolution, len(real), cfg.data, cfg)
 
-    def snapshot() -> None:
-        nonlocal best
-        g = recalibrate_bn(G_ema, cfg.latent_dim, device)
-        score = _score(g, val, cfg.eval_iters) if val is not None else float(step)  # no val: latest wins
-        with torch.no_grad():
-            save_grid(g(fixed_z), out / f"samples_{step:06d}.png")
-        seconds = elapsed + time.time() - t0
-        log.info("step %d: val inversion SSIM %.4f (best %.4f), %.0f s", step, score, best, seconds)
-        if score > best:
-            best = score
-            atomic_save({k: v.cpu() for k, v in g.state_dict().items()}, out / "generator.pt")
-            gc = GeneratorConfig(
-                architecture="dcgan", latent_dim=cfg.latent_dim, resolution=cfg.resolution, prior="normal",
-                widths=list(arch.widths), training={"step": step, "seconds": round(seconds), "val_ssim": round(score, 4),
-                                                   "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                                                   "config": {k: v for k, v in vars(cfg).items()}},
-            )
-            write_json(gc.to_json_dict(), out / "generator.json")
-            save_grid(g(fixed_z).detach(), out / "samples.png")
-        atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "optG": optG.state_dict(),
-                     "optD": optD.state_dict(), "step": step, "best": best, "seconds": seconds}, ckpt)
+        self.arch = standard_arch(cfg.latent_dim, cfg.ngf, cfg.resolution)
+        self.G = DCGANGenerator(self.arch).to(self.device)
+        self.D = DCGANDiscriminator(cfg.resolution, cfg.ndf).to(self.device)
+        for m in list(self.G.modules()) + list(self.D.modules()):  # the pytorch/examples initialisation
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                torch.nn.init.normal_(m.weight, 1.0, 0.02)
+                torch.nn.init.zeros_(m.bias)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.optG = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.optD = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.fixed_z = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(7)).to(self.device)
+        self._g: torch.nn.Module | None = None  # the snapshot being scored (EMA weights, exact BN statistics)
 
-    while step < cfg.steps and (deadline is None or time.time() < deadline):
-        idx = torch.randint(0, len(real), (cfg.batch_size,), device=device, generator=gen)
-        x = _batch(real, idx)
-        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=device, generator=gen)
+    def state_dict(self, step: int) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "optG": self.optG.state_dict(), "optD": self.optD.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.G.load_state_dict(state["G"]), self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.optG.load_state_dict(state["optG"]), self.optD.load_state_dict(state["optD"])
+        self.gen.manual_seed(self.cfg.seed + int(state["step"]))
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg, G, D = self.cfg, self.G, self.D
+        idx = torch.randint(0, len(self.real), (cfg.batch_size,), device=self.device, generator=self.gen)
+        x = _batch(self.real, idx)
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, device=self.device, generator=self.gen)
         fake = G(z)
         d_real, d_fake = D(x), D(fake.detach())
         loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        optD.zero_grad(set_to_none=True)
+        self.optD.zero_grad(set_to_none=True)
         loss_d.backward()
-        optD.step()
+        self.optD.step()
         loss_g = F.softplus(-D(fake)).mean()
-        optG.zero_grad(set_to_none=True)
+        self.optG.zero_grad(set_to_none=True)
         loss_g.backward()
-        optG.step()
-        ema_update(G_ema, G, cfg.ema_decay if step > 1000 else 0.0)
-        step += 1
-        bar.update(1)
-        if step % 100 == 0:
-            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
-        if step % 500 == 0:
-            log.info("step %d loss_d %.4f loss_g %.4f", step, loss_d.item(), loss_g.item())
-        if step % cfg.snapshot_every == 0:
-            snapshot()
-    bar.close()
-    if step % cfg.snapshot_every:
-        snapshot()
-    log.info("done at step %d; best val SSIM %.4f", step, best)
-    return out / "generator.pt"
+        self.optG.step()
+        ema_update(self.G_ema, G, cfg.ema_decay if step > 1000 else 0.0)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+    def evaluate(self, step: int) -> Score:
+        g = self._g = recalibrate_bn(self.G_ema, self.cfg.latent_dim, self.device)
+        with torch.no_grad():
+            save_grid(g(self.fixed_z), self.out / f"samples_{step:06d}.png")
+        value = inversion_ssim(g, self.val, self.cfg.eval_iters) if self.val is not None else None
+        return Score(value, what="val inversion SSIM")
+
+    def save_best(self, step: int, seconds: float, value: float | None) -> None:
+        cfg, g = self.cfg, self._g
+        assert g is not None
+        atomic_save({k: v.cpu() for k, v in g.state_dict().items()}, self.out / "generator.pt")
+        gc = GeneratorConfig(
+            architecture="dcgan", latent_dim=cfg.latent_dim, resolution=cfg.resolution, prior="normal",
+            widths=list(self.arch.widths),
+            training={"step": step, "seconds": round(seconds), "val_ssim": None if value is None else round(value, 4),
+                      "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
+                      "config": {k: v for k, v in vars(cfg).items()}},
+        )
+        write_json(gc.to_json_dict(), self.out / "generator.json")
+        with torch.no_grad():
+            save_grid(g(self.fixed_z), self.out / "samples.png")
 
 
 def config_from_kwargs(**kw: object) -> DCGANTrainConfig:

@@ -15,27 +15,29 @@ Per step, on a batch of horizontally flipped training faces ``x``:
 The adversarial terms start after ``adv_warmup`` steps (a pure autoencoder before).
 Adam for both. Every ``snapshot_every`` steps the codec is scored on validation faces
 by mean SSIM after real (nearest, per-image) quantisation of the mean at ``bits``;
-the best is kept as ``vaegan.pt`` + ``vaegan.json``. ``checkpoint.pt`` holds every
-network, both optimisers, the step, the best score and the RNG state, so a resumed
-run continues exactly where it stopped. Deterministic on CPU for a seed.
+the best is kept as ``vaegan.pt`` + ``vaegan.json`` (without validation faces: the
+latest). ``checkpoint.pt`` holds every network, both optimisers, the step, the best
+score and the RNG state, so a resumed run continues exactly where it stopped
+(:mod:`invcomp.train.loop`). Deterministic on CPU for a seed.
 """
 from __future__ import annotations
 
 import logging
-import time
+import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..data import load_faces
 from ..errors import InvcompError
 from ..metrics import ssim
 from ..vaegan import PairDiscriminator, VAEGANConfig, build_vaegan, reconstruct, save_vaegan, straight_through_code
-from .common import atomic_save, file_log, save_grid
+from .common import save_grid
+from .loop import Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 
@@ -133,84 +135,62 @@ def _batch(real: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch
 
 def train_vaegan(cfg: VAEGANTrainConfig, *, resume: bool = True, progress: bool = True) -> Path:
     """Run (or resume) training; returns the path of the best ``vaegan.pt``."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with file_log(out / "train.log"):
-        return _train(cfg, out, resume, progress)
+    return run_training(cfg.out, lambda out: VAEGANTrainer(cfg, out), steps=cfg.steps, minutes=cfg.minutes,
+                        snapshot_every=cfg.snapshot_every, resume=resume, progress=progress)
 
 
-def _train(cfg: VAEGANTrainConfig, out: Path, resume: bool, progress: bool) -> Path:
-    device = torch.device(cfg.device)
-    mcfg = cfg.model_config()  # validates the shape options before any data is read
-    real, _ = load_faces(cfg.data, cfg.resolution, split="train")
-    val = None
-    if cfg.eval_faces:
-        try:
-            val = load_faces(cfg.data, cfg.resolution, split="val", limit=cfg.eval_faces)[0]
-        except FileNotFoundError:
-            log.warning("no validation images in %s: snapshots are not scored, the latest is kept", cfg.data)
-    real = real.to(device)
-    val = val.float().div(127.5).sub(1).to(device) if val is not None else None
-    log.info("training VAE-GAN-%d (C=%d, f=%d, %d symbols) on %d faces (%s), config %s", cfg.resolution,
-             cfg.channels, cfg.downsample, mcfg.symbols, len(real), cfg.data, cfg)
+class VAEGANTrainer(Trainer):
+    """The :class:`Nets` of a run and the RNG of its batches and codes."""
 
-    nets = make_nets(cfg, device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    step, best, elapsed = 0, -1.0, 0.0
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+    product, desc, postfix_every = "vaegan.pt", "train vaegan", 50
+
+    def __init__(self, cfg: VAEGANTrainConfig, out: Path) -> None:
+        self.cfg, self.out, self.device = cfg, out, torch.device(cfg.device)
+        self.mcfg = cfg.model_config()  # validates the shape options before any data is read
+        real, _ = load_faces(cfg.data, cfg.resolution, split="train")
+        val = load_val(cfg.data, cfg.resolution, cfg.eval_faces)
+        self.real = real.to(self.device)
+        self.val = val.float().div(127.5).sub(1).to(self.device) if val is not None else None
+        log.info("training VAE-GAN-%d (C=%d, f=%d, %d symbols) on %d faces (%s), config %s", cfg.resolution,
+                 cfg.channels, cfg.downsample, self.mcfg.symbols, len(real), cfg.data, cfg)
+        self.nets = make_nets(cfg, self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        nets = self.nets
+        return {"parts": nets.parts.state_dict(), "D": nets.D.state_dict(), "opt_ae": nets.opt_ae.state_dict(),
+                "opt_d": nets.opt_d.state_dict(), "rng": self.gen.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        nets = self.nets
         try:
             nets.parts.load_state_dict(state["parts"]), nets.D.load_state_dict(state["D"])
             nets.opt_ae.load_state_dict(state["opt_ae"]), nets.opt_d.load_state_dict(state["opt_d"])
         except (RuntimeError, ValueError, KeyError):
-            raise InvcompError(f"{ckpt} was made with other model options; use them again or --no-resume") from None
-        gen.set_state(state["rng"].cpu())
-        step, best, elapsed = int(state["step"]), float(state["best"]), float(state["seconds"])
-        log.info("resumed from %s at step %d (best val SSIM %.4f)", ckpt, step, best)
+            raise InvcompError(f"{self.out / 'checkpoint.pt'} was made with other model options; use them again "
+                               "or --no-resume") from None
+        self.gen.set_state(state["rng"].cpu())
 
-    t0 = time.time()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train vaegan", unit="step")
+    def train_step(self, step: int) -> dict[str, float]:
+        idx = torch.randint(0, len(self.real), (self.cfg.batch_size,), device=self.device, generator=self.gen)
+        return train_step(self.nets, _batch(self.real, idx, self.gen), self.cfg, step, self.gen)
 
-    def snapshot() -> None:
-        nonlocal best
-        seconds = elapsed + time.time() - t0
-        if val is not None:
-            value, recon = score(nets.parts, val, cfg.bits)
-            save_grid(torch.cat([val[:8], recon[:8]]).cpu(), out / f"recon_{step:06d}.png")
-        else:
-            value, recon = float(step), None  # no val: latest wins
-        log.info("step %d: val SSIM at %d bits %.4f (best %.4f), %.0f s", step, cfg.bits, value, best, seconds)
-        if value > best:
-            best = value
-            training = {"step": step, "seconds": round(seconds), "val_ssim": round(value, 4),
-                        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
-            save_vaegan(nets.parts, replace(mcfg, training=training), out / "vaegan.pt")
-            if recon is not None:
-                save_grid(torch.cat([val[:8], recon[:8]]).cpu(), out / "samples.png")
-        atomic_save({"parts": nets.parts.state_dict(), "D": nets.D.state_dict(), "opt_ae": nets.opt_ae.state_dict(),
-                     "opt_d": nets.opt_d.state_dict(), "rng": gen.get_state(), "step": step, "best": best,
-                     "seconds": seconds}, ckpt)
+    def evaluate(self, step: int) -> Score:
+        what = f"val SSIM at {self.cfg.bits} bits"
+        if self.val is None:
+            return Score(None, what=what)
+        value, recon = score(self.nets.parts, self.val, self.cfg.bits)
+        save_grid(torch.cat([self.val[:8], recon[:8]]).cpu(), self.out / f"recon_{step:06d}.png")
+        return Score(value, what=what)
 
-    last: dict[str, float] = {}
-    while step < cfg.steps and (deadline is None or time.time() < deadline):
-        idx = torch.randint(0, len(real), (cfg.batch_size,), device=device, generator=gen)
-        last = train_step(nets, _batch(real, idx, gen), cfg, step, gen)
-        step += 1
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()})
-        if step % 500 == 0:
-            log.info("step %d %s", step, " ".join(f"{k} {v:.4f}" for k, v in last.items()))
-        if step % cfg.snapshot_every == 0:
-            snapshot()
-    bar.close()
-    if step % cfg.snapshot_every or not (out / "vaegan.pt").exists():
-        snapshot()
-    log.info("done at step %d; best val SSIM %.4f", step, best)
-    return out / "vaegan.pt"
+    def save_best(self, step: int, seconds: float, value: float | None) -> None:
+        cfg = self.cfg
+        training = {"step": step, "seconds": round(seconds), "val_ssim": None if value is None else round(value, 4),
+                    "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
+                    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
+        save_vaegan(self.nets.parts, replace(self.mcfg, training=training), self.out / "vaegan.pt")
+        if value is not None:
+            shutil.copyfile(self.out / f"recon_{step:06d}.png", self.out / "samples.png")
 
 
 def config_from_kwargs(**kw: object) -> VAEGANTrainConfig:

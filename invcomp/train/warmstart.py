@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ..data import load_faces
 from ..warmstart import (
@@ -49,7 +48,8 @@ from ..errors import InvcompError
 from ..generators.registry import LoadedGenerator, load_generator
 from ..losses import make_loss
 from ..metrics import ssim
-from .common import atomic_save, file_log, save_grid
+from .common import save_grid
+from .loop import Loss, Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 
@@ -110,108 +110,86 @@ def score(E: WarmStartNet, G: torch.nn.Module, faces: torch.Tensor, batch: int =
 
 
 def train_warm_start(cfg: WarmStartTrainConfig, *, resume: bool = True, progress: bool = True,
-                  callback: Callback | None = None) -> Path:
+                     callback: Callback | None = None) -> Path:
     """Run (or resume) training; returns the path of the best encoder state_dict (``OUT/encoder.pt``).
 
     ``callback(step, losses)`` gets the float loss terms after every step.
     """
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with file_log(out / "train.log"):
-        return _train(cfg, out, resume, progress, callback)
+    return run_training(cfg.out, lambda out: WarmStartTrainer(cfg, out), steps=cfg.steps, minutes=cfg.minutes,
+                        snapshot_every=cfg.snapshot_every, resume=resume, progress=progress, callback=callback)
 
 
-def _load_data(cfg: WarmStartTrainConfig, res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    real, _ = load_faces(cfg.data, res, split="train")
-    val = None
-    if cfg.eval_faces:
-        try:
-            val = load_faces(cfg.data, res, split="val", limit=cfg.eval_faces)[0]
-        except FileNotFoundError:
-            val = real[: cfg.eval_faces]
-            log.warning("no validation images in %s: snapshots are scored on %d training faces instead", cfg.data, len(val))
-    return real.to(device), val.to(device) if val is not None else None
+class WarmStartTrainer(Trainer):
+    """E, its Adam optimiser and the RNG of its batches, for a frozen generator G."""
 
+    product, desc = "encoder.pt", "train encoder"
 
-def _train(cfg: WarmStartTrainConfig, out: Path, resume: bool, progress: bool, callback: Callback | None) -> Path:
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    g: LoadedGenerator = load_generator(cfg.generator, device)
-    G, gc = g.module.eval(), g.config
-    for p in G.parameters():
-        p.requires_grad_(False)
-    real, val = _load_data(cfg, gc.resolution, device)
-    ecfg = WarmStartConfig(resolution=gc.resolution, latent_dim=gc.latent_dim, prior=gc.prior, widths=cfg.widths,
-                         generator_sha256=g.sha256, generator_name=g.name, norm_free=gc.norm_free)
-    arch = {k: v for k, v in ecfg.to_json_dict().items() if k != "training"}
-    log.info("training an encoder for %s (%s, %d-d, %dpx) on %d faces (%s), config %s", g.name, g.sha256[:8],
-             gc.latent_dim, gc.resolution, len(real), cfg.data, cfg)
+    def __init__(self, cfg: WarmStartTrainConfig, out: Path) -> None:
+        self.cfg, self.out, self.device = cfg, out, torch.device(cfg.device)
+        self.log_every = self.postfix_every = cfg.log_every
+        torch.manual_seed(cfg.seed)
+        g: LoadedGenerator = load_generator(cfg.generator, self.device)
+        self.G, gc, self.g = g.module.eval(), g.config, g
+        for p in self.G.parameters():
+            p.requires_grad_(False)
+        real, _ = load_faces(cfg.data, gc.resolution, split="train")
+        val = load_val(cfg.data, gc.resolution, cfg.eval_faces, fallback=real)
+        self.real, self.val = real.to(self.device), val.to(self.device) if val is not None else None
+        self.ecfg = WarmStartConfig(resolution=gc.resolution, latent_dim=gc.latent_dim, prior=gc.prior,
+                                    widths=cfg.widths, generator_sha256=g.sha256, generator_name=g.name,
+                                    norm_free=gc.norm_free)
+        self.arch = {k: v for k, v in self.ecfg.to_json_dict().items() if k != "training"}
+        log.info("training an encoder for %s (%s, %d-d, %dpx) on %d faces (%s), config %s", g.name, g.sha256[:8],
+                 gc.latent_dim, gc.resolution, len(real), cfg.data, cfg)
 
-    E = WarmStartNet(ecfg).to(device)
-    opt = torch.optim.Adam(E.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    step, best, elapsed = 0, float("-inf"), 0.0
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        self.E = WarmStartNet(self.ecfg).to(self.device)
+        self.opt = torch.optim.Adam(self.E.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.image_loss = make_loss(cfg.image_loss)
+        self.prior = gc.prior
+        self.target = to_sphere if gc.norm_free else (lambda z: z)
+        self.fixed_z = sample_prior(256, gc.latent_dim, gc.prior, torch.Generator().manual_seed(7),
+                                    torch.device("cpu")).to(self.device)
+        self._latent_mse = math.nan  # the last snapshot's
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        return {"E": self.E.state_dict(), "opt": self.opt.state_dict(), "rng": self.gen.get_state(),
+                "generator_sha256": self.g.sha256, "arch": self.arch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        ckpt, g = self.out / "checkpoint.pt", self.g
         if state["generator_sha256"] != g.sha256:
             raise InvcompError(f"{ckpt} trains an encoder for another generator (sha256 {state['generator_sha256'][:8]}, "
                                f"not {g.name} {g.sha256[:8]}); use another --out or --no-resume")
-        if state["arch"] != arch:
+        if state["arch"] != self.arch:
             raise InvcompError(f"{ckpt} holds an encoder of another shape ({state['arch']}); use --no-resume")
-        E.load_state_dict(state["E"]), opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"].cpu())
-        step, best, elapsed = int(state["step"]), float(state["best"]), float(state["seconds"])
-        log.info("resumed from %s at step %d (best val SSIM %.4f)", ckpt, step, best)
+        self.E.load_state_dict(state["E"]), self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["rng"].cpu())
 
-    image_loss = make_loss(cfg.image_loss)
-    d, prior = gc.latent_dim, gc.prior
-    target = to_sphere if gc.norm_free else (lambda z: z)
-    fixed_z = sample_prior(256, d, prior, torch.Generator().manual_seed(7), torch.device("cpu")).to(device)
-    t0 = time.time()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train encoder", unit="step")
+    def postfix(self, step: int, losses: Mapping[str, Loss]) -> dict[str, object]:
+        return {"loss": f"{float(losses['total']):.3f}"}
 
-    def snapshot() -> None:
-        nonlocal best
-        seconds = elapsed + time.time() - t0
+    def train_step(self, step: int) -> dict[str, float]:
+        return _step(self.E, self.G, self.opt, self.real, self.gen, self.cfg, self.image_loss, self.prior, self.target)
+
+    def evaluate(self, step: int) -> Score:
         with torch.no_grad():
-            lat = float((predict_latents(E, G(fixed_z)) - target(fixed_z).cpu()).pow(2).mean())
-        s = score(E, G, val) if val is not None else float("nan")
-        log.info("step %d: val SSIM of G(E(x)) %.4f (best %.4f), latent MSE on G samples %.4f, %.0f s",
-                 step, s, best, lat, seconds)
-        if val is None or s > best:  # without validation faces the latest wins
-            best = s if val is not None else best
-            info = {"step": step, "seconds": round(seconds), "val_ssim": None if val is None else round(s, 4),
-                    "gen_latent_mse": round(lat, 5), "data": cfg.data,
-                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    "config": asdict(cfg)}
-            save_warm_start(E, replace(ecfg, training=info), out / "encoder.pt")
-            if val is not None:
-                x = _faces(val[:8])
-                with torch.no_grad():
-                    save_grid(torch.cat([x, G(predict_latents(E, x).to(device))]), out / "reconstructions.png")
-        atomic_save({"E": E.state_dict(), "opt": opt.state_dict(), "step": step, "best": best, "seconds": seconds,
-                     "rng": gen.get_state(), "generator_sha256": g.sha256, "arch": arch}, ckpt)
+            pred = predict_latents(self.E, self.G(self.fixed_z))
+            self._latent_mse = float((pred - self.target(self.fixed_z).cpu()).pow(2).mean())
+        value = score(self.E, self.G, self.val) if self.val is not None else None
+        return Score(value, what="val SSIM of G(E(x))", note=f", latent MSE on G samples {self._latent_mse:.4f}")
 
-    while step < cfg.steps and (deadline is None or time.time() < deadline):
-        losses = _step(E, G, opt, real, gen, cfg, image_loss, prior, target)
-        step += 1
-        bar.update(1)
-        if callback is not None:
-            callback(step, losses)
-        if step % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{losses['total']:.3f}")
-            log.info("step %d %s", step, " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-        if step % cfg.snapshot_every == 0:
-            snapshot()
-    bar.close()
-    if step % cfg.snapshot_every or not ckpt.exists():
-        snapshot()
-    if step < cfg.steps:
-        log.warning("stopped by --minutes at step %d of %d; run again to resume", step, cfg.steps)
-    log.info("done at step %d; best val SSIM %.4f", step, best)
-    return out / "encoder.pt"
+    def save_best(self, step: int, seconds: float, value: float | None) -> None:
+        cfg, device = self.cfg, self.device
+        info = {"step": step, "seconds": round(seconds), "val_ssim": None if value is None else round(value, 4),
+                "gen_latent_mse": round(self._latent_mse, 5), "data": cfg.data,
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "config": asdict(cfg)}
+        save_warm_start(self.E, replace(self.ecfg, training=info), self.out / "encoder.pt")
+        if self.val is not None:
+            x = _faces(self.val[:8])
+            with torch.no_grad():
+                save_grid(torch.cat([x, self.G(predict_latents(self.E, x).to(device))]), self.out / "reconstructions.png")
 
 
 def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,

@@ -1,4 +1,4 @@
-"""``invcomp models`` (list or register generators) and ``invcomp convert`` (third-party checkpoints)."""
+"""``invcomp models`` (list or register models) and ``invcomp convert`` (third-party checkpoints)."""
 from __future__ import annotations
 
 import io
@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import click
-import torch
 
-from .errors import InvcompError
-from .generators import registry
-from .outputs import atomic_write, dumps, guard as _guard
+from ..errors import InvcompError
+from ..outputs import atomic_write, dumps, guard as _guard
 
 
 @click.command()
@@ -24,15 +22,16 @@ from .outputs import atomic_write, dumps, guard as _guard
 @_guard
 def models(register_name: Optional[str], model_spec: Optional[str], weights_path: Optional[str], force: bool,
            as_json: bool) -> None:
-    """List the shipped and user-registered generators, or register one.
+    """List the shipped and user-registered models (generators and VAE-GAN codecs), or register a generator.
 
     \b
     User registry: $INVCOMP_HOME/models.json (default ~/.config/invcomp/models.json).
       invcomp models --register mygan --model gen.py:make --weights mygan.pt
     """
-    from .generators.config import GeneratorConfig
-    from .vaegan import VAEGANConfig
-    from .generators.user_registry import register, user_home, user_models
+    from ..generators import registry
+    from ..generators.config import GeneratorConfig
+    from ..generators.user_registry import register, user_home, user_models
+    from ..vaegan import VAEGANConfig
 
     if register_name is not None:
         if not model_spec:
@@ -71,7 +70,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         if r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
         elif r["kind"] == "vaegan":
-            click.echo(f"{r['name']}  id {r['id']}  VAE-GAN codec (--mode vaegan), C={r['channels']} at "
+            click.echo(f"{r['name']}  id {r['id']}  VAE-GAN codec, C={r['channels']} at "
                        f"{r['code_side']}x{r['code_side']}, {r['bits']} bits -> {r['resolution']}x{r['resolution']}  "
                        f"{r['description']}")
         else:
@@ -97,7 +96,9 @@ def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
     (their config object becomes plain data); nothing in the file is executed. The averaged
     generator (avgG) is used when present. Then: invcomp encode IMG --model NAME.pt
     """
-    from .generators.convert import convert_pgan_zoo as convert_fn
+    import torch
+
+    from ..generators.convert import convert_pgan_zoo as convert_fn
 
     state, config = convert_fn(checkpoint)
     stem = Path(output).with_suffix("") if output.endswith((".pt", ".json")) else Path(output)

@@ -1,0 +1,6 @@
+"""``python -m invcomp.cli``: the same as the ``invcomp`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())

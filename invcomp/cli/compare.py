@@ -1,0 +1,61 @@
+"""``invcomp compare``: distortion between an original and a reconstruction, optionally as the encoder measured it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ..errors import InvcompError
+from ..outputs import dumps, guard
+from .common import read_bytes
+
+
+@click.command()
+@click.argument("original", type=click.Path(path_type=Path))
+@click.argument("reconstruction", type=click.Path(path_type=Path))
+@click.option("--bitstream", "bitstream_path", type=click.Path(path_type=Path),
+              help="The .ivc file: measure as the encoder did (its fit, at the model resolution), with bytes, bpp and ratios.")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path], as_json: bool) -> None:
+    """Distortion between ORIGINAL and RECONSTRUCTION (PSNR, MSE, SSIM, MS-SSIM, LPIPS).
+
+    With --bitstream both images are brought to the model resolution with the
+    bitstream's fit (for crop: the coded centre square), which is what encode
+    measured; without it they must be the same size.
+    """
+    from .. import bitstream, metrics
+    from ..imageio import fit_image, from_image, load_image
+    from .encode import rates
+
+    a, b = load_image(original), load_image(reconstruction)
+    row: dict = {"original": str(original), "reconstruction": str(reconstruction)}
+    data = b""
+    if bitstream_path is not None:
+        data = read_bytes(bitstream_path)
+        header = bitstream.unpack(data)[0]
+        if b.size not in ((header.width, header.height), (header.resolution, header.resolution)):
+            raise InvcompError(f"{reconstruction} is {b.width}x{b.height}, but {bitstream_path} decodes to "
+                               f"{header.width}x{header.height} (or {header.resolution}x{header.resolution} with --native)")
+        a = fit_image(a, header.resolution, header.fit)  # type: ignore[arg-type]
+        b = fit_image(b, header.resolution, header.fit)  # type: ignore[arg-type]
+    elif a.size != b.size:
+        raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
+                           "to compare at the model resolution")
+    x, y = from_image(a)[None], from_image(b)[None]
+    m = metrics.quality(y, x)[0]
+    row.update(m)
+    row["resolution"] = [a.width, a.height]
+    if bitstream_path is not None:
+        r = rates(len(data), x[0])
+        row.update({"bytes": r["bytes"], "bpp": r["bpp"], "cr": {"raw_rgb24": r["cr_raw"], "png": r["cr_png"]}})
+    if as_json:
+        click.echo(dumps(row))
+        return
+    lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
+    click.echo(f"at {a.width}x{a.height}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
+               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(a.size))} scales), LPIPS {lp}")
+    if bitstream_path is not None:
+        click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
+                   f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")

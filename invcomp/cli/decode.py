@@ -1,0 +1,87 @@
+"""``invcomp decode``: ``.ivc`` files to PNG, each with the codec its header names."""
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import click
+
+from ..errors import InvcompError
+from ..outputs import Report, guard, resolve_device
+from .common import check_writable, device_option, expand_inputs, output_paths, read_bytes, write_bytes
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "output", help="Output .png file (one input), a folder, or - for stdout.  "
+              "[default: NAME.decoded.png beside each input]")
+@click.option("--model", default=None, help="Model to decode with (as for encode; a user model runs its file's code); "
+              "checked against the file's model id and mode.  [default: the installed model the file names]")
+@click.option("--weights", "weights_path", default=None, help="State_dict for a user model.")
+@click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
+@device_option()
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout, in input order.")
+@guard
+def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], weights_path: Optional[str], native: bool,
+           device: str, force: bool, as_json: bool) -> None:
+    """Decode .ivc FILES (files, folders of .ivc files, or - for stdin) to PNG: one generator pass each.
+
+    With --fit crop (the encoder's default) only the centre square of a non-square
+    image was coded: it is put back where it came from, and the rest of the frame is grey.
+    """
+    from tqdm import tqdm
+
+    dev = resolve_device(device)
+    inputs = expand_inputs(files, (".ivc",))
+    outs = output_paths(inputs, output, ".decoded.png")
+    report, cache = Report(as_json, to_stderr=any(str(o) == "-" for o in outs)), {}
+    debug = click.get_current_context().find_root().params.get("debug", False)
+    for src, dst in tqdm(list(zip(inputs, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
+        try:
+            row, human = _decode_one(src, dst, model, weights_path, native, force, cache, dev)
+        except InvcompError as e:
+            report.failure(str(src), str(e))
+            continue
+        except Exception as e:  # noqa: BLE001  (a bug or MemoryError must not abort the rest of the batch)
+            if debug:
+                raise
+            report.failure(str(src), f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
+            continue
+        report.success(row, human)
+    sys.exit(report.finish())
+
+
+def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, force: bool,
+                cache: dict, device: str) -> tuple[dict, str]:
+    from .. import bitstream
+    from ..codecs import codec_for_header
+    from ..imageio import crop_box, restore_size, to_pil
+
+    check_writable(dst, force)
+    data = read_bytes(src)
+    t0 = time.perf_counter()
+    header = bitstream.unpack(data)[0]
+    key = (model, weights) if model is not None else (header.mode, header.model_id)
+    if key not in cache:
+        cache[key] = codec_for_header(header, model=model, device=device, weights=weights)
+    codec = cache[key]
+    header, recon = codec.decode(data)
+    img = to_pil(recon)
+    if not native:
+        img = restore_size(img, header.width, header.height, header.fit)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - t0
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    write_bytes(dst, buf.getvalue(), force)
+    row: dict[str, Any] = {"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
+                           "model": codec.name, "mode": codec.mode_key, "seconds": round(seconds, 4), "coded_box": None}
+    human = f"{src} -> {dst}: {img.width}x{img.height}, {seconds * 1000:.0f} ms"
+    if not native and header.fit == "crop" and header.width != header.height:
+        left, top, side = crop_box(header.width, header.height)
+        row["coded_box"] = [left, top, side, side]
+        human += f" (only the centre {side}x{side} was coded; the rest of the frame is grey)"
+    return row, human

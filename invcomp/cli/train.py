@@ -1,0 +1,190 @@
+"""``invcomp train ...``: the four trainers (DCGAN, PGAN, VAE-GAN codec, warm-start network).
+
+Each command parses options and calls its trainer in :mod:`invcomp.train`, imported only when it runs."""
+from __future__ import annotations
+
+import click
+
+from ..errors import InvcompError
+from ..outputs import guard, resolve_device
+
+
+@click.group()
+def train() -> None:
+    """Train generators (checkpoint/resume, progress bar, log file in --out)."""
+
+
+@train.command("dcgan")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, generator.pt/.json, train.log, samples.")
+@click.option("--resolution", default=64, show_default=True, type=int)
+@click.option("--latent-dim", default=100, show_default=True, type=int)
+@click.option("--ngf", default=64, show_default=True, type=int)
+@click.option("--ndf", default=64, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=2e-4, show_default=True, type=float)
+@click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
+@click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and score the EMA generator this often.")
+@click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score snapshots (0: keep the latest).")
+@click.option("--eval-iters", default=200, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@guard
+def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a pytorch/examples DCGAN on DATA, e.g.
+
+    \b
+      invcomp train dcgan --data ../shared/data/utkface --out runs/dcgan64 --minutes 45
+    """
+
+    from ..train.dcgan import config_from_kwargs, train_dcgan
+
+    dev = resolve_device(device)
+    cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
+    try:
+        path = train_dcgan(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
+    click.echo(f"best generator: {path}")
+
+
+def _channel_list(example: str):
+    """A click callback parsing a comma list of positive channel counts (``example`` goes in the error)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            widths = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated channel counts like {example}, got {value!r}") from None
+        if not widths or min(widths) < 1:
+            raise click.BadParameter("channel counts must be positive")
+        return widths
+
+    return parse
+
+
+@train.command("pgan")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, generator.pt/.json, train.log, samples.")
+@click.option("--resolution", default=64, show_default=True, type=int, help="Final side: a power of two; growing starts at 4.")
+@click.option("--depths", default=None, callback=_channel_list("256,256,256,128,64"), help="Channels per scale, 4x4 first (default 256,256,256,128,64,... cut to the scales).")
+@click.option("--latent-dim", default=512, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate (betas 0, 0.99).")
+@click.option("--steps-per-phase", default=8000, show_default=True, type=int, help="Steps at alpha 0 per scale.")
+@click.option("--fade-steps", default=8000, show_default=True, type=int, help="Steps to fade each new scale in (alpha 1 -> 0).")
+@click.option("--steps", default=None, type=int, help="Stop after this many steps in total [default: end of the schedule]; "
+              "past the schedule training stays at the final resolution.")
+@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
+@click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and snapshot the EMA generator this often.")
+@click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score final-resolution snapshots (0: keep the latest).")
+@click.option("--eval-iters", default=200, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@guard
+def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a progressive GAN (pytorch_GAN_zoo's PGAN, WGAN-GP) on DATA, growing from 4x4, e.g.
+
+    \b
+      invcomp train pgan --data ../shared/data/utkface --out runs/pgan64 --resolution 64 --minutes 45
+      invcomp train pgan --data faces/ --out runs/tiny --resolution 16 --depths 8,8,4 --latent-dim 16 --device cpu
+    """
+
+    from ..train.pgan import config_from_kwargs, train_pgan
+
+    dev = resolve_device(device)
+    cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
+    try:
+        path = train_pgan(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
+    click.echo(f"generator: {path}")
+
+
+@train.command("vaegan")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, vaegan.pt/.json, train.log, samples.")
+@click.option("--channels", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Code channels C (the seed's table uses 28, 16, 8, 4, 2); C*(R/f)^2 symbols per image.")
+@click.option("--downsample", default="8", show_default=True, type=click.Choice(["8", "16"]), help="Code map is R/f x R/f.")
+@click.option("--resolution", default=64, show_default=True, type=int)
+@click.option("--widths", default=None, callback=_channel_list("64,128,256"),
+              help="Encoder channels per stride-2 stage, one per factor of 2 in --downsample [default: 64,128,256(,256)].")
+@click.option("--ndf", default=64, show_default=True, type=int, help="Pair discriminator base width.")
+@click.option("--bits", default=4, show_default=True, type=click.IntRange(2, 16), help="QSGD bit depth in the loop and the codec default.")
+@click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--lr", default=2e-4, show_default=True, type=float, help="Adam learning rate (betas 0.5, 0.999), both nets.")
+@click.option("--kl-weight", default=1e-3, show_default=True, type=float)
+@click.option("--adv-weight", default=0.01, show_default=True, type=float, help="Weight of the pair-discriminator loss (0: plain VAE).")
+@click.option("--adv-warmup", default=1000, show_default=True, type=int, help="Steps of pure autoencoding before the GAN terms start.")
+@click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the codec this often.")
+@click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces coded to score snapshots (0: keep the latest).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@guard
+def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a VAE-GAN codec (encoder, decoder, pair discriminator; QSGD in the loop) on DATA, e.g.
+
+    \b
+      invcomp train vaegan --data ../shared/data/utkface --out runs/vaegan-c8 --channels 8 --minutes 45
+      invcomp train vaegan --data faces/ --out runs/tiny --resolution 16 --widths 8,8,8 --ndf 8 --device cpu
+    """
+    from ..train.vaegan import config_from_kwargs, train_vaegan
+
+    dev = resolve_device(device)
+    cfg = config_from_kwargs(data=data, out=out, device=dev, downsample=int(downsample), **kw)
+    try:
+        path = train_vaegan(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
+    click.echo(f"best VAE-GAN: {path}")
+
+
+@train.command("warm-start")
+@click.option("--generator", "generator", required=True,
+              help="Registered model name, a .pt state_dict, or any model spec that `invcomp encode --model` accepts.")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, encoder.pt/.json, train.log.")
+@click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
+@click.option("--batch-size", default=32, show_default=True, type=int, help="Generated pairs and real faces per step (each).")
+@click.option("--lr", default=3e-4, show_default=True, type=float, help="Adam learning rate.")
+@click.option("--widths", default=None, callback=_channel_list("32,64,128,256"),
+              help="Channels of the stride-2 blocks, one per halving down to 4x4 [default: 32, 64, ... capped at 256].")
+@click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the encoder this often.")
+@click.option("--eval-faces", default=128, show_default=True, type=int,
+              help="Validation faces scored by the SSIM of G(E(x)) (0: keep the latest).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@guard
+def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a warm-start network E(x) -> z for GENERATOR on DATA, to start inversion near the answer, e.g.
+
+    \b
+      invcomp train warm-start --generator dcgan-utkface64 --data ../shared/data/utkface --out runs/enc64 --minutes 30
+      invcomp train warm-start --generator runs/pgan64/generator.pt --data faces/ --out runs/enc --steps 200 --device cpu
+    """
+
+    from ..train.warmstart import config_from_kwargs, train_warm_start
+
+    dev = resolve_device(device)
+    cfg = config_from_kwargs(generator=generator, data=data, out=out, device=dev, **kw)
+    try:
+        path = train_warm_start(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
+    click.echo(f"best encoder: {path}")
+
+
+_alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,
+                       help="Old name of warm-start.")
+train.add_command(_alias)

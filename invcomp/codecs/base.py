@@ -1,0 +1,141 @@
+"""The codec contract: one :class:`Codec` base that every mode implements.
+
+A mode says only what differs: how it finds the symbols of a batch of images (:meth:`Codec.find_symbols`:
+a search, or one forward pass), how it draws images from symbols (:meth:`Codec.synthesise`), and how its
+model is loaded (:meth:`Codec.load`, :meth:`Codec.for_header`). Fitting images to the model resolution and
+the whole entropy stage (:mod:`invcomp.codecs.entropy`) are shared. No file I/O here: the CLI reads and
+writes files around :meth:`Codec.encode` and :meth:`Codec.decode`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from PIL import Image
+
+from .. import bitstream
+from ..imageio import fit_image, from_image, quantize_pixels
+from . import entropy
+from .settings import EncodeSettings
+
+Progress = Callable[[int], None]
+"""Called with a number of work units done; :meth:`Codec.work` says how many units a batch takes."""
+
+
+@dataclass
+class Encoded:
+    """One coded image: the ``.ivc`` bytes, its header, the model-resolution target and reconstruction
+    (``(3, R, R)`` in [-1, 1]), the float symbols ``(D,)`` and their signed levels ``(D,)``, and what the
+    mode reports besides (``extra``, e.g. the search's losses)."""
+
+    data: bytes
+    header: bitstream.Header
+    target: torch.Tensor
+    recon: torch.Tensor
+    z: torch.Tensor
+    levels: torch.Tensor
+    extra: dict = field(default_factory=dict)
+
+
+def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
+    """RGB image -> the model-resolution target ``(3, R, R)`` in [-1, 1] that a codec codes."""
+    return from_image(fit_image(img, resolution, fit))  # type: ignore[arg-type]
+
+
+def stored_pixels(x: torch.Tensor) -> torch.Tensor:
+    """What a PNG of ``x`` (any shape, in [-1, 1]) holds: the 8-bit grid, for honest metrics."""
+    return quantize_pixels(x)
+
+
+class Codec(ABC):
+    """Images <-> ``.ivc`` bytes for one mode and one model.
+
+    Class attributes a mode sets: ``mode`` (the header's mode number, 0..7), ``mode_key`` (its name in
+    ``--mode`` and in ``mode:model`` specs), ``title`` (its human name) and ``searches``. Instance attributes:
+    ``name`` (the model's), ``model_id`` (4 bytes), ``resolution`` R, ``latent_dim`` D (symbols per
+    image), ``prior`` (``normal``/``uniform``, written in the header), ``norm_free`` (no norm stored) and
+    ``settings`` (every field resolved).
+    """
+
+    mode: ClassVar[int]
+    mode_key: ClassVar[str]
+    title: ClassVar[str]
+    searches: ClassVar[bool] = False  # True for modes that take the search settings (iters, init, loss, ...)
+
+    def __init__(self, *, name: str, model_id: bytes, resolution: int, latent_dim: int, settings: EncodeSettings,
+                 prior: str = "normal", norm_free: bool = False) -> None:
+        self.name, self.model_id, self.resolution, self.latent_dim = name, model_id, resolution, latent_dim
+        self.settings, self.prior, self.norm_free = settings, prior, norm_free
+
+    # --- what a mode implements -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def load(cls, spec: str, settings: Optional[EncodeSettings] = None, *, device: str = "cpu",
+             for_decode: bool = False, **options: Any) -> "Codec":
+        """The codec for model ``spec`` with ``settings`` resolved (``for_decode``: skip what only encoding
+        needs). ``options`` are mode-specific; unknown ones must be refused."""
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        """Whether ``spec`` names a model of this mode (used when no mode is given)."""
+        return False
+
+    @classmethod
+    @abstractmethod
+    def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "Codec":
+        """The codec that can decode a file with this header (its model found from the header's model id)."""
+
+    @abstractmethod
+    def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
+        """Float symbols ``(N, D)`` for targets ``(N, 3, R, R)`` in [-1, 1], and a dict of extras per image."""
+
+    @abstractmethod
+    def synthesise(self, z: torch.Tensor) -> torch.Tensor:
+        """Dequantised symbols ``(N, D)`` -> images ``(N, 3, R, R)`` in [-1, 1] on the CPU."""
+
+    def work(self, n_images: int) -> int:
+        """Work units (for progress bars) to encode ``n_images``; a search counts one per image per step."""
+        return n_images
+
+    def describe(self) -> dict[str, Any]:
+        """What a JSON row records about this codec and its settings."""
+        return {"mode": self.mode_key, "model": self.name, "bits": self.settings.bits, "resolution": self.resolution,
+                "iters": 0, "init": "none"}
+
+    # --- the contract, shared -------------------------------------------------------------------------------
+    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None) -> list[Encoded]:
+        """Encode RGB images: fit each to ``R x R``, find its symbols, quantise and code them.
+
+        An image's bytes do not depend on the other images in the call, nor on its position.
+        """
+        if not images:
+            return []
+        target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
+        z, extras = self.find_symbols(target, progress)
+        return self.encode_symbols(z, images, target=target, extras=extras)
+
+    def encode_symbols(self, z: torch.Tensor, images: list[Image.Image], *, target: Optional[torch.Tensor] = None,
+                       extras: Optional[list[dict]] = None) -> list[Encoded]:
+        """Quantise and code given float symbols ``z`` ``(N, D)`` of ``images`` (no search): the second half of
+        :meth:`encode`, also used to code a float latent found elsewhere (the seeds' post-hoc QSGD)."""
+        if z.shape != (len(images), self.latent_dim):
+            raise ValueError(f"symbols must be ({len(images)}, {self.latent_dim}), got {tuple(z.shape)}")
+        if target is None:
+            target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
+        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free)
+        recon = self.synthesise(entropy.dequantize(q))
+        packed = entropy.pack_rows(self, q, [im.size for im in images])
+        z = z.detach().float().cpu()
+        return [Encoded(data, header, target[i], recon[i], z[i], q.levels[i], dict(extras[i]) if extras else {})
+                for i, (data, header) in enumerate(packed)]
+
+    def decode(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:
+        """``.ivc`` bytes -> header and the model-resolution reconstruction ``(3, R, R)`` in [-1, 1].
+
+        A file of another mode or model is refused with :class:`~invcomp.errors.BitstreamError` or
+        :class:`~invcomp.errors.UnknownModelError`.
+        """
+        header, z = entropy.read(data, self)
+        return header, self.synthesise(z)[0]

@@ -1,0 +1,115 @@
+"""Mode 0, GAN inversion: search the latent z of a frozen generator G whose G(z) matches the image.
+
+The symbols are the latent ``(D,)``; the search (:func:`invcomp.inversion.invert`) starts from a warm-start
+network's guess (:mod:`invcomp.warmstart`), the prior's mean or a seeded random draw. Decoding is one pass
+of G. Files of norm-free generators (``G(c z) = G(z)``) store no norm.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+
+from .. import bitstream
+from ..errors import InvcompError, UnknownModelError
+from ..generators import registry
+from ..inversion import QuantSpec, invert
+from ..warmstart import LoadedWarmStart, check_warm_start, load_warm_start, predict_latents, shipped_warm_start
+from .base import Codec, Progress
+from .settings import EncodeSettings, resolve_search
+from .table import register_mode
+
+
+@register_mode
+class InversionCodec(Codec):
+    """GAN inversion with generator ``gen`` (a :class:`~invcomp.generators.registry.LoadedGenerator`) and, for
+    ``init="encoder"``, the warm-start network ``warm_start`` trained for it."""
+
+    mode = bitstream.MODE_INVERSION
+    mode_key = "inversion"
+    title = "GAN-inversion"
+    searches = True
+
+    def __init__(self, gen: registry.LoadedGenerator, settings: Optional[EncodeSettings] = None,
+                 warm_start: Optional[LoadedWarmStart] = None) -> None:
+        if warm_start is not None:
+            check_warm_start(warm_start, gen)
+        s = resolve_search(settings or EncodeSettings(), has_warm_start=warm_start is not None)
+        if s.init == "encoder" and warm_start is None:
+            raise InvcompError(f"model {gen.name!r} has no warm-start network; train one with "
+                               "`invcomp train warm-start`, or start from init 'random'")
+        cfg = gen.config
+        super().__init__(name=gen.name, model_id=gen.model_id, resolution=cfg.resolution, latent_dim=cfg.latent_dim,
+                         settings=s, prior=cfg.prior, norm_free=cfg.norm_free)
+        self.gen = gen
+        self.warm_start = warm_start if s.init == "encoder" else None
+
+    @classmethod
+    def load(cls, spec: str, settings: Optional[EncodeSettings] = None, *, device: str = "cpu",
+             for_decode: bool = False, weights: Optional[str] = None, warm_start: Optional[str] = None,
+             **options: Any) -> "InversionCodec":
+        """``spec``: a registered or user-registered name, a DCGAN/PGAN ``.pt`` state_dict, a TorchScript file or
+        ``file.py:factory`` (which runs that file's code). ``weights``: a state_dict for a user model.
+        ``warm_start``: a warm-start network ``.pt``; else the registry's for this model (unless init says
+        otherwise)."""
+        if "channels" in options:
+            raise InvcompError("a channel count applies only to the VAE-GAN mode (--mode vaegan)")
+        if options:
+            raise InvcompError(f"{', '.join(sorted(options))} do not apply to the GAN-inversion mode")
+        gen = registry.load_generator(spec, device, weights)
+        settings = settings or EncodeSettings()
+        ws = None
+        if warm_start is not None:
+            ws = load_warm_start(warm_start, device)  # a wrong network is refused whatever the init
+        elif not for_decode and (settings.init or "auto") in ("auto", "encoder"):
+            ws = shipped_warm_start(gen, device)
+        if for_decode:
+            return cls(gen, EncodeSettings(init="random"), None)
+        return cls(gen, settings, ws)
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return True  # the default mode: anything another mode does not claim is a generator spec
+
+    @classmethod
+    def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "InversionCodec":
+        name = registry.name_for_id(header.model_id)
+        if name is None:
+            raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()}, which is not installed; "
+                                    "see `invcomp models`, or pass --model")
+        return cls.load(name, device=device, for_decode=True)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.gen.module.parameters()).device
+
+    def work(self, n_images: int) -> int:
+        return n_images * max(self.settings.iters, 1)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {**super().describe(), "iters": s.iters, "init": s.init, "loss": s.loss, "restarts": s.restarts}
+
+    def start(self, target: torch.Tensor) -> Union[str, torch.Tensor]:
+        """What the search starts from: ``"random"``/``"mean"``, or the warm-start latents ``(N, D)``."""
+        if self.settings.init != "encoder":
+            return self.settings.init  # type: ignore[return-value]
+        assert self.warm_start is not None
+        return predict_latents(self.warm_start.module, target)
+
+    def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
+        s, n = self.settings, target.shape[0]
+        res = invert(
+            self.gen.module, target, loss=s.loss, iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
+            init=self.start(target), prior=self.prior, norm_weight=s.norm_weight,
+            quant=QuantSpec(s.bits, s.scaling) if s.quant_aware else None,  # type: ignore[arg-type]
+            quant_fraction=s.quant_fraction, seed=s.seed,
+            callback=(lambda *_: progress(n)) if progress is not None else None,
+        )
+        if progress is not None and s.iters == 0:
+            progress(n)
+        return res.z, [{"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])} for i in range(n)]
+
+    def synthesise(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.gen.module(z.to(self.device)).cpu().clamp(-1, 1)

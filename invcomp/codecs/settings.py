@@ -1,0 +1,132 @@
+"""Encoder settings and their defaults: the only place where a default lives.
+
+:class:`EncodeSettings` is what a user may set. ``None`` means "the codec's default", which
+:func:`resolve_search` (modes that search, e.g. GAN inversion) or :func:`resolve_one_pass` (modes that
+code one forward pass, e.g. VAE-GAN) fill in. The CLI, the Python API and ``invcomp bench`` all pass
+their settings through these two functions, so ``invcomp encode IMG`` and
+``load_codec(name).encode([img])`` write the same bytes. This module imports neither torch nor PIL, so
+that ``invcomp --help`` stays light.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+from ..errors import InvcompError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "dcgan-utkface64"
+DEFAULT_MAX_PIXELS = 64_000_000  # Pillow's own bomb guard warns at ~89 Mpx; invcomp refuses earlier
+
+# Inversion: bits per coordinate, quantiser norm, search loss, restarts, peak Adam lr.
+DEFAULT_BITS = 6
+DEFAULT_SCALING = "l2"
+DEFAULT_LOSS = "ssim"
+DEFAULT_RESTARTS = 1
+DEFAULT_LR = 0.5
+# Search length: from a warm start, the fewest iterations (of 0, 25, 50, 100, 200, 500, 1000) at which the
+# shipped warm-start network's start reached the mean SSIM of 1000 iterations from random starts on held-out
+# faces (experiments/warm_start.py; README, "Warm start"); from a random or mean start, 300.
+ITERS_FROM_WARM_START = 200
+ITERS_FROM_PRIOR = 300
+
+FITS = ("crop", "squash")
+SCALINGS = ("max", "l2")
+ROUNDINGS = ("nearest", "stochastic")
+CODERS = ("auto", "gamma", "delta", "omega")
+INITS = ("auto", "encoder", "mean", "random")
+SEARCH_FIELDS = ("iters", "init", "loss", "restarts", "lr", "quant_aware")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Encoder knobs. ``None`` fields take the codec's default (see the module doc); a loaded codec's
+    ``settings`` has every field resolved.
+
+    Shared by every mode: ``bits`` (quantiser bits per symbol, sign included), ``coder`` (Elias code; ``auto``
+    takes the shortest per image), ``fit`` (``crop`` the centre square or ``squash`` the frame), ``scaling``
+    (quantiser norm), ``rounding`` and ``seed`` (of stochastic rounding and random starts).
+
+    Only for modes that search (GAN inversion): ``iters``, ``init`` (``auto``: the model's warm-start
+    network when it has one, else ``random``; ``encoder``; ``mean``; ``random``), ``loss``, ``restarts``,
+    ``lr``, ``quant_aware`` (optimise through the quantiser over the last ``quant_fraction`` of the
+    iterations) and ``norm_weight``.
+    """
+
+    bits: Optional[int] = None
+    coder: str = "auto"
+    fit: str = "crop"
+    scaling: Optional[str] = None
+    rounding: str = "nearest"
+    seed: int = 0
+    iters: Optional[int] = None
+    init: Optional[str] = None
+    loss: Optional[str] = None
+    restarts: Optional[int] = None
+    lr: Optional[float] = None
+    quant_aware: Optional[bool] = None
+    quant_fraction: float = 0.2
+    norm_weight: float = 1e-2
+
+    def given(self) -> dict[str, object]:
+        """The fields set to something other than ``None``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def _check_common(s: EncodeSettings) -> None:
+    checks = [
+        (s.bits is None or (isinstance(s.bits, int) and 2 <= s.bits <= 16), f"bits must be 2..16, got {s.bits!r}"),
+        (s.coder in CODERS, f"unknown coder {s.coder!r}; use {', '.join(CODERS)}"),
+        (s.fit in FITS, f"unknown fit {s.fit!r}; use crop or squash"),
+        (s.scaling is None or s.scaling in SCALINGS, f"unknown scaling {s.scaling!r}; use max or l2"),
+        (s.rounding in ROUNDINGS, f"unknown rounding {s.rounding!r}; use nearest or stochastic"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InvcompError(msg)
+
+
+def resolve_search(s: EncodeSettings, *, has_warm_start: bool) -> EncodeSettings:
+    """Fill in the defaults of a mode that searches a latent (GAN inversion).
+
+    ``init=auto`` becomes ``encoder`` when the model has a warm-start network (``has_warm_start``), else
+    ``random``; ``iters`` then defaults to :data:`ITERS_FROM_WARM_START` or :data:`ITERS_FROM_PRIOR`.
+    More than one restart from a warm start is allowed but warned about: the extra starts are random
+    draws, which rarely beat it, so the file is usually the same for several times the time.
+    """
+    _check_common(s)
+    init = s.init or "auto"
+    if init not in INITS:
+        raise InvcompError(f"unknown init {init!r}; use {', '.join(INITS)}")
+    if init == "auto":
+        init = "encoder" if has_warm_start else "random"
+    iters = s.iters if s.iters is not None else ITERS_FROM_WARM_START if init == "encoder" else ITERS_FROM_PRIOR
+    restarts = DEFAULT_RESTARTS if s.restarts is None else s.restarts
+    if iters < 0 or restarts < 1:
+        raise InvcompError(f"iters must be >= 0 and restarts >= 1, got {iters} and {restarts}")
+    if restarts > 1 and init == "encoder":
+        log.warning("%d restarts from a warm start: the %d extra starts are random draws, which rarely beat the "
+                    "warm start, so this usually writes the same file in more time", restarts, restarts - 1)
+    lr = DEFAULT_LR if s.lr is None else s.lr
+    if not lr > 0:
+        raise InvcompError(f"lr must be positive, got {lr}")
+    return replace(s, bits=DEFAULT_BITS if s.bits is None else s.bits,
+                   scaling=DEFAULT_SCALING if s.scaling is None else s.scaling, iters=iters, init=init,
+                   loss=DEFAULT_LOSS if s.loss is None else s.loss, restarts=restarts, lr=lr,
+                   quant_aware=True if s.quant_aware is None else s.quant_aware)
+
+
+def resolve_one_pass(s: EncodeSettings, *, bits: int, scaling: str, mode: str) -> EncodeSettings:
+    """Fill in the defaults of a mode with no search (one forward pass, e.g. VAE-GAN): ``bits`` and
+    ``scaling`` default to the model's. Search settings and stochastic rounding are refused, in one line,
+    rather than silently ignored."""
+    _check_common(s)
+    given = [f for f in SEARCH_FIELDS if getattr(s, f) is not None]
+    if given:
+        raise InvcompError(f"the {mode} mode does no search, so {', '.join(given)} do not apply "
+                           f"(CLI: drop {' '.join('--' + f.replace('_', '-') for f in given)})")
+    if s.rounding != "nearest":
+        raise InvcompError(f"the {mode} mode codes with nearest rounding only")
+    return replace(s, bits=bits if s.bits is None else s.bits, scaling=scaling if s.scaling is None else s.scaling)

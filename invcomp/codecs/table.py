@@ -1,0 +1,127 @@
+"""The table of modes, the codec loader (model spec + settings -> codec) and the codec for a given file.
+
+A mode is one module with one :class:`~invcomp.codecs.base.Codec` subclass decorated with
+:func:`register_mode`; nothing else needs to change for the CLI (``encode``, ``decode``, ``compare``),
+``invcomp bench`` and the fuzzer to handle it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+from ..errors import InvcompError
+from .settings import DEFAULT_MODEL, EncodeSettings
+
+if TYPE_CHECKING:
+    from .. import bitstream
+    from .base import Codec
+
+MODES: dict[int, type["Codec"]] = {}
+"""Mode number (0..7, the header's bits 5-7) -> codec class."""
+BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan")
+MODE_TITLES: dict[int, str] = {}
+"""Mode number -> human name, for messages."""
+C = TypeVar("C", bound=type)
+
+
+def mode_name(mode: int) -> str:
+    """Human name of a bitstream mode: ``GAN-inversion (mode 0)``, ``VAE-GAN (mode 1)``, ``unknown (mode 5)``."""
+    modes()  # the built-in modes register their titles on import
+    return f"{MODE_TITLES.get(mode, 'unknown')} (mode {mode})"
+
+
+def register_mode(cls: C) -> C:
+    """Class decorator: add a :class:`Codec` subclass to :data:`MODES` under its ``mode`` number."""
+    mode, key = cls.mode, cls.mode_key  # type: ignore[attr-defined]
+    if not (isinstance(mode, int) and 0 <= mode <= 7):
+        raise ValueError(f"mode must be 0..7 (three header bits), got {mode!r}")
+    for other in MODES.values():
+        if other is not cls and (other.mode == mode or other.mode_key == key) and other.__qualname__ != cls.__qualname__:
+            raise ValueError(f"mode {mode} ({key}) is taken by {other.__qualname__}")
+    MODES[mode] = cls  # type: ignore[assignment]
+    MODE_TITLES[mode] = cls.title  # type: ignore[attr-defined]
+    return cls
+
+
+def unregister_mode(mode: int) -> None:
+    """Remove a mode (tests register toy modes and take them away again)."""
+    MODES.pop(mode, None)
+    MODE_TITLES.pop(mode, None)
+
+
+def modes() -> dict[int, type["Codec"]]:
+    """:data:`MODES`, with the built-in modes imported."""
+    for name in BUILT_IN:
+        importlib.import_module(name)
+    return MODES
+
+
+def mode_by_key(key: str) -> type["Codec"]:
+    """The codec class of ``--mode KEY`` (``inversion``, ``vaegan``, or a registered one)."""
+    for cls in modes().values():
+        if cls.mode_key == key:
+            return cls
+    known = ", ".join(c.mode_key for c in sorted(modes().values(), key=lambda c: c.mode))
+    raise InvcompError(f"unknown mode {key!r}; known: {known}")
+
+
+def split_spec(spec: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """``"vaegan:vaegan-utkface64-c4"`` -> ``("vaegan", "vaegan-utkface64-c4")``; a spec with no mode prefix
+    (``"dcgan-utkface64"``, ``"gen.py:make"``) -> ``(None, spec)``."""
+    if spec is None:
+        return None, None
+    head, sep, rest = spec.partition(":")
+    if sep and any(c.mode_key == head for c in modes().values()):
+        return head, rest or None
+    return None, spec
+
+
+def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type["Codec"], Optional[str]]:
+    """The codec class for a spec (and an explicit ``mode``), and the spec without its mode prefix."""
+    prefix, spec = split_spec(spec)
+    if prefix and mode and prefix != mode:
+        raise InvcompError(f"the model spec says mode {prefix!r} but mode {mode!r} was asked for")
+    key = prefix or mode
+    if key is not None:
+        cls = mode_by_key(key)
+    else:
+        spec = spec or DEFAULT_MODEL
+        ordered = sorted(modes().values(), key=lambda c: c.mode)
+        cls = next((c for c in ordered[1:] if c.claims(spec)), ordered[0])
+    if spec is None and cls.mode == 0:
+        spec = DEFAULT_MODEL
+    return cls, spec
+
+
+def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = None, *, mode: Optional[str] = None,
+               device: str = "cpu", for_decode: bool = False, **options: Any) -> "Codec":
+    """The codec for a model spec and settings: the one loader, so the CLI, the API and the bench agree.
+
+    ``spec`` is a model name or path, optionally prefixed with a mode (``vaegan:NAME``); ``mode`` names the
+    mode explicitly. Without either, the first mode (other than GAN inversion, the default) that claims
+    the spec gets it. ``settings`` fields left ``None`` take the mode's defaults
+    (:mod:`invcomp.codecs.settings`). ``options`` go to the mode's loader (``weights``, ``warm_start`` for
+    inversion; ``channels`` for VAE-GAN); one that the mode does not take is refused.
+
+    Example::
+
+        codec = load_codec("dcgan-utkface64")   # what `invcomp encode` does
+        enc = codec.encode([img])[0]             # enc.data: the .ivc bytes
+        header, x = codec.decode(enc.data)       # x: (3, 64, 64) in [-1, 1]
+    """
+    cls, spec = mode_for_spec(spec, mode)
+    options = {k: v for k, v in options.items() if v is not None}
+    return cls.load(spec, settings, device=device, for_decode=for_decode, **options)  # type: ignore[arg-type]
+
+
+def codec_for_header(header: "bitstream.Header", *, model: Optional[str] = None, device: str = "cpu",
+                     **options: Any) -> "Codec":
+    """The codec that decodes a file with this header: its mode's, with the model its id names, or ``model``
+    (checked against that id when the file is decoded)."""
+    cls = modes().get(header.mode)
+    if cls is None:
+        known = ", ".join(f"{m} ({c.mode_key})" for m, c in sorted(modes().items()))
+        raise InvcompError(f"this file is of mode {header.mode}, which this invcomp does not know (it knows {known})")
+    if model is None:
+        return cls.for_header(header, device=device)
+    return load_codec(model, device=device, for_decode=True, **options)  # its mode is checked on decode

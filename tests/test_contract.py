@@ -1,0 +1,195 @@
+"""The codec contract: a new mode is one class registered from outside the package, and the CLI (encode, decode,
+compare), ``invcomp bench`` and the fuzzer take it with no other code changed; the loader is the one home of
+defaults; the import graph has no cycles and no module is long."""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from invcomp import bitstream
+from invcomp.cli import cli
+from invcomp.codecs import Codec, EncodeSettings, load_codec, register_mode, unregister_mode
+from invcomp.codecs.settings import resolve_one_pass
+from invcomp.errors import InvcompError
+from invcomp.fuzz import codec_seeds, run_fuzz
+
+from .conftest import REPO, cli_runner
+
+SIDE = 4
+
+
+class IdentityCodec(Codec):
+    """A toy mode: the symbols are the 4x4 image's 48 pixel values; 8-bit max-norm QSGD; synthesis is a reshape."""
+
+    mode = 7
+    mode_key = "identity"
+    title = "identity (test)"
+
+    def __init__(self, settings: Optional[EncodeSettings] = None) -> None:
+        s = resolve_one_pass(settings or EncodeSettings(), bits=8, scaling="max", mode=self.title)
+        super().__init__(name="identity4", model_id=b"\xee\x01\x02\x03", resolution=SIDE, latent_dim=3 * SIDE * SIDE,
+                         settings=s)
+
+    @classmethod
+    def load(cls, spec: Optional[str], settings: Optional[EncodeSettings] = None, *, device: str = "cpu",
+             for_decode: bool = False, **options: Any) -> "IdentityCodec":
+        if spec not in (None, "identity4") or options:
+            raise InvcompError(f"the identity mode has one model, identity4, and no options (got {spec!r})")
+        return cls(None if for_decode else settings)
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec == "identity4"
+
+    @classmethod
+    def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "IdentityCodec":
+        return cls()
+
+    def find_symbols(self, target: torch.Tensor, progress: Any) -> tuple[torch.Tensor, list[dict]]:
+        if progress is not None:
+            progress(target.shape[0])
+        return target.flatten(1), [{} for _ in range(target.shape[0])]
+
+    def synthesise(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 3, SIDE, SIDE).clamp(-1, 1)
+
+
+@pytest.fixture
+def identity_mode() -> Iterator[type[IdentityCodec]]:
+    register_mode(IdentityCodec)
+    try:
+        yield IdentityCodec
+    finally:
+        unregister_mode(IdentityCodec.mode)
+
+
+def _image(path: Path, seed: int, size: tuple[int, int] = (SIDE, SIDE)) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB").save(path)
+    return path
+
+
+def _run(*args: object) -> Any:
+    return cli_runner().invoke(cli, [str(a) for a in args])
+
+
+def test_a_registered_mode_goes_through_cli_encode_decode_and_compare(identity_mode: type, tmp_path: Path) -> None:
+    src = _image(tmp_path / "a.png", 0)
+    r = _run("encode", src, "--model", "identity4", "-o", tmp_path / "a.ivc", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["mode"] == "identity" and row["model"] == "identity4"
+    header = bitstream.unpack((tmp_path / "a.ivc").read_bytes())[0]
+    assert (header.mode, header.latent_dim, header.bits) == (7, 48, 8)
+    r = _run("decode", tmp_path / "a.ivc", "-o", tmp_path / "a.png.out.png", "--json")  # found from the header
+    assert r.exit_code == 0, r.stderr
+    back = np.asarray(Image.open(tmp_path / "a.png.out.png"), dtype=np.int16)
+    orig = np.asarray(Image.open(src), dtype=np.int16)
+    assert np.abs(back - orig).max() <= 3  # 8-bit QSGD of pixel values: an independent bound
+    r = _run("compare", src, tmp_path / "a.png.out.png", "--bitstream", tmp_path / "a.ivc", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ssim"] > 0.99
+    # the mode prefix names it too, and a search option is refused in one line, not ignored
+    assert _run("encode", src, "--model", "identity:identity4", "-o", tmp_path / "b.ivc").exit_code == 0
+    r = _run("encode", src, "--model", "identity4", "--iters", 5, "-o", tmp_path / "c.ivc")
+    assert r.exit_code == 1 and "iters" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.ivc").exists()
+
+
+def test_a_registered_mode_goes_through_bench(identity_mode: type, tmp_path: Path) -> None:
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(3):
+        _image(faces / f"{i}.png", i, (9, 7))
+    r = _run("bench", faces, "--codecs", "invcomp:identity4,png", "--out", tmp_path / "out", "--no-plots", "--no-lpips")
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
+    mine = [x for x in rows if x["codec"] == "invcomp:identity4"]
+    assert len(mine) == 3 and all(float(x["ssim"]) > 0.99 for x in mine)
+    # the bench's files are what `invcomp encode` writes for the same images
+    for x in mine:
+        out = tmp_path / (Path(x["image"]).stem + ".ivc")
+        assert _run("encode", faces / x["image"], "--model", "identity4", "-o", out).exit_code == 0
+        assert out.stat().st_size == int(x["bytes"])
+    doc = json.loads((tmp_path / "out" / "invcomp_identity4.json").read_text())
+    assert doc["settings"]["lpips"] is False
+
+
+def test_a_registered_mode_goes_through_the_fuzzer(identity_mode: type) -> None:
+    import random
+
+    codec = IdentityCodec()
+    seeds = codec_seeds(codec, random.Random(0), 4)
+    assert all(bitstream.unpack(s)[0].mode == 7 for s in seeds)
+    stats = run_fuzz(600, seed=3, codec=codec).as_dict()
+    assert stats["crashes"] == 0 and stats["hangs"] == 0, stats["crash_examples"]
+    assert stats["errors"] > 400
+
+
+def test_an_unregistered_mode_is_refused_in_one_line(tmp_path: Path) -> None:
+    register_mode(IdentityCodec)
+    data = IdentityCodec().encode([Image.new("RGB", (4, 4))])[0].data
+    unregister_mode(IdentityCodec.mode)
+    (tmp_path / "x.ivc").write_bytes(data)
+    r = _run("decode", tmp_path / "x.ivc")
+    assert r.exit_code == 1 and "mode 7, which this invcomp does not know" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.decoded.png").exists()
+
+
+def test_the_api_defaults_are_the_cli_defaults(tmp_path: Path) -> None:
+    # one home for defaults: an encoder start (the model ships one) and 200 iterations, for the API and the CLI
+    codec = load_codec("dcgan-utkface64")
+    s = codec.settings
+    assert (s.init, s.iters, s.bits, s.scaling, s.loss, s.restarts) == ("encoder", 200, 6, "l2", "ssim", 1)
+    assert load_codec("dcgan-utkface64", EncodeSettings(init="encoder")).settings.init == "encoder"
+    src = REPO / "experiments" / "data" / "portraits" / "astronaut-face.png"
+    api = load_codec(settings=EncodeSettings(iters=3)).encode([Image.open(src).convert("RGB")])[0].data
+    assert _run("encode", src, "--iters", 3, "-o", tmp_path / "a.ivc").exit_code == 0
+    assert (tmp_path / "a.ivc").read_bytes() == api
+
+
+def test_import_graph_has_no_cycles_and_modules_are_short() -> None:
+    pkg = REPO / "invcomp"
+    graph: dict[str, set[str]] = {}
+    for f in pkg.rglob("*.py"):
+        mod = ".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        n_lines = len(f.read_text().splitlines())
+        assert n_lines <= 310, f"{mod} has {n_lines} lines"
+        deps = set()
+        tree = ast.parse(f.read_text())
+        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                     and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:  # annotations only: never imported at run time
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = mod.split(".")[: len(mod.split(".")) - node.level + (f.name == "__init__.py")]
+                target = ".".join(base + ([node.module] if node.module else []))
+                deps |= {target} | {f"{target}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("invcomp")}
+        graph[mod] = deps
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+    state: dict[str, str] = {}
+
+    def visit(m: str, path: list[str]) -> None:  # depth-first; "open" nodes are on the current path
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [m, d] if d in path else [m, d]))
+            if d not in state:
+                visit(d, path + [m])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
