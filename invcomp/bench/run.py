@@ -39,11 +39,14 @@ def _no_tick(n: int) -> None:
 
 @dataclass
 class Inputs:
-    """The benchmark images: names, fitted RGB images (``R x R``) and their tensor ``(N, 3, R, R)`` in [-1, 1]."""
+    """The benchmark images: names, fitted RGB images (``R x R``), their tensor ``(N, 3, R, R)`` in [-1, 1], and
+    the originals (which invcomp codecs are given, as ``invcomp encode`` is, so their files are byte for byte
+    the ones it writes; they fit them to the same ``R x R`` pixels)."""
 
     names: list[str]
     images: list[Image.Image]
     targets: torch.Tensor
+    originals: Optional[list[Image.Image]] = None
 
     @property
     def resolution(self) -> int:
@@ -61,9 +64,10 @@ def load_inputs(folder: str | Path, resolution: int, limit: Optional[int] = None
         files = files[:limit]
     if not files:
         raise InvcompError(f"no images found in {folder}" + ("" if split == "all" else f" (split {split})"))
-    images = [fit_image(load_image(p), resolution, "crop") for p in files]
+    originals = [load_image(p) for p in files]
+    images = [fit_image(im, resolution, "crop") for im in originals]
     names = [str(p.relative_to(folder)) for p in files]
-    return Inputs(names, images, torch.stack([from_image(im) for im in images]))
+    return Inputs(names, images, torch.stack([from_image(im) for im in images]), originals)
 
 
 def _row(name: str, codec: str, mode: str, setting: str, quality: object, n_bytes: int, r: int, m: dict,
@@ -167,8 +171,9 @@ def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch
     def dec(data: bytes) -> torch.Tensor:
         return quantize_pixels(codec.decode(data)[1])
 
+    sources = inputs.originals if inputs.originals is not None else inputs.images
     for s in range(0, len(inputs.names), batch_size):
-        chunk = inputs.images[s:s + batch_size]
+        chunk = sources[s:s + batch_size]
         t0 = time.perf_counter()
         enc = codec.encode(chunk)
         per_image = (time.perf_counter() - t0) / len(chunk)

@@ -52,7 +52,7 @@ def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> lis
         return [o]
     if o.exists() and not o.is_dir():
         raise InvcompError(f"-o {out} must be a folder when there are {len(inputs)} inputs")
-    if not o.exists() and not out.endswith(("/", os.sep)) and o.suffix.lower() == Path(suffix).suffix.lower():
+    if not o.exists() and not out.endswith(("/", os.sep)) and o.suffix.lower() == suffix[suffix.rfind('.'):].lower():
         raise InvcompError(f"-o {out} names one {o.suffix} file, but there are {len(inputs)} inputs; "
                            f"give a folder (e.g. -o {o.with_suffix('')}/)")
     paths = [o / ("stdin" + suffix if str(p) == "-" else p.stem + suffix) for p in inputs]

@@ -26,8 +26,8 @@ from ..errors import InvcompError, UnknownModelError
 from ..codecs.settings import DEFAULT_MODEL
 from ..files import load_state_dict, sha256_file
 from .config import GeneratorConfig
-from .dcgan import infer_arch, load_dcgan
-from .pgan import infer_pgan_arch, load_pgan, normalise_keys
+from .custom import is_custom_spec, load_custom
+from .families import FAMILIES, infer_config
 from .user_registry import user_models
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,10 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
 
 def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:
     """Instantiate the architecture named by ``config`` from a state_dict, in eval mode, frozen."""
-    if config.architecture == "pgan":
-        opts = {k: config.options[k] for k in ("alpha", "leaky", "normalization", "output_activation") if k in config.options}
-        g = load_pgan(state, **opts)
-    elif config.architecture == "dcgan":
-        g = load_dcgan(state)
-    else:
-        raise InvcompError(f"unknown architecture {config.architecture!r}")
+    family = FAMILIES.get(config.architecture)
+    if family is None:
+        raise InvcompError(f"unknown architecture {config.architecture!r}; known: {', '.join(FAMILIES)}")
+    g = family.build(state, config)
     if g.latent_dim != config.latent_dim or g.resolution != config.resolution:
         raise InvcompError(
             f"weights are a {g.latent_dim}-d, {g.resolution}px {config.architecture.upper()} but the config says "
@@ -161,15 +158,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         state = load_state_dict(weights)
         if is_vaegan_config(cfg_path):
             raise InvcompError(f"{weights} is a VAE-GAN codec, not a generator")
-        if cfg_path.exists():
-            config = GeneratorConfig.from_json(cfg_path)
-        elif "formatLayer.module.weight" in normalise_keys(state):
-            parch = infer_pgan_arch(state)
-            config = GeneratorConfig("pgan", parch.latent_dim, parch.resolution, "normal", list(parch.depths),
-                                     norm_free=parch.normalization)
-        else:
-            arch = infer_arch(state)
-            config = GeneratorConfig("dcgan", arch.latent_dim, arch.resolution, "normal", list(arch.widths))
+        config = GeneratorConfig.from_json(cfg_path) if cfg_path.exists() else infer_config(state)
         module = build(config, state).to(device)
         return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
     module = build(config, load_state_dict(weights)).to(device)
@@ -192,20 +181,6 @@ def is_vaegan_config(cfg_path: Path) -> bool:
         return json.loads(cfg_path.read_text()).get("architecture") == "vaegan"
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _custom():  # imported late: custom imports this module
-    from . import custom
-
-    return custom
-
-
-def is_custom_spec(spec: str) -> bool:
-    return _custom().is_custom_spec(spec)
-
-
-def load_custom(spec: str, weights: Optional[str], device: str):
-    return _custom().load_custom(spec, weights, device)
 
 
 def name_for_id(model_id: bytes) -> Optional[str]:
