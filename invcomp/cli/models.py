@@ -75,7 +75,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
                        f"{r['description']}")
         else:
             click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
-                       f"{r['resolution']}x{r['resolution']}{'  + warm-start encoder' if r['encoder'] else ''}  "
+                       f"{r['resolution']}x{r['resolution']}{'  + warm-start network' if r['encoder'] else ''}  "
                        f"{r['description']}")
 
 
