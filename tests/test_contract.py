@@ -164,12 +164,7 @@ def test_import_graph_has_no_cycles_and_modules_are_short() -> None:
         n_lines = len(f.read_text().splitlines())
         assert n_lines <= 310, f"{mod} has {n_lines} lines"
         deps = set()
-        tree = ast.parse(f.read_text())
-        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                     and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
-        for node in ast.walk(tree):
-            if id(node) in type_only:  # annotations only: never imported at run time
-                continue
+        for node in ast.walk(ast.parse(f.read_text())):  # imports for annotations count too
             if isinstance(node, ast.ImportFrom) and node.level:
                 base = mod.split(".")[: len(mod.split(".")) - node.level + (f.name == "__init__.py")]
                 target = ".".join(base + ([node.module] if node.module else []))

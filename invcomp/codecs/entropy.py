@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
@@ -20,8 +20,18 @@ from ..quantize import QuantizedLatent, dequantize, levels_for_bits, quantize
 from .settings import EncodeSettings
 from .table import mode_name
 
-if TYPE_CHECKING:
-    from .base import Codec
+
+class CodecLike(Protocol):
+    """What the entropy stage reads of a codec (:class:`invcomp.codecs.base.Codec` has all of it)."""
+
+    name: str
+    mode: int
+    model_id: bytes
+    resolution: int
+    latent_dim: int
+    prior: str
+    norm_free: bool
+    settings: EncodeSettings
 
 def norm_free_norm(latent_dim: int) -> float:
     """The norm used for norm-free latents (not stored): sqrt(D), the typical norm of N(0, I)."""
@@ -40,7 +50,7 @@ def quantise_rows(z: torch.Tensor, settings: EncodeSettings, *, norm_free: bool 
     return q
 
 
-def pack_rows(codec: "Codec", q: QuantizedLatent, sizes: list[tuple[int, int]]) -> list[tuple[bytes, bitstream.Header]]:
+def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]]) -> list[tuple[bytes, bitstream.Header]]:
     """``.ivc`` bytes and header for each row of ``q`` ``(N, D)``; ``sizes`` are the originals' (width, height)."""
     s = codec.settings
     out = []
@@ -70,7 +80,7 @@ def parse(data: bytes) -> tuple[bitstream.Header, QuantizedLatent]:
     return header, q
 
 
-def check(header: bitstream.Header, codec: "Codec") -> None:
+def check(header: bitstream.Header, codec: CodecLike) -> None:
     """Refuse a file that ``codec`` did not write: another mode, model id, symbol count, resolution or norm."""
     if header.mode != codec.mode:
         raise BitstreamError(f"this is a {mode_name(header.mode)} file, not {mode_name(codec.mode)}: model "
@@ -85,7 +95,7 @@ def check(header: bitstream.Header, codec: "Codec") -> None:
     if header.norm is None and not codec.norm_free:
         raise BitstreamError(f"bitstream stores no norm, but model {codec.name!r} is not norm-free")
 
-def read(data: bytes, codec: "Codec") -> tuple[bitstream.Header, torch.Tensor]:
+def read(data: bytes, codec: CodecLike) -> tuple[bitstream.Header, torch.Tensor]:
     """``.ivc`` bytes -> header and dequantised symbols ``(1, D)``, checked against ``codec``."""
     header, q = parse(data)
     check(header, codec)

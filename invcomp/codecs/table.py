@@ -14,9 +14,9 @@ from .settings import DEFAULT_MODEL, EncodeSettings
 
 if TYPE_CHECKING:
     from .. import bitstream
-    from .base import Codec
 
-MODES: dict[int, type["Codec"]] = {}
+
+MODES: dict[int, type] = {}
 """Mode number (0..7, the header's bits 5-7) -> codec class."""
 BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan")
 MODE_TITLES: dict[int, str] = {}
@@ -49,14 +49,14 @@ def unregister_mode(mode: int) -> None:
     MODE_TITLES.pop(mode, None)
 
 
-def modes() -> dict[int, type["Codec"]]:
+def modes() -> dict[int, type]:
     """:data:`MODES`, with the built-in modes imported."""
     for name in BUILT_IN:
         importlib.import_module(name)
     return MODES
 
 
-def mode_by_key(key: str) -> type["Codec"]:
+def mode_by_key(key: str) -> type:
     """The codec class of ``--mode KEY`` (``inversion``, ``vaegan``, or a registered one)."""
     for cls in modes().values():
         if cls.mode_key == key:
@@ -76,7 +76,7 @@ def split_spec(spec: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     return None, spec
 
 
-def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type["Codec"], Optional[str]]:
+def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type, Optional[str]]:
     """The codec class for a spec (and an explicit ``mode``), and the spec without its mode prefix."""
     prefix, spec = split_spec(spec)
     if prefix and mode and prefix != mode:
@@ -94,7 +94,7 @@ def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type
 
 
 def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = None, *, mode: Optional[str] = None,
-               device: str = "cpu", for_decode: bool = False, **options: Any) -> "Codec":
+               device: str = "cpu", for_decode: bool = False, **options: Any) -> Any:
     """The codec for a model spec and settings: the one loader, so the CLI, the API and the bench agree.
 
     ``spec`` is a model name or path, optionally prefixed with a mode (``vaegan:NAME``); ``mode`` names the
@@ -115,7 +115,7 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
 
 
 def codec_for_header(header: "bitstream.Header", *, model: Optional[str] = None, device: str = "cpu",
-                     **options: Any) -> "Codec":
+                     **options: Any) -> Any:
     """The codec that decodes a file with this header: its mode's, with the model its id names, or ``model``
     (checked against that id when the file is decoded)."""
     cls = modes().get(header.mode)
