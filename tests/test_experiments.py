@@ -54,6 +54,9 @@ def test_table_s1_writes_every_row(setup: tuple[Path, Path]) -> None:
     assert list(doc["rows"]) == ["PNG", "K-means K=4", "JPEG 10%", "JPEG 1%", "invcomp (tiny, 6 bits)"]
     assert all(len(rows) == 3 for rows in doc["rows"].values())
     assert doc["invcomp_settings"]["iters"] == 2 and doc["n"] == 3
+    assert doc["invcomp_settings"]["init"] == "random"  # recorded resolved
+    # the tables were measured from random starts: asked for explicitly, whatever warm start a model ships
+    assert mod.invcomp_settings(None).init == "random"
     md = (out / "table_s1_tiny_t.md").read_text()
     assert "| PNG |" in md and "| 1.0× |" in md  # PNG against itself
     kmeans = doc["rows"]["K-means K=4"][0]["bytes"]
@@ -94,6 +97,7 @@ def test_self_recovery_reports_each_model(setup: tuple[Path, Path]) -> None:
     s = model["summary"]
     assert s["n"] == 3 and s["ssim_min"] <= s["ssim_median"] <= 1.0 and 0 <= s["share_at_goal"] <= 1
     assert doc["settings"]["bits"] == 8
+    assert doc["settings"]["init"] == "random" and doc["settings"]["iters"] == 2  # recorded resolved
 
 
 def test_warm_start_curves_for_each_init(tmp_path: Path, setup: tuple[Path, Path]) -> None:

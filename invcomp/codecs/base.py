@@ -125,7 +125,8 @@ class Codec(ABC):
         if target is None:
             target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
         q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free)
-        recon = self.synthesise(entropy.dequantize(q))
+        zq = entropy.dequantize(q)
+        recon = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
         packed = entropy.pack_rows(self, q, [im.size for im in images])
         z = z.detach().float().cpu()
         return [Encoded(data, header, target[i], recon[i], z[i], q.levels[i], dict(extras[i]) if extras else {})

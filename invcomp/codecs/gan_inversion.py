@@ -98,17 +98,27 @@ class InversionCodec(Codec):
         return predict_latents(self.warm_start.module, target)
 
     def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
-        s, n = self.settings, target.shape[0]
-        res = invert(
-            self.gen.module, target, loss=s.loss, iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
-            init=self.start(target), prior=self.prior, norm_weight=s.norm_weight,
-            quant=QuantSpec(s.bits, s.scaling) if s.quant_aware else None,  # type: ignore[arg-type]
-            quant_fraction=s.quant_fraction, seed=s.seed,
-            callback=(lambda *_: progress(n)) if progress is not None else None,
-        )
-        if progress is not None and s.iters == 0:
-            progress(n)
-        return res.z, [{"float_loss": float(res.float_loss[i]), "loss": float(res.loss[i])} for i in range(n)]
+        """Search each image on its own (its restarts batched together).
+
+        Batched convolutions do not give bit-identical rows for every batch size, and 200 Adam steps amplify
+        the last bit into another latent; one image at a time makes its file independent of the others in the
+        call, of its position and of ``--batch-size``.
+        """
+        s, zs, extras = self.settings, [], []
+        for i in range(target.shape[0]):
+            x = target[i:i + 1]
+            res = invert(
+                self.gen.module, x, loss=s.loss, iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
+                init=self.start(x), prior=self.prior, norm_weight=s.norm_weight,
+                quant=QuantSpec(s.bits, s.scaling) if s.quant_aware else None,  # type: ignore[arg-type]
+                quant_fraction=s.quant_fraction, seed=s.seed,
+                callback=(lambda *_: progress(1)) if progress is not None else None,
+            )
+            if progress is not None and s.iters == 0:
+                progress(1)
+            zs.append(res.z)
+            extras.append({"float_loss": float(res.float_loss[0]), "loss": float(res.loss[0])})
+        return torch.cat(zs), extras
 
     def synthesise(self, z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -72,11 +72,14 @@ class VAEGANCodec(Codec):
         return {**super().describe(), "channels": cfg.channels, "symbols": cfg.symbols}
 
     def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
-        with torch.no_grad():
-            mean, _ = self.model.analysis(target.to(self.model.device))
-        if progress is not None:
-            progress(target.shape[0])
-        return mean.flatten(1).cpu(), [{"symbols": self.latent_dim} for _ in range(target.shape[0])]
+        rows = []
+        with torch.no_grad():  # one image at a time: a batched conv's rows are not bit-identical for every batch size
+            for i in range(target.shape[0]):
+                mean, _ = self.model.analysis(target[i:i + 1].to(self.model.device))
+                rows.append(mean.flatten(1).cpu())
+                if progress is not None:
+                    progress(1)
+        return torch.cat(rows), [{"symbols": self.latent_dim} for _ in range(target.shape[0])]
 
     def synthesise(self, z: torch.Tensor) -> torch.Tensor:
         cfg = self.model.config
