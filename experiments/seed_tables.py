@@ -26,12 +26,14 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp import codec as ivc  # noqa: E402
 from invcomp import metrics  # noqa: E402
 from invcomp.bench import entropy  # noqa: E402
 from invcomp.bench.codecs import build_codecs  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import Coded, Inputs, load_inputs, measure, run_invcomp, warm_up  # noqa: E402
+from invcomp.codecs import EncodeSettings, InversionCodec, stored_pixels  # noqa: E402
+from invcomp.codecs.entropy import parse  # noqa: E402
+from invcomp.codecs.settings import DEFAULT_BITS, ITERS_FROM_PRIOR  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, LoadedGenerator, load_generator  # noqa: E402
 from invcomp.imageio import from_image  # noqa: E402
 from invcomp.inversion import invert  # noqa: E402
@@ -64,9 +66,10 @@ def classic_rows(name: str, quality: Optional[float], inputs: Inputs) -> list[di
              "decode_seconds": dt} for n, (d, enc), m, dt in zip(inputs.names, files, ms, dec)]
 
 
-def float_search(gen: LoadedGenerator, inputs: Inputs, st: ivc.EncodeSettings, batch_size: int,
+def float_search(gen: LoadedGenerator, inputs: Inputs, st: EncodeSettings, batch_size: int,
                  bar: tqdm) -> tuple[torch.Tensor, list[float]]:
-    """The unquantised search (no quantiser in the loop): latents ``(N, D)`` and encode seconds per image."""
+    """The unquantised search (no quantiser in the loop) with resolved settings ``st``: latents ``(N, D)`` and
+    encode seconds per image."""
     zs, secs = [], []
     for s in range(0, len(inputs.names), batch_size):
         t0 = time.perf_counter()
@@ -84,25 +87,26 @@ def latent_rows(gen: LoadedGenerator, inputs: Inputs, z: torch.Tensor, secs: lis
     device = next(gen.module.parameters()).device
     with torch.no_grad():
         recon = gen.module(z.to(device)).cpu().clamp(-1, 1)
-    ms = metrics.quality(ivc.stored_pixels(recon), inputs.targets, with_lpips=False)
+    ms = metrics.quality(stored_pixels(recon), inputs.targets, with_lpips=False)
     n_bytes, r = 4 * gen.config.latent_dim, inputs.resolution
     return [{"image": n, "bytes": n_bytes, "bpp": metrics.bpp(n_bytes, r, r), **m, "encode_seconds": t}
             for n, m, t in zip(inputs.names, ms, secs)]
 
 
-def post_hoc_rows(gen: LoadedGenerator, inputs: Inputs, z: torch.Tensor, st: ivc.EncodeSettings,
+def post_hoc_rows(codec: InversionCodec, inputs: Inputs, z: torch.Tensor,
                   secs: list[float]) -> tuple[list[dict], list[bytes]]:
-    """The seeds' QSGD: quantise the float latent after the search, code it, and decode the ``.ivc`` file."""
-    enc = ivc.encode_latents(gen, z, inputs.images, st, target=inputs.targets)
+    """The seeds' QSGD: quantise the float latent after the search, code it with ``codec``'s settings, and
+    decode the ``.ivc`` file."""
+    enc = codec.encode_symbols(z, inputs.images, target=inputs.targets)
     files = [e.data for e in enc]
-    ms, dec = measure(lambda d: ivc.stored_pixels(ivc.decode(d, gen)[1]), files, inputs.targets, False)
+    ms, dec = measure(lambda d: stored_pixels(codec.decode(d)[1]), files, inputs.targets, False)
     r = inputs.resolution
     return ([{"image": n, "bytes": len(d), "bpp": metrics.bpp(len(d), r, r), **m, "encode_seconds": t,
               "decode_seconds": dt} for n, d, m, t, dt in zip(inputs.names, files, ms, secs, dec)], files)
 
 
 def levels_and_coders(files: list[bytes]) -> tuple[list[list[int]], list[str]]:
-    parsed = [ivc.parse(d) for d in files]
+    parsed = [parse(d) for d in files]
     return [[int(v) for v in q.levels[0]] for _, q in parsed], [h.coder for h, _ in parsed]
 
 
@@ -169,15 +173,26 @@ def write(out: Path, stem: str, md: str, doc: dict, png: bytes) -> None:
 
 def setup(data: str, split: str, limit: int, model: str, device: str) -> tuple[LoadedGenerator, Inputs]:
     gen = load_generator(model, resolve_device(device))
-    inputs = load_inputs(data, gen.config.resolution, limit or None, split)  # type: ignore[arg-type]
-    warm_up(gen, inputs.images[0], ivc.EncodeSettings())  # so one-off start-up costs stay out of the timings
+    # invcomp codes the centre-cropped pixels, as every other row does (and as the tables were measured): without
+    # the originals, run_invcomp codes the crops, so a header holds R x R and not the original size (2 B less on
+    # 200x200 faces), and the post-hoc and quantiser-aware files compare byte for byte.
+    inputs = replace(load_inputs(data, gen.config.resolution, limit or None, split),  # type: ignore[arg-type]
+                     originals=None)
+    # one untimed 1-iteration encode and decode, so one-off start-up costs stay out of the timings
+    warm_up(InversionCodec(gen, EncodeSettings(init="random", iters=1)), inputs.images[0])
     log.info("%s: %d images from %s (split %s) at %dx%d", model, len(inputs.names), data, split,
              inputs.resolution, inputs.resolution)
     return gen, inputs
 
 
+def invcomp_settings(iters: Optional[int], bits: Optional[int] = None) -> EncodeSettings:
+    """The invcomp rows' settings: a random start (the tables were measured so; ``EncodeSettings``' own default
+    is now the warm start), ``iters`` iterations (default 300) and ``bits``; the rest the codec's defaults."""
+    return EncodeSettings(init="random", iters=iters, bits=bits)
+
+
 def describe(gen: LoadedGenerator, inputs: Inputs, data: str, split: str, device: str,
-             settings: ivc.EncodeSettings) -> dict:
+             settings: EncodeSettings) -> dict:
     return {"command": shlex.join(["python", "experiments/seed_tables.py", *sys.argv[1:]]), "model": gen.name,
             "model_sha256": gen.sha256, "data": data, "split": split, "images": inputs.names, "n": len(inputs.names),
             "resolution": inputs.resolution, "device": resolve_device(device), "torch": torch.__version__,
@@ -190,7 +205,8 @@ common = [
                  help="invcomp.data's split (use all for a folder that is not UTKFace)."),
     click.option("--limit", default=0, show_default=True, help="The first N images by name (0: the whole split)."),
     click.option("--model", default=DEFAULT_MODEL, show_default=True),
-    click.option("--iters", default=None, type=int, help="Inversion iterations [default: the codec's]."),
+    click.option("--iters", default=None, type=int,
+                 help=f"Inversion iterations, from a random start [default: {ITERS_FROM_PRIOR}]."),
     click.option("--batch-size", default=32, show_default=True),
     click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
     click.option("--tag", default="heldout", show_default=True, help="Suffix of the output names."),
@@ -212,25 +228,27 @@ def main() -> None:
 
 @main.command("s1")
 @options
-@click.option("--bits", default=ivc.EncodeSettings().bits, show_default=True)
+@click.option("--bits", default=DEFAULT_BITS, show_default=True)
 def s1(data: str, split: str, limit: int, model: str, iters: Optional[int], batch_size: int, device: str, tag: str,
        out: str, bits: int) -> None:
-    """Table S1: PNG, K-means K=4, JPEG 10%, JPEG 1% and invcomp (its default setting) on the same faces."""
+    """Table S1: PNG, K-means K=4, JPEG 10%, JPEG 1% and invcomp (a random start, its other settings the
+    defaults) on the same faces."""
     gen, inputs = setup(data, split, limit, model, device)
-    st = ivc.EncodeSettings() if iters is None else ivc.EncodeSettings(iters=iters)
+    inv = InversionCodec(gen, invcomp_settings(iters, bits))
+    st = inv.settings
     runs: dict[str, list[dict]] = {}
     for label, name, q in (("PNG", "png", None), ("K-means K=4", "kmeans", None), ("JPEG 10%", "jpeg", 10),
                            ("JPEG 1%", "jpeg", 1)):
         runs[label] = classic_rows(name, q, inputs)
     bar = tqdm(total=len(inputs.names), desc="invcomp", file=sys.stderr)
-    inv, _ = run_invcomp(gen, inputs, st, bits, batch_size=batch_size, with_lpips=False, tick=bar.update)
+    runs[f"invcomp ({gen.name}, {bits} bits)"], _ = run_invcomp(inv, inputs, batch_size=batch_size, with_lpips=False,
+                                                               tick=bar.update)
     bar.close()
-    runs[f"invcomp ({gen.name}, {bits} bits)"] = inv
     png_mean, raw = statistics.fmean(r["bytes"] for r in runs["PNG"]), 3 * inputs.resolution ** 2
     title = (f"Table S1: {gen.name}, {len(inputs.names)} faces ({split} of {data}) at "
              f"{inputs.resolution}x{inputs.resolution}, {st.iters} iterations")
     md = markdown_table(title, runs, png_mean, raw) + f"\n{SEED_S1}\n"
-    doc = {**describe(gen, inputs, data, split, device, replace(st, bits=bits)),
+    doc = {**describe(gen, inputs, data, split, device, st),
            "summary": {k: summarise(v) for k, v in runs.items()}, "rows": runs}
     write(Path(out), f"table_s1_{gen.name}_{tag}", md, doc, plot(runs, title, {}))
     click.echo(md)
@@ -244,16 +262,18 @@ def s3(data: str, split: str, limit: int, model: str, iters: Optional[int], batc
     """Table S3-1: the float latent, QSGD at each bit depth (post hoc, as in the seed, and invcomp's
     quantiser-aware search), and JPEG 1%; plus the entropy table of the quantiser-aware files."""
     gen, inputs = setup(data, split, limit, model, device)
-    st = ivc.EncodeSettings() if iters is None else ivc.EncodeSettings(iters=iters)
+    st = InversionCodec(gen, invcomp_settings(iters)).settings  # every field resolved (bits: the default, 6)
     bit_list = [int(b) for b in bits.split(",")]
     bar = tqdm(total=len(inputs.names) * (1 + len(bit_list)), desc="searches", file=sys.stderr)
     z, secs = float_search(gen, inputs, replace(st, quant_aware=False), batch_size, bar)
     runs: dict[str, list[dict]] = {"float latent (float32)": latent_rows(gen, inputs, z, secs)}
     ent = []
     for b in bit_list:
-        runs[f"QSGD {b} bits, post hoc"] = post_hoc_rows(gen, inputs, z, replace(st, bits=b, quant_aware=False), secs)[0]
+        post_hoc = InversionCodec(gen, replace(st, bits=b, quant_aware=False))
+        runs[f"QSGD {b} bits, post hoc"] = post_hoc_rows(post_hoc, inputs, z, secs)[0]
     for b in bit_list:
-        rows, files = run_invcomp(gen, inputs, st, b, batch_size=batch_size, with_lpips=False, tick=bar.update)
+        rows, files = run_invcomp(InversionCodec(gen, replace(st, bits=b)), inputs, batch_size=batch_size,
+                                  with_lpips=False, tick=bar.update)
         runs[f"QSGD {b} bits, quantiser-aware (invcomp)"] = rows
         ent.append(entropy.entropy_row(*levels_and_coders(files), b))
     bar.close()

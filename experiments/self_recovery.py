@@ -3,9 +3,9 @@
     python experiments/self_recovery.py --model dcgan-utkface64 --model ../shared/models/dcgan-anime32/generator.pt
 
 For each model: draw ``--n`` latents from its prior (seeded apart from the search's seed), render G(z) to 8-bit
-RGB, encode those images with the codec at ``--bits`` (default settings otherwise) and measure the decoded files
-against them. Writes ``OUT/self_recovery_<tag>.{md,json}``: mean, median and minimum SSIM, the share at or above
-0.95, PSNR, bytes, and every image's row.
+RGB, encode those images with the codec at ``--bits`` (from a random start, default settings otherwise) and
+measure the decoded files against them. Writes ``OUT/self_recovery_<tag>.{md,json}``: mean, median and minimum
+SSIM, the share at or above 0.95, PSNR, bytes, and every image's row.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import shlex
 import statistics
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -22,9 +22,10 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp import codec as ivc  # noqa: E402
 from invcomp.bench.run import Inputs, run_invcomp  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
+from invcomp.codecs import EncodeSettings, InversionCodec  # noqa: E402
+from invcomp.codecs.settings import resolve_search  # noqa: E402
 from invcomp.generators.registry import LoadedGenerator, load_generator  # noqa: E402
 from invcomp.imageio import from_image, to_pil  # noqa: E402
 from invcomp.inversion import initial_latents  # noqa: E402
@@ -43,11 +44,12 @@ def generated_images(gen: LoadedGenerator, n: int, seed: int) -> list:
     return [to_pil(xi) for xi in x]
 
 
-def recover(gen: LoadedGenerator, n: int, seed: int, st: ivc.EncodeSettings, batch_size: int) -> list[dict]:
+def recover(codec: InversionCodec, n: int, seed: int, batch_size: int) -> list[dict]:
+    gen = codec.gen
     images = generated_images(gen, n, seed)
     inputs = Inputs([f"drawn-{i}" for i in range(n)], images, torch.stack([from_image(im) for im in images]))
     bar = tqdm(total=n, desc=gen.name, file=sys.stderr)
-    rows = run_invcomp(gen, inputs, st, st.bits, batch_size=batch_size, with_lpips=False, tick=bar.update)[0]
+    rows = run_invcomp(codec, inputs, batch_size=batch_size, with_lpips=False, tick=bar.update)[0]
     bar.close()
     return rows
 
@@ -63,7 +65,7 @@ def summary(rows: list[dict]) -> dict:
 @click.option("--model", "models", multiple=True, required=True, help="Registered name or weights path (repeatable).")
 @click.option("--n", default=64, show_default=True, help="Generated images per model.")
 @click.option("--bits", default=8, show_default=True)
-@click.option("--iters", default=None, type=int, help="[default: the codec's]")
+@click.option("--iters", default=None, type=int, help="From a random start [default: 300].")
 @click.option("--restarts", default=None, type=int, help="[default: the codec's]")
 @click.option("--seed", default=1000, show_default=True, help="Seed of the drawn latents (the search uses its own, 0).")
 @click.option("--batch-size", default=32, show_default=True)
@@ -74,15 +76,15 @@ def main(models: tuple[str, ...], n: int, bits: int, iters: Optional[int], resta
          batch_size: int, device: str, tag: str, out: str) -> None:
     """Encode images that each generator drew, and report how well they come back."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    st = replace(ivc.EncodeSettings(bits=bits), **{k: v for k, v in {"iters": iters, "restarts": restarts}.items()
-                                                    if v is not None})
+    # A random start, as the figures were measured (EncodeSettings' own default is now the warm start).
+    st = resolve_search(EncodeSettings(bits=bits, init="random", iters=iters, restarts=restarts), has_warm_start=False)
     dev = resolve_device(device)
     results, lines = {}, []
     for spec in models:
         gen = load_generator(spec, dev)
         if Path(spec).is_file():  # a weights file: name it by its folder too (generator.pt says little)
             gen.name = f"{Path(spec).parent.name}/{Path(spec).name}"
-        rows = recover(gen, n, seed, st, batch_size)
+        rows = recover(InversionCodec(gen, st), n, seed, batch_size)
         s = summary(rows)
         results[gen.name] = {"spec": spec, "sha256": gen.sha256, "latent_dim": gen.config.latent_dim,
                              "resolution": gen.config.resolution, "summary": s, "rows": rows}

@@ -23,13 +23,12 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp import codec as ivc  # noqa: E402
 from invcomp import metrics  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import load_inputs, measure  # noqa: E402
+from invcomp.codecs import VAEGANCodec, stored_pixels  # noqa: E402
 from invcomp.generators.registry import load_vaegan_model  # noqa: E402
 from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
-from invcomp.vaegan_codec import decode_vaegan, encode_vaegan  # noqa: E402
 
 log = logging.getLogger("vaegan_table")
 # The seed's Table 2 (its faces and models), for reference: channels -> (SSIM, compression ratio).
@@ -62,9 +61,10 @@ def main(models: tuple[str, ...], data: str, split: str, limit: int, inversion_j
         m = load_vaegan_model(spec, dev)
         inputs = load_inputs(data, m.config.resolution, limit or None, split)  # type: ignore[arg-type]
         names = inputs.names
-        enc = encode_vaegan(m, inputs.images)
-        ms, _ = measure(lambda d, m=m: ivc.stored_pixels(decode_vaegan(d, m)[1]), [e.data for e in enc],
-                        inputs.targets, False)
+        codec = VAEGANCodec(m)  # the model's bits and scaling
+        enc = codec.encode(inputs.images)
+        ms, _ = measure(lambda d, c=codec: stored_pixels(c.decode(d)[1]), [e.data for e in enc], inputs.targets,
+                        False)
         r = inputs.resolution
         rows = [{"image": n, "bytes": len(e.data), "bpp": metrics.bpp(len(e.data), r, r), **q}
                 for n, e, q in zip(inputs.names, enc, ms)]

@@ -23,9 +23,10 @@ import click
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp import codec as ivc  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import load_inputs, run_invcomp, warm_up  # noqa: E402
+from invcomp.codecs import EncodeSettings, InversionCodec  # noqa: E402
+from invcomp.codecs.settings import DEFAULT_LR, resolve_search  # noqa: E402
 from invcomp.warmstart import check_warm_start, load_warm_start, shipped_warm_start  # noqa: E402
 from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
@@ -34,9 +35,9 @@ log = logging.getLogger("warm_start")
 
 
 def run(gen, inputs, enc, init: str, iters: int, bits: int, lr: float, batch_size: int, bar: tqdm) -> list[dict]:  # type: ignore[no-untyped-def]
-    st = ivc.EncodeSettings(bits=bits, iters=iters, init=init, lr=lr)
-    return run_invcomp(gen, inputs, st, bits, batch_size=batch_size, with_lpips=False, tick=bar.update,
-                       encoder=enc if init == "encoder" else None)[0]
+    codec = InversionCodec(gen, EncodeSettings(bits=bits, iters=iters, init=init, lr=lr),
+                           enc if init == "encoder" else None)
+    return run_invcomp(codec, inputs, batch_size=batch_size, with_lpips=False, tick=bar.update)[0]
 
 
 def mean(rows: list[dict], k: str) -> float:
@@ -76,7 +77,7 @@ def plot(curves: dict[str, dict[int, float]], title: str) -> bytes:
 @click.option("--iters", "budgets", default="0,25,50,100,200,500,1000", show_default=True)
 @click.option("--inits", default="encoder,mean,random", show_default=True)
 @click.option("--bits", default=6, show_default=True)
-@click.option("--lr", default=ivc.EncodeSettings.lr, show_default=True, help="Peak Adam learning rate of the search.")
+@click.option("--lr", default=DEFAULT_LR, show_default=True, help="Peak Adam learning rate of the search.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--tag", default="heldout", show_default=True)
@@ -94,8 +95,10 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
             raise click.ClickException(f"model {gen.name} has no encoder; pass --encoder or drop it from --inits")
         check_warm_start(enc, gen)
     iters_list = sorted({int(b) for b in budgets.split(",")})
-    inputs = load_inputs(data, gen.config.resolution, limit or None, split)  # type: ignore[arg-type]
-    warm_up(gen, inputs.images[0], ivc.EncodeSettings())
+    # the centre-cropped pixels are coded, as the figures were measured (the header holds R x R, not the original size)
+    inputs = replace(load_inputs(data, gen.config.resolution, limit or None, split),  # type: ignore[arg-type]
+                     originals=None)
+    warm_up(InversionCodec(gen, EncodeSettings(init="random", iters=1)), inputs.images[0])  # untimed start-up costs
     bar = tqdm(total=len(inputs.names) * len(iters_list) * len(init_list), desc="warm start", file=sys.stderr)
     rows: dict[str, dict[int, list[dict]]] = {i: {} for i in init_list}
     for init in init_list:
@@ -124,9 +127,12 @@ def main(model: str, encoder_path: Optional[str], data: str, split: str, limit: 
             "The encoder start does not reach it within the budgets tried.")]
     md = "\n".join(lines) + "\n"
     command = shlex.join(["python", "experiments/warm_start.py", *sys.argv[1:]])
+    # The settings the runs share (each run sets its own init and iters), resolved for a random start as they
+    # were always recorded (init random, iters 300).
+    shared = resolve_search(EncodeSettings(bits=bits, lr=lr, init="random"), has_warm_start=False)
     doc = {"command": command, "model": gen.name, "model_sha256": gen.sha256,
            "warm_start_sha256": enc.sha256 if enc else None, "data": data, "split": split, "n": len(inputs.names),
-           "settings": asdict(replace(ivc.EncodeSettings(bits=bits, lr=lr))), "device": dev, "curves": curves,
+           "settings": asdict(shared), "device": dev, "curves": curves,
            "goal_ssim": goal, "encoder_iters_to_goal": reach,
            "rows": {i: {str(it): r for it, r in per.items()} for i, per in rows.items()}}
     outdir = Path(out)
