@@ -6,7 +6,8 @@ of G. Files of norm-free generators (``G(c z) = G(z)``) store no norm.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Optional, Union
 
 import torch
 
@@ -98,14 +99,32 @@ class InversionCodec(Codec):
         return predict_latents(self.warm_start.module, target)
 
     def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
-        """Search each image on its own (its restarts batched together).
+        """Search each image on its own (its restarts batched together), one image per CPU thread.
 
         Batched convolutions do not give bit-identical rows for every batch size, and 200 Adam steps amplify
-        the last bit into another latent; one image at a time makes its file independent of the others in the
-        call, of its position and of ``--batch-size``.
+        the last bit into another latent. So each image's search runs alone, single-threaded, and the images
+        of a call run side by side on up to ``torch.get_num_threads()`` threads: its file does not depend on
+        the other images in the call, on its position or on ``--batch-size``.
         """
+        n = target.shape[0]
+        workers = max(1, min(n, torch.get_num_threads()))
+        if self.device.type != "cpu":
+            return self._search_rows(target, range(n), progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if workers == 1:
+                return self._search_rows(target, range(n), progress)
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(lambda i: self._search_rows(target, [i], progress), range(n)))
+        finally:
+            torch.set_num_threads(threads)
+        return torch.cat([z for z, _ in parts]), [e for _, ex in parts for e in ex]
+
+    def _search_rows(self, target: torch.Tensor, rows: Iterable[int],
+                     progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
         s, zs, extras = self.settings, [], []
-        for i in range(target.shape[0]):
+        for i in rows:
             x = target[i:i + 1]
             res = invert(
                 self.gen.module, x, loss=s.loss, iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
