@@ -188,3 +188,25 @@ def test_import_graph_has_no_cycles_and_modules_are_short() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+def test_bench_measures_vaegan_beside_inversion_as_encode_codes_them(tmp_path: Path) -> None:
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, size in enumerate([(70, 60), (130, 140)]):
+        _image(faces / f"{i}.png", i, size)
+    codecs = "invcomp,invcomp:vaegan-utkface64-c4,webp"
+    r = _run("bench", faces, "--codecs", codecs, "--iters", 2, "--out", tmp_path / "out", "--no-plots", "--no-lpips")
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
+    for label, args in (("invcomp", ["--iters", 2]), ("invcomp:vaegan-utkface64-c4", ["--model", "vaegan-utkface64-c4"])):
+        mine = {x["image"]: x for x in rows if x["codec"] == label and x["mode"] == "fixed"}
+        assert len(mine) == 2, label
+        for name, x in mine.items():
+            out = tmp_path / f"{label.replace(':', '_')}-{name}.ivc"
+            assert _run("encode", faces / name, *args, "-o", out).exit_code == 0
+            assert out.stat().st_size == int(x["bytes"]), (label, name)
+    eq = [x for x in rows if x["codec"] == "webp" and x["mode"] == "equal_bytes"]
+    assert {x["reference"] for x in eq} == {"invcomp", "invcomp:vaegan-utkface64-c4"}
+    md = (tmp_path / "out" / "equal_bytes.md").read_text()
+    assert "## invcomp:vaegan-utkface64-c4 4 bits" in md and "## invcomp 6 bits" in md
