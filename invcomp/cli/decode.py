@@ -35,6 +35,8 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     """
     from tqdm import tqdm
 
+    if weights_path is not None and model is None:
+        raise InvcompError("--weights goes with --model (a user model that takes a state_dict)")
     dev = resolve_device(device)
     inputs = expand_inputs(files, (".ivc",))
     outs = output_paths(inputs, output, ".decoded.png")

@@ -83,9 +83,17 @@ class Codec(ABC):
         return False
 
     @classmethod
-    @abstractmethod
     def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "Codec":
-        """The codec that can decode a file with this header (its model found from the header's model id)."""
+        """The codec that can decode a file with this header: its model is the installed (shipped or
+        user-registered) one whose weights' sha256 starts with the header's model id."""
+        from ..errors import UnknownModelError
+        from ..generators.registry import name_for_id
+
+        name = name_for_id(header.model_id)
+        if name is None:
+            raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()}, which is not installed; see "
+                                    f"`invcomp models`, or pass --model (a {cls.title} model)")
+        return cls.load(name, device=device, for_decode=True)
 
     @abstractmethod
     def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:

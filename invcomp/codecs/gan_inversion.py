@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Union
 import torch
 
 from .. import bitstream
-from ..errors import InvcompError, UnknownModelError
+from ..errors import InvcompError
 from ..generators import registry
 from ..inversion import QuantSpec, invert
 from ..warmstart import LoadedWarmStart, check_warm_start, load_warm_start, predict_latents, shipped_warm_start
@@ -71,14 +71,6 @@ class InversionCodec(Codec):
     @classmethod
     def claims(cls, spec: str) -> bool:
         return True  # the default mode: anything another mode does not claim is a generator spec
-
-    @classmethod
-    def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "InversionCodec":
-        name = registry.name_for_id(header.model_id)
-        if name is None:
-            raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()}, which is not installed; "
-                                    "see `invcomp models`, or pass --model")
-        return cls.load(name, device=device, for_decode=True)
 
     @property
     def device(self) -> torch.device:

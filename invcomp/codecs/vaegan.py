@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 
 from .. import bitstream
-from ..errors import InvcompError, UnknownModelError
+from ..errors import InvcompError
 from ..generators import registry
 from ..vaegan import LoadedVAEGAN
 from .base import Codec, Progress
@@ -58,14 +58,6 @@ class VAEGANCodec(Codec):
         if entry is not None:
             return entry.kind == "vaegan"
         return Path(spec).is_file() and registry.is_vaegan_config(Path(spec).with_suffix(".json"))
-
-    @classmethod
-    def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "VAEGANCodec":
-        name = registry.name_for_id(header.model_id)
-        if name is None:
-            raise UnknownModelError(f"bitstream needs VAE-GAN model id {header.model_id.hex()}, which is not "
-                                    "installed; see `invcomp models`, or pass --model")
-        return cls.load(name, device=device, for_decode=True)
 
     def describe(self) -> dict[str, Any]:
         cfg = self.model.config
