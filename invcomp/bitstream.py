@@ -91,6 +91,13 @@ class Header:
                 raise BitstreamError(f"invalid .ivc field: {msg}")
 
 
+def max_file_bytes() -> int:
+    """The largest legal ``.ivc`` file: every field at its limit (readers refuse anything larger unread)."""
+    varints = len(_varint(MAX_LATENT)) + len(_varint(MAX_RES)) + 2 * len(_varint(MAX_SIDE))
+    nbits = max_payload_bits(MAX_LATENT)
+    return len(MAGIC) + 1 + MODEL_ID_BYTES + 2 + varints + 2 + len(_varint(nbits)) + (nbits + 7) // 8 + 4
+
+
 def max_payload_bits(latent_dim: int) -> int:
     """Upper bound on a legal payload: no level code is longer than 32 bits (16-bit levels, any coder)."""
     return 32 * latent_dim + 64
@@ -118,7 +125,10 @@ class _Reader:
 
     def varint(self, what: str, limit: int) -> int:
         n = shift = 0
+        max_bytes = max(1, -(-limit.bit_length() // 7))  # a minimal varint of a value <= limit is never longer
         while True:
+            if shift >= 7 * max_bytes:
+                raise BitstreamError(f"invalid .ivc field: {what} is longer than {max_bytes} bytes")
             b = self.take(1, what)[0]
             n |= (b & 0x7F) << shift
             shift += 7

@@ -379,10 +379,12 @@ def test_huge_nbits_rejected_without_allocating() -> None:
     _fast_and_small(BODY[:OFF_NBITS] + b"\xc1\x19", "payload bit length")
 
 
-def test_endless_varint_is_truncated_not_a_hang() -> None:
+def test_endless_varint_is_refused_after_its_longest_legal_length() -> None:
     data = BODY[:OFF_LATENT] + b"\x80" * 100_000  # value stays 0, never ends
-    with pytest.raises(BitstreamError, match="truncated"):
+    with pytest.raises(BitstreamError, match="latent dim is longer than 3 bytes"):
         unpack(data)
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack(BODY[:OFF_LATENT] + b"\x80\x80")
 
 
 def test_exhaustive_single_byte_corruption() -> None:

@@ -41,7 +41,7 @@ def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> lis
     it). Without ``out``, each output sits beside its input (stdin's goes to stdout).
     """
     if out is None:
-        return [STDIO if str(p) == "-" else p.with_name(p.stem + suffix) for p in inputs]
+        return _distinct(inputs, [STDIO if str(p) == "-" else p.with_name(p.stem + suffix) for p in inputs])
     if out == "-":
         if len(inputs) > 1:
             raise InvcompError(f"-o - (stdout) takes one input, not {len(inputs)}")
@@ -49,24 +49,44 @@ def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> lis
     o = Path(out)
     as_dir = o.is_dir() or out.endswith(("/", os.sep)) or len(inputs) > 1
     if not as_dir:
-        return [o]
+        return _distinct(inputs, [o])
     if o.exists() and not o.is_dir():
         raise InvcompError(f"-o {out} must be a folder when there are {len(inputs)} inputs")
     if not o.exists() and not out.endswith(("/", os.sep)) and o.suffix.lower() == suffix[suffix.rfind('.'):].lower():
         raise InvcompError(f"-o {out} names one {o.suffix} file, but there are {len(inputs)} inputs; "
                            f"give a folder (e.g. -o {o.with_suffix('')}/)")
-    paths = [o / ("stdin" + suffix if str(p) == "-" else p.stem + suffix) for p in inputs]
-    dupes = {x for x in paths if paths.count(x) > 1}
-    if dupes:
-        raise InvcompError(f"two inputs would write the same output {sorted(dupes)[0]}")
-    return paths
+    return _distinct(inputs, [o / ("stdin" + suffix if str(p) == "-" else p.stem + suffix) for p in inputs])
 
 
-def read_bytes(path: Path) -> bytes:
-    """The bytes of ``path``, or of stdin for ``-``; one-line errors."""
+def _distinct(inputs: Sequence[Path], outs: list[Path]) -> list[Path]:
+    """Refuse, before any work and whatever the flags, two inputs with one output, or an output that is an input."""
+    seen: dict[Path, Path] = {}
+    ins = {p.resolve() for p in inputs if str(p) != "-"}
+    for src, dst in zip(inputs, outs):
+        if str(dst) == "-":
+            continue
+        key = dst.resolve()
+        if key in seen:
+            raise InvcompError(f"{seen[key]} and {src} would both write {dst}; use -o DIR/ with distinct names, or "
+                               "code them in separate calls")
+        if key in ins:
+            raise InvcompError(f"the output {dst} is an input; choose another -o")
+        seen[key] = src
+    return outs
+
+
+def read_bytes(path: Path, limit: Optional[int] = None, what: str = "file") -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``; one-line errors. With ``limit``, a larger input is refused
+    before it is read (stdin: after ``limit + 1`` bytes)."""
     if str(path) == "-":
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(-1 if limit is None else limit + 1)
+        if limit is not None and len(data) > limit:
+            raise InvcompError(f"stdin is larger than the largest legal {what} ({limit:,} bytes)")
+        return data
     try:
+        if limit is not None and path.is_file() and path.stat().st_size > limit:
+            raise InvcompError(f"{path} is {path.stat().st_size:,} bytes, larger than the largest legal {what} "
+                               f"({limit:,} bytes)")
         return path.read_bytes()
     except IsADirectoryError:
         raise InvcompError(f"cannot read {path}: it is a folder") from None

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 
 import click
 
+from ..codecs.settings import DEFAULT_MAX_PIXELS
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
 from .common import check_writable, device_option, expand_inputs, output_paths, read_bytes, write_bytes
@@ -22,12 +23,14 @@ from .common import check_writable, device_option, expand_inputs, output_paths, 
               "checked against the file's model id and mode.  [default: the installed model the file names]")
 @click.option("--weights", "weights_path", default=None, help="State_dict for a user model.")
 @click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
+              help="Refuse a file whose declared original size is larger (checked from the header, before any work).")
 @device_option()
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout, in input order.")
 @guard
 def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], weights_path: Optional[str], native: bool,
-           device: str, force: bool, as_json: bool) -> None:
+           max_pixels: int, device: str, force: bool, as_json: bool) -> None:
     """Decode .ivc FILES (files, folders of .ivc files, or - for stdin) to PNG: one generator pass each.
 
     With --fit crop (the encoder's default) only the centre square of a non-square
@@ -44,7 +47,7 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     debug = click.get_current_context().find_root().params.get("debug", False)
     for src, dst in tqdm(list(zip(inputs, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
         try:
-            row, human = _decode_one(src, dst, model, weights_path, native, force, cache, dev)
+            row, human = _decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev)
         except InvcompError as e:
             report.failure(str(src), str(e))
             continue
@@ -57,16 +60,19 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     sys.exit(report.finish())
 
 
-def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, force: bool,
-                cache: dict, device: str) -> tuple[dict, str]:
+def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
+                force: bool, cache: dict, device: str) -> tuple[dict, str]:
     from .. import bitstream
     from ..codecs import codec_for_header
     from ..imageio import crop_box, restore_size, to_pil
 
     check_writable(dst, force)
-    data = read_bytes(src)
+    data = read_bytes(src, bitstream.max_file_bytes(), ".ivc file")
     t0 = time.perf_counter()
     header = bitstream.unpack(data)[0]
+    if not native and header.width * header.height > max_pixels:
+        raise InvcompError(f"{src} declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
+                           f"image, over the limit of {max_pixels:,} (raise it with --max-pixels, or use --native)")
     key = (model, weights) if model is not None else (header.mode, header.model_id)
     if key not in cache:
         cache[key] = codec_for_header(header, model=model, device=device, weights=weights)

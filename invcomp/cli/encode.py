@@ -109,6 +109,7 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
     from ..codecs import stored_pixels
     from ..imageio import decode_image_bytes
 
+    debug = click.get_current_context().find_root().params.get("debug", False)
     bar = tqdm(total=codec.work(len(jobs)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
     desc = codec.describe()
     for start in range(0, len(jobs), batch_size):
@@ -121,6 +122,11 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
                 loaded.append((k, decode_image_bytes(read_bytes(src), name=str(src), max_pixels=max_pixels)))
             except InvcompError as e:
                 results[k] = str(e)
+                bar.update(codec.work(1))
+            except Exception as e:  # noqa: BLE001  (MemoryError, a bug: that item's error, not the batch's)
+                if debug:
+                    raise
+                results[k] = f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)"
                 bar.update(codec.work(1))
         if loaded:
             t0 = time.perf_counter()

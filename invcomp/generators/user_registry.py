@@ -34,7 +34,26 @@ def user_models() -> dict[str, dict]:
         raise InvcompError(f"bad user model registry {path}: {e}") from None
     if not isinstance(rows, dict):
         raise InvcompError(f"bad user model registry {path}: not a JSON object")
+    for name, entry in rows.items():
+        _check_entry(path, name, entry)
     return rows
+
+
+def _check_entry(path: Path, name: str, entry: object) -> None:
+    """One-line error naming the file and the entry for anything but ``{"model": str, "weights": str|null,
+    "sha256": 64 hex digits}``."""
+    def bad(why: str) -> InvcompError:
+        return InvcompError(f"bad user model registry {path}: entry {name!r} {why}")
+
+    if not isinstance(entry, dict):
+        raise bad(f"is a {type(entry).__name__}, not an object")
+    if not isinstance(entry.get("model"), str) or not entry["model"]:
+        raise bad("has no model spec")
+    if entry.get("weights") is not None and not isinstance(entry["weights"], str):
+        raise bad("has a weights path that is not a string")
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise bad("has no valid sha256 (64 lowercase hex digits)")
 
 
 def _absolute(spec: str) -> str:

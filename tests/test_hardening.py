@@ -1,0 +1,147 @@
+"""Hardening, second round (first part): colliding outputs, race-free writes, bounded reads, a decode pixel limit,
+a validated user registry, and per-item failures that never abort a batch."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from invcomp import bitstream, elias
+from invcomp.cli import cli
+from invcomp.errors import BitstreamError, InvcompError
+from invcomp.outputs import atomic_write
+
+from .conftest import DEMO_IMAGE, cli_runner
+
+
+def _run(*args: object) -> Any:
+    return cli_runner().invoke(cli, [str(a) for a in args])
+
+
+def _one_line_error(r: Any) -> str:
+    assert r.exit_code == 1, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr
+    return lines[-1]
+
+
+def test_two_inputs_with_one_default_output_are_refused_up_front(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.open(DEMO_IMAGE).save(tmp_path / "face.png")
+    Image.open(DEMO_IMAGE).convert("RGB").save(tmp_path / "face.jpg")
+    for extra in ([], ["--force"]):
+        r = _run("encode", tmp_path / "face.png", tmp_path / "face.jpg", "--iters", 0, *extra)
+        assert "would both write" in _one_line_error(r)
+        assert not (tmp_path / "face.ivc").exists()
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(DEMO_IMAGE.read_bytes())
+    r = _run("encode", src, "--iters", 0, "-o", src, "--force")
+    assert "is an input" in _one_line_error(r)
+    assert src.read_bytes() == DEMO_IMAGE.read_bytes()
+
+
+def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
+    for trial in range(20):
+        path = tmp_path / f"out{trial}.ivc"
+        results: list[str] = []
+        start = threading.Barrier(2)
+
+        def write(data: bytes) -> None:
+            start.wait()
+            try:
+                atomic_write(path, data)
+                results.append("ok")
+            except InvcompError:
+                results.append("exists")
+
+        threads = [threading.Thread(target=write, args=(bytes([i]) * 1000,)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["exists", "ok"], results
+        assert path.read_bytes() in (b"\x01" * 1000, b"\x02" * 1000)
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _header_prefix() -> bytes:
+    return b"IVC\x01" + b"\x52\xc4\x6b\x11" + bytes([0x08, 6 << 2])
+
+
+def test_a_long_run_of_varint_continuation_bytes_is_refused_at_once() -> None:
+    data = _header_prefix() + b"\x80" * 2_000_000
+    t0 = time.perf_counter()
+    with pytest.raises(BitstreamError, match="longer than 3 bytes"):
+        bitstream.unpack(data)
+    assert time.perf_counter() - t0 < 0.5  # it stops after 3 bytes, whatever the file's length
+
+
+def test_a_file_larger_than_any_legal_one_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.ivc"
+    with open(big, "wb") as f:
+        f.truncate(bitstream.max_file_bytes() + 1)  # sparse: nothing to read
+    r = _run("decode", big)
+    assert "larger than the largest legal .ivc file" in _one_line_error(r)
+    # the bound is the real largest file: every field at its limit
+    levels = [65535 // 2 - 1] * bitstream.MAX_LATENT  # not the largest payload, just a large legal one
+    payload, nbits = elias.encode_levels(levels[:100], "gamma")
+    h = bitstream.Header(model_id=b"\x00" * 4, latent_dim=100, resolution=64, width=65535, height=65535, bits=16,
+                         coder="gamma", norm=1.0)
+    assert len(bitstream.pack(h, payload, nbits)) < bitstream.max_file_bytes()
+
+
+def test_decode_checks_the_declared_size_against_a_pixel_limit(tmp_path: Path) -> None:
+    r = _run("encode", DEMO_IMAGE, "--iters", 0, "-o", tmp_path / "a.ivc")
+    assert r.exit_code == 0, r.stderr
+    header, payload, nbits = bitstream.unpack((tmp_path / "a.ivc").read_bytes())
+    huge = bitstream.Header(**{**header.__dict__, "width": 16384, "height": 16384})
+    (tmp_path / "huge.ivc").write_bytes(bitstream.pack(huge, payload, nbits))
+    r = _run("decode", tmp_path / "huge.ivc", "-o", tmp_path / "huge.png")
+    assert "over the limit of 64,000,000" in _one_line_error(r) and not (tmp_path / "huge.png").exists()
+    assert _run("decode", tmp_path / "huge.ivc", "--native", "-o", tmp_path / "n.png").exit_code == 0
+    r = _run("decode", tmp_path / "a.ivc", "--max-pixels", 100, "-o", tmp_path / "b.png")
+    assert "--max-pixels" in _one_line_error(r)
+
+
+@pytest.mark.parametrize("entry", ["a string", {"model": "x.pt", "sha256": "zz"}, {"sha256": "0" * 64}, [1, 2]])
+def test_a_malformed_user_registry_is_one_line_naming_the_file_and_entry(entry: object) -> None:
+    home = Path(os.environ["INVCOMP_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    reg = home / "models.json"
+    reg.write_text(json.dumps({"mine": entry}))
+    try:
+        r = _run("models")
+        line = _one_line_error(r)
+        assert str(reg) in line and "'mine'" in line
+    finally:
+        reg.unlink()
+
+
+def test_a_memory_error_while_loading_one_image_does_not_stop_the_batch(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from invcomp import imageio
+
+    real = imageio.decode_image_bytes
+
+    def flaky(data: bytes, *, name: str = "", max_pixels: int = 0) -> Any:
+        if name.endswith("bad.png"):
+            raise MemoryError("simulated")
+        return real(data, name=name, max_pixels=max_pixels)
+
+    monkeypatch.setattr(imageio, "decode_image_bytes", flaky)
+    (tmp_path / "bad.png").write_bytes(DEMO_IMAGE.read_bytes())
+    (tmp_path / "good.png").write_bytes(DEMO_IMAGE.read_bytes())
+    r = _run("encode", tmp_path / "bad.png", tmp_path / "good.png", "--iters", 0, "-o", f"{tmp_path}/out/", "--json")
+    assert r.exit_code == 1
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert "MemoryError" in rows[0]["error"] and "bytes" in rows[1]
+    assert (tmp_path / "out" / "good.ivc").exists() and not (tmp_path / "out" / "bad.ivc").exists()
