@@ -49,26 +49,31 @@ def test_an_output_that_is_an_input_is_refused(tmp_path: Path) -> None:
     assert src.read_bytes() == DEMO_IMAGE.read_bytes()
 
 
+def _race(path: Path) -> list[str]:
+    """Two threads write ``path`` (no --force) at the same moment; what each got."""
+    results: list[str] = []
+    start = threading.Barrier(2)
+
+    def write(data: bytes) -> None:
+        start.wait()
+        try:
+            atomic_write(path, data)
+            results.append("ok")
+        except InvcompError:
+            results.append("exists")
+
+    threads = [threading.Thread(target=write, args=(bytes([i]) * 1000,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def test_concurrent_writers_exactly_one_wins(tmp_path: Path) -> None:
     for trial in range(20):
         path = tmp_path / f"out{trial}.ivc"
-        results: list[str] = []
-        start = threading.Barrier(2)
-
-        def write(data: bytes) -> None:
-            start.wait()
-            try:
-                atomic_write(path, data)
-                results.append("ok")
-            except InvcompError:
-                results.append("exists")
-
-        threads = [threading.Thread(target=write, args=(bytes([i]) * 1000,)) for i in (1, 2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(results) == ["exists", "ok"], results
+        assert sorted(_race(path)) == ["exists", "ok"]
         assert path.read_bytes() in (b"\x01" * 1000, b"\x02" * 1000)
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
