@@ -150,3 +150,17 @@ def test_a_memory_error_while_loading_one_image_does_not_stop_the_batch(tmp_path
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert "MemoryError" in rows[0]["error"] and "bytes" in rows[1]
     assert (tmp_path / "out" / "good.ivc").exists() and not (tmp_path / "out" / "bad.ivc").exists()
+
+
+def test_a_mode_that_disagrees_with_its_model_id_fails_alone_in_a_batch(tmp_path: Path) -> None:
+    r = _run("encode", DEMO_IMAGE, "--iters", 0, "-o", tmp_path / "a.ivc")
+    assert r.exit_code == 0, r.stderr
+    header, payload, nbits = bitstream.unpack((tmp_path / "a.ivc").read_bytes())
+    liar = bitstream.Header(**{**header.__dict__, "mode": bitstream.MODE_VAEGAN})  # CRC-valid, DCGAN id, mode 1
+    (tmp_path / "b.ivc").write_bytes(bitstream.pack(liar, payload, nbits))
+    (tmp_path / "c.ivc").write_bytes((tmp_path / "a.ivc").read_bytes())
+    r = _run("decode", tmp_path / "a.ivc", tmp_path / "b.ivc", tmp_path / "c.ivc", "-o", f"{tmp_path}/out/", "--json")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert "width" in rows[0] and "not a VAE-GAN codec" in rows[1]["error"] and "width" in rows[2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.decoded.png", "c.decoded.png"]
