@@ -7,7 +7,6 @@ size rewritten (CRC-valid). The growth is measured over a 64x64 decode, whose pe
 """
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import tempfile

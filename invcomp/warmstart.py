@@ -234,6 +234,10 @@ def shipped_warm_start(gen: LoadedGenerator, device: str | torch.device = "cpu")
     """The registry's encoder for ``gen`` (matched by the generator's sha256), sha256-checked; ``None`` if none."""
     for entry in list_models():
         if entry.sha256 == gen.sha256 and entry.warm_start is not None:
+            cfg = config_path(entry.warm_start)
+            if entry.warm_start_config_sha256 and cfg.is_file() and sha256_file(cfg) != entry.warm_start_config_sha256:
+                raise InvcompError(f"warm-start config {cfg} does not match the sha256 in the registry (edited or "
+                                   "replaced); reinstall it")
             enc = load_warm_start(entry.warm_start, device)
             if entry.warm_start_sha256 and enc.sha256 != entry.warm_start_sha256:
                 raise InvcompError(f"encoder {entry.warm_start} does not match the sha256 in the registry; reinstall it")

@@ -164,3 +164,46 @@ def test_a_mode_that_disagrees_with_its_model_id_fails_alone_in_a_batch(tmp_path
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert "width" in rows[0] and "not a VAE-GAN codec" in rows[1]["error"] and "width" in rows[2]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.decoded.png", "c.decoded.png"]
+
+
+@pytest.mark.parametrize(("name", "field", "value"), [("pgan-utkface64", "options", {"alpha": 0.5}),
+                                                      ("dcgan-utkface64", "prior", "uniform"),
+                                                      ("vaegan-utkface64-c4", "bits", 6)])
+def test_an_edited_shipped_config_is_refused_by_name(name: str, field: str, value: object, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from invcomp.codecs import load_codec
+    from invcomp.generators import registry
+
+    src = registry.pretrained_dir()
+    dst = tmp_path / "pretrained"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.png", "*-encoder-*"))
+    entries = json.loads((dst / "models.json").read_text())
+    assert all(e.get("config_sha256") for e in entries.values())  # every shipped model records its config
+    cfg = dst / entries[name]["config"]
+    doc = json.loads(cfg.read_text())
+    doc[field] = value if not isinstance(value, dict) else {**doc.get(field, {}), **value}
+    cfg.write_text(json.dumps(doc))
+    monkeypatch.setenv("INVCOMP_PRETRAINED", str(dst))
+    with pytest.raises(InvcompError, match=f"config for model '{name}' does not match the registry sha256"):
+        load_codec(name, for_decode=True)
+
+
+def test_an_edited_warm_start_config_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from invcomp.codecs import load_codec
+    from invcomp.generators import registry
+
+    dst = tmp_path / "pretrained"
+    shutil.copytree(registry.pretrained_dir(), dst, ignore=shutil.ignore_patterns("*.png", "pgan-*", "vaegan-*"))
+    entry = json.loads((dst / "models.json").read_text())["dcgan-utkface64"]["encoder"]
+    assert entry["config_sha256"]
+    cfg = dst / (entry["weights"][:-3] + ".json")
+    doc = json.loads(cfg.read_text())
+    doc["training"] = {**doc.get("training", {}), "note": "edited"}
+    cfg.write_text(json.dumps(doc))
+    monkeypatch.setenv("INVCOMP_PRETRAINED", str(dst))
+    with pytest.raises(InvcompError, match="warm-start config .* does not match the sha256 in the registry"):
+        load_codec("dcgan-utkface64")

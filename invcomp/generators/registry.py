@@ -48,6 +48,8 @@ class ModelEntry:
     warm_start: Optional[Path] = None  # a warm-start network trained for this generator (invcomp.warmstart)
     warm_start_sha256: Optional[str] = None
     kind: str = "generator"  # or "vaegan": a VAE-GAN codec (invcomp.vaegan), loaded with load_vaegan_model
+    config_sha256: Optional[str] = None  # the config changes the decode too, so it is checked like the weights
+    warm_start_config_sha256: Optional[str] = None
 
 
 @dataclass
@@ -95,7 +97,9 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
         ModelEntry(name=name, weights=root / r["weights"], config=root / r["config"], sha256=r["sha256"],
                    card=root / r["card"] if r.get("card") else None, description=r.get("description", ""),
                    warm_start=root / r["encoder"]["weights"] if r.get("encoder") else None,
-                   warm_start_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"))
+                   warm_start_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"),
+                   config_sha256=r.get("config_sha256"),
+                   warm_start_config_sha256=r["encoder"].get("config_sha256") if r.get("encoder") else None)
         for name, r in sorted(rows.items())
     ]
 
@@ -166,12 +170,16 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
 
 
 def _checked_weights(e: ModelEntry) -> str:
-    """The sha256 of a registered model's weights file, refusing a missing file or one that differs from the registry."""
+    """The sha256 of a registered model's weights file, refusing a missing file, or weights or a config (which holds
+    the prior and the architecture switches) that differ from the registry."""
     if not e.weights.exists():
         raise InvcompError(f"weights for model {e.name!r} are missing: {e.weights}")
     digest = sha256_file(e.weights)
     if digest != e.sha256:
         raise InvcompError(f"weights for model {e.name!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
+    if e.config_sha256 is not None and sha256_file(e.config) != e.config_sha256:
+        raise InvcompError(f"config for model {e.name!r} does not match the registry sha256 (edited or replaced file "
+                           f"{e.config}): it changes the decoded pixels under the same model id")
     return digest
 
 
