@@ -3,10 +3,37 @@
 Each command parses options and calls its trainer in :mod:`invcomp.train`, imported only when it runs."""
 from __future__ import annotations
 
+import importlib
+from typing import Any, Callable
+
 import click
 
 from ..errors import InvcompError
 from ..outputs import guard, resolve_device
+
+
+def _run_options(fn: Callable) -> Callable:
+    """The options every trainer takes: a wall-time limit, the seed, the device and resuming."""
+    for option in reversed([
+        click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time."),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+        click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _run(module: str, function: str, label: str, device: str, no_resume: bool, **kw: Any) -> None:
+    """Build the config of ``invcomp.train.<module>`` from the options, run ``function`` (training, or resuming),
+    and say where the model is."""
+    trainer = importlib.import_module(f"invcomp.train.{module}")
+    cfg = trainer.config_from_kwargs(device=resolve_device(device), **kw)
+    try:
+        path = getattr(trainer, function)(cfg, resume=not no_resume)
+    except FileNotFoundError as e:
+        raise InvcompError(str(e)) from None
+    click.echo(f"{label}: {path}")
 
 
 @click.group()
@@ -24,13 +51,10 @@ def train() -> None:
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--lr", default=2e-4, show_default=True, type=float)
 @click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
-@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
 @click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and score the EMA generator this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score snapshots (0: keep the latest).")
 @click.option("--eval-iters", default=200, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@_run_options
 @guard
 def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
     """Train a pytorch/examples DCGAN on DATA, e.g.
@@ -39,15 +63,7 @@ def dcgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> No
       invcomp train dcgan --data ../shared/data/utkface --out runs/dcgan64 --minutes 45
     """
 
-    from ..train.dcgan import config_from_kwargs, train_dcgan
-
-    dev = resolve_device(device)
-    cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
-    try:
-        path = train_dcgan(cfg, resume=not no_resume)
-    except FileNotFoundError as e:
-        raise InvcompError(str(e)) from None
-    click.echo(f"best generator: {path}")
+    _run("dcgan", "train_dcgan", "best generator", device, no_resume, data=data, out=out, **kw)
 
 
 def _channel_list(example: str):
@@ -79,13 +95,10 @@ def _channel_list(example: str):
 @click.option("--fade-steps", default=8000, show_default=True, type=int, help="Steps to fade each new scale in (alpha 1 -> 0).")
 @click.option("--steps", default=None, type=int, help="Stop after this many steps in total [default: end of the schedule]; "
               "past the schedule training stays at the final resolution.")
-@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
 @click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and snapshot the EMA generator this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score final-resolution snapshots (0: keep the latest).")
 @click.option("--eval-iters", default=200, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@_run_options
 @guard
 def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
     """Train a progressive GAN (pytorch_GAN_zoo's PGAN, WGAN-GP) on DATA, growing from 4x4, e.g.
@@ -95,15 +108,7 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
       invcomp train pgan --data faces/ --out runs/tiny --resolution 16 --depths 8,8,4 --latent-dim 16 --device cpu
     """
 
-    from ..train.pgan import config_from_kwargs, train_pgan
-
-    dev = resolve_device(device)
-    cfg = config_from_kwargs(data=data, out=out, device=dev, **kw)
-    try:
-        path = train_pgan(cfg, resume=not no_resume)
-    except FileNotFoundError as e:
-        raise InvcompError(str(e)) from None
-    click.echo(f"generator: {path}")
+    _run("pgan", "train_pgan", "generator", device, no_resume, data=data, out=out, **kw)
 
 
 @train.command("vaegan")
@@ -118,7 +123,6 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
 @click.option("--ndf", default=64, show_default=True, type=int, help="Pair discriminator base width.")
 @click.option("--bits", default=4, show_default=True, type=click.IntRange(2, 16), help="QSGD bit depth in the loop and the codec default.")
 @click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
-@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--lr", default=2e-4, show_default=True, type=float, help="Adam learning rate (betas 0.5, 0.999), both nets.")
 @click.option("--kl-weight", default=1e-3, show_default=True, type=float)
@@ -126,9 +130,7 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
 @click.option("--adv-warmup", default=1000, show_default=True, type=int, help="Steps of pure autoencoding before the GAN terms start.")
 @click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the codec this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces coded to score snapshots (0: keep the latest).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@_run_options
 @guard
 def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, **kw: object) -> None:
     """Train a VAE-GAN codec (encoder, decoder, pair discriminator; QSGD in the loop) on DATA, e.g.
@@ -137,15 +139,7 @@ def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, *
       invcomp train vaegan --data ../shared/data/utkface --out runs/vaegan-c8 --channels 8 --minutes 45
       invcomp train vaegan --data faces/ --out runs/tiny --resolution 16 --widths 8,8,8 --ndf 8 --device cpu
     """
-    from ..train.vaegan import config_from_kwargs, train_vaegan
-
-    dev = resolve_device(device)
-    cfg = config_from_kwargs(data=data, out=out, device=dev, downsample=int(downsample), **kw)
-    try:
-        path = train_vaegan(cfg, resume=not no_resume)
-    except FileNotFoundError as e:
-        raise InvcompError(str(e)) from None
-    click.echo(f"best VAE-GAN: {path}")
+    _run("vaegan", "train_vaegan", "best VAE-GAN", device, no_resume, data=data, out=out, downsample=int(downsample), **kw)
 
 
 @train.command("warm-start")
@@ -154,7 +148,6 @@ def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, *
 @click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
 @click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, encoder.pt/.json, train.log.")
 @click.option("--steps", default=20000, show_default=True, type=int, help="Stop after this many steps in total.")
-@click.option("--minutes", default=None, type=float, help="Also stop (and checkpoint) after this much wall time.")
 @click.option("--batch-size", default=32, show_default=True, type=int, help="Generated pairs and real faces per step (each).")
 @click.option("--lr", default=3e-4, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--widths", default=None, callback=_channel_list("32,64,128,256"),
@@ -162,9 +155,7 @@ def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, *
 @click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the encoder this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int,
               help="Validation faces scored by the SSIM of G(E(x)) (0: keep the latest).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--no-resume", is_flag=True, help="Start afresh even if --out has a checkpoint.")
+@_run_options
 @guard
 def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
     """Train a warm-start network E(x) -> z for GENERATOR on DATA, to start inversion near the answer, e.g.
@@ -174,15 +165,7 @@ def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool
       invcomp train warm-start --generator runs/pgan64/generator.pt --data faces/ --out runs/enc --steps 200 --device cpu
     """
 
-    from ..train.warmstart import config_from_kwargs, train_warm_start
-
-    dev = resolve_device(device)
-    cfg = config_from_kwargs(generator=generator, data=data, out=out, device=dev, **kw)
-    try:
-        path = train_warm_start(cfg, resume=not no_resume)
-    except FileNotFoundError as e:
-        raise InvcompError(str(e)) from None
-    click.echo(f"best encoder: {path}")
+    _run("warmstart", "train_warm_start", "best encoder", device, no_resume, generator=generator, data=data, out=out, **kw)
 
 
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,
