@@ -13,7 +13,6 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..files import atomic_save, write_json  # noqa: F401  (re-exported for the trainers)
 from ..imageio import to_pil
 from ..inversion import invert
 from ..metrics import ssim

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from ..data import load_faces
 from ..generators.config import GeneratorConfig
 from ..generators.dcgan import DCGANDiscriminator, DCGANGenerator, standard_arch
-from .common import atomic_save, ema_update, inversion_ssim, recalibrate_bn, save_grid, write_json
+from ..files import atomic_save, write_json
+from .common import ema_update, inversion_ssim, recalibrate_bn, save_grid
 from .loop import Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from ..data import load_faces
 from ..errors import InvcompError
 from ..generators.config import GeneratorConfig
 from ..generators.pgan import PGANArch, PGANGenerator
-from .common import atomic_save, ema_update, inversion_ssim, save_grid, write_json
+from ..files import atomic_save, write_json
+from .common import ema_update, inversion_ssim, save_grid
 from .loop import Loss, Score, Trainer, load_val, run_training
 from .pgan_d import PGANDiscriminator, gradient_penalty
 from .pgan_grow import (  # noqa: F401  (re-exported: the trainer's public pieces)
