@@ -17,6 +17,7 @@ from PIL import Image
 
 from .. import bitstream
 from ..imageio import fit_image, from_image, quantize_pixels
+from ..quantize import dequantize
 from . import entropy
 from .settings import EncodeSettings
 
@@ -133,7 +134,7 @@ class Codec(ABC):
         if target is None:
             target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
         q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free)
-        zq = entropy.dequantize(q)
+        zq = dequantize(q)
         recon = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
         packed = entropy.pack_rows(self, q, [im.size for im in images])
         z = z.detach().float().cpu()
