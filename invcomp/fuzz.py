@@ -25,13 +25,101 @@ from PIL import Image
 
 from . import bitstream, elias
 from .codecs import entropy
+from .codecs.table import decode_file
 from .errors import InvcompError
 from .quantize import dequantize, levels_for_bits
 
 if TYPE_CHECKING:
     from .codecs import Codec
 
-MUTATORS = ("bitflip", "insert", "delete", "truncate", "header_field", "huge_varint")
+MUTATORS = ("bitflip", "insert", "delete", "truncate", "header_field", "huge_varint", "edge_field", "swap", "scratch")
+"""The last three are structural and keep the CRC valid: a header field set to an edge value, the mode and model
+id swapped for another known one, and files built from scratch field by field."""
+
+EDGES = {
+    "latent": [0, 1, 2, 7, 8, 99, 100, 101, 127, 128, 255, 256, 511, 512, 513, 65535, 65536, 2**21 - 1],
+    "res": [0, 1, 2, 8, 63, 64, 65, 128, 4096, 4097, 2**14],
+    "width": [0, 1, 2, 64, 65535, 65536, 2**21 - 1],
+    "height": [0, 1, 2, 64, 65535, 65536, 2**21 - 1],
+    "bits": [0, 1, 2, 3, 15, 16, 17, 31, 63],
+    "coder": [0, 1, 2, 3],
+    "mode": list(range(8)),
+    "norm": [b"\x00\x00", b"\x80\x00", b"\x7c\x00", b"\xfc\x00", b"\x7e\x00", b"\x7b\xff", b"\x00\x01", b"\xbc\x00", None],
+    "nbits": [0, 1, 7, 8, 9, 2**14, 2**21 - 1],
+}
+"""Edge values for each header field (out-of-range ones included), for the structural mutators."""
+
+
+@dataclass
+class RawV1:
+    """A version-1 file as raw field values, written without any range check (for structural mutation)."""
+
+    model_id: bytes
+    flags: int
+    quant: int
+    latent: int
+    res: int
+    width: int
+    height: int
+    norm: Optional[bytes]  # 2 bytes of float16, or None (absent)
+    nbits: int
+    payload: bytes
+    version: int = 1
+
+    @classmethod
+    def parse(cls, data: bytes) -> "RawV1":
+        header, payload, nbits = bitstream.unpack(data)
+        tmp = bitstream.pack(header, payload, nbits)
+        norm = None if header.norm is None else struct.pack(">e", header.norm)
+        return cls(header.model_id, tmp[8], tmp[9], header.latent_dim, header.resolution, header.width, header.height,
+                   norm, nbits, payload)
+
+    def pack(self) -> bytes:
+        out = bytearray(bitstream.MAGIC) + bytes([self.version & 0xFF]) + self.model_id
+        out += bytes([self.flags & 0xFF, self.quant & 0xFF])
+        for v in (self.latent, self.res, self.width, self.height):
+            out += bitstream._varint(v)
+        if self.norm is not None:
+            out += self.norm
+        out += bitstream._varint(self.nbits) + self.payload
+        return _recrc(bytes(out))
+
+
+def _structural(data: bytes, kind: str, rng: random.Random, model_ids: list[bytes]) -> bytes:
+    """CRC-valid structural mutations of a parseable file (see :data:`MUTATORS`)."""
+    try:
+        raw = RawV1.parse(data)
+    except InvcompError:  # a seed of another format version: mutate its header bytes instead
+        return mutate(data, "header_field", rng)
+    if kind == "edge_field":
+        for name in rng.sample(sorted(EDGES), rng.randint(1, 3)):
+            v = rng.choice(EDGES[name])
+            if name == "bits":
+                raw.quant = (raw.quant & 3) | (v << 2)
+            elif name == "coder":
+                raw.quant = (raw.quant & ~3) | v
+            elif name == "mode":
+                raw.flags = (raw.flags & 0x1F) | (v << 5)
+            elif name == "norm":
+                raw.norm = v
+                raw.flags = raw.flags | 0x10 if v is None else raw.flags & ~0x10
+            elif name == "nbits":
+                raw.nbits = rng.choice([v, max(0, raw.nbits - 1), raw.nbits + 1])
+            else:
+                setattr(raw, name, v)
+    elif kind == "swap":
+        raw.model_id = rng.choice(model_ids + [bytes(4), b"\xff" * 4, rng.randbytes(4)])
+        if rng.random() < 0.7:
+            raw.flags = (raw.flags & 0x1F) | (rng.randrange(8) << 5)
+    else:  # scratch
+        raw = RawV1(rng.choice(model_ids + [rng.randbytes(4)]), rng.randrange(256), rng.randrange(256),
+                    *(rng.choice(EDGES[f] + [rng.randrange(1, 70000)]) for f in ("latent", "res", "width", "height")),
+                    rng.choice(EDGES["norm"]), 0, b"", version=rng.choice([1, 1, 1, 0, 2, 255]))
+        raw.flags = raw.flags | 0x10 if raw.norm is None else raw.flags & ~0x10
+        raw.payload = rng.randbytes(rng.choice([0, 1, rng.randrange(1, 600)]))
+        raw.nbits = rng.choice([8 * len(raw.payload), max(0, 8 * len(raw.payload) - rng.randrange(8)), rng.randrange(5000)])
+    return raw.pack()
+
 
 
 def seed_streams(rng: random.Random, model_ids: list[bytes], latent_dims: list[int]) -> list[bytes]:
@@ -66,8 +154,11 @@ def _recrc(body: bytes) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
-    """One mutation of ``data``; ``header_field`` and ``huge_varint`` fix up the CRC so they reach field checks."""
+def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[bytes]] = None) -> bytes:
+    """One mutation of ``data``; ``header_field``, ``huge_varint`` and the structural kinds fix up the CRC so they
+    reach the field checks. ``swap`` and ``scratch`` draw model ids from ``model_ids`` (default: ``data``'s own)."""
+    if kind in ("edge_field", "swap", "scratch"):
+        return _structural(data, kind, rng, model_ids or [bytes(data[4:8])])
     b = bytearray(data)
     if kind == "bitflip":
         for bit in rng.sample(range(8 * len(b)), rng.randint(1, min(8, 8 * len(b)))):  # distinct bits
@@ -95,13 +186,22 @@ def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
     return bytes(b)
 
 
-def decode_target(data: bytes, codec: Optional["Codec"] = None) -> None:
+def make_case(i: int, rng: random.Random, seeds: list[bytes], model_ids: list[bytes]) -> bytes:
+    """Case ``i``: a mutation of a random seed, by mutator ``i mod len(MUTATORS)``."""
+    return mutate(rng.choice(seeds), MUTATORS[i % len(MUTATORS)], rng, model_ids)
+
+
+def decode_target(data: bytes, codec: Optional["Codec"] = None, cache: Optional[dict] = None,
+                  max_pixels: int = 4_000_000) -> None:
     """What the fuzzer runs: parse, bound-check and dequantise; with ``codec``, its whole ``decode`` (the header
-    checked against the codec, then synthesis)."""
+    checked against the codec, then synthesis); with ``cache``, what ``invcomp decode`` runs
+    (:func:`invcomp.codecs.table.decode_file`: the codec the header names, of any mode, then the original size)."""
     header, q = entropy.parse(data)
     dequantize(q)
     if codec is not None:
         codec.decode(data)
+    if cache is not None:
+        decode_file(data, cache=cache, max_pixels=max_pixels)
 
 
 @dataclass
@@ -121,21 +221,26 @@ class FuzzStats:
 def run_fuzz(
     n_cases: int, *, seed: int = 0, seeds: Optional[list[bytes]] = None, time_limit: float = 1.0,
     codec: Optional["Codec"] = None, progress: Optional[Callable[[int], None]] = None,
+    by_header: bool = False, model_ids: Optional[list[bytes]] = None, max_pixels: int = 4_000_000,
 ) -> FuzzStats:
     """Run ``n_cases`` mutated decodes; deterministic for a given seed. With ``codec`` (any mode), the seeds
-    default to :func:`codec_seeds` and every case runs the codec's full decode."""
+    default to :func:`codec_seeds` and every case runs the codec's full decode. With ``by_header``, every case
+    runs what ``invcomp decode`` runs: the codec that the header names (every installed mode and model).
+    ``model_ids`` are the ids that ``swap`` and ``scratch`` draw from (default: the seeds' own)."""
     rng = random.Random(seed)
     if seeds is None:
         seeds = codec_seeds(codec, rng) if codec is not None else seed_streams(
             rng, [b"\x52\xc4\x6b\x11", b"\x00\x01\x02\x03"], [100, 8])
     pool = seeds
+    ids = model_ids if model_ids is not None else sorted({s[4:8] for s in seeds})
+    cache: Optional[dict] = {} if by_header else None
     stats = FuzzStats()
     for i in range(n_cases):
+        data = make_case(i, rng, pool, ids)
         kind = MUTATORS[i % len(MUTATORS)]
-        data = mutate(rng.choice(pool), kind, rng)
         t0 = time.perf_counter()
         try:
-            decode_target(data, codec)
+            decode_target(data, codec, cache, max_pixels)
             outcome = "ok"
         except InvcompError:
             outcome = "error"

@@ -6,6 +6,7 @@ import json
 import math
 import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -25,13 +26,15 @@ def atomic_write(path: Path, data: bytes, *, force: bool = False) -> None:
     Without ``force`` the move is an atomic create-if-absent (a hard link of the temporary file, which fails
     when ``path`` exists), so of two concurrent writers exactly one wins and the other gets the usual
     "exists" error; with ``force`` it is a rename over the old file. A crash leaves either no file or the old
-    one; a kill inside the write window can leave a hidden ``.NAME.*.tmp`` beside it.
+    one. The temporary file is named ``.NAME.PID.*.tmp``; one left by a killed writer (its process is gone) is
+    swept by the next write to the same folder, so a kill inside the write window leaves nothing for long.
     """
     path = Path(path)
     if path.exists() and not force:
         raise InvcompError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual umask-based mode
         with os.fdopen(fd, "wb") as f:
@@ -51,6 +54,46 @@ def atomic_write(path: Path, data: bytes, *, force: bool = False) -> None:
                 os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def sweep_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the hidden ``.NAME.PID.*.tmp`` files in ``folder`` whose writer process no longer exists.
+
+    Only files with that exact pattern are touched, and only when their PID is not a live process on this
+    machine (a live or reused PID keeps its file: never a concurrent writer's). Returns what was removed.
+    """
+    removed = []
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMPORARY.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        try:
+            (folder / name).unlink()
+            removed.append(folder / name)
+        except OSError:
+            pass
+    if removed:
+        log.info("removed %d temporary file(s) left by killed writers in %s", len(removed), folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # not a PID we wrote: leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -236,11 +236,12 @@ def shipped_warm_start(gen: LoadedGenerator, device: str | torch.device = "cpu")
         if entry.sha256 == gen.sha256 and entry.warm_start is not None:
             cfg = config_path(entry.warm_start)
             if entry.warm_start_config_sha256 and cfg.is_file() and sha256_file(cfg) != entry.warm_start_config_sha256:
-                raise InvcompError(f"warm-start config {cfg} does not match the sha256 in the registry (edited or "
-                                   "replaced); reinstall it")
+                raise InvcompError(f"warm-start config for model {entry.name!r} does not match the sha256 in the registry "
+                                   f"(edited or replaced file {cfg}); reinstall it")
+            if entry.warm_start_sha256 and sha256_file(entry.warm_start) != entry.warm_start_sha256:  # before unpickling
+                raise InvcompError(f"warm-start encoder for model {entry.name!r} does not match the sha256 in the registry "
+                                   f"(corrupt or replaced file {entry.warm_start}); reinstall it")
             enc = load_warm_start(entry.warm_start, device)
-            if entry.warm_start_sha256 and enc.sha256 != entry.warm_start_sha256:
-                raise InvcompError(f"encoder {entry.warm_start} does not match the sha256 in the registry; reinstall it")
             check_warm_start(enc, gen)
             return enc
     return None

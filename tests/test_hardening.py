@@ -205,5 +205,123 @@ def test_an_edited_warm_start_config_is_refused_by_name(tmp_path: Path, monkeypa
     doc["training"] = {**doc.get("training", {}), "note": "edited"}
     cfg.write_text(json.dumps(doc))
     monkeypatch.setenv("INVCOMP_PRETRAINED", str(dst))
-    with pytest.raises(InvcompError, match="warm-start config .* does not match the sha256 in the registry"):
+    with pytest.raises(InvcompError, match="warm-start config for model 'dcgan-utkface64' does not match the sha256 in the registry"):
         load_codec("dcgan-utkface64")
+
+
+def test_a_temporary_file_left_by_a_killed_writer_is_swept_by_the_next_write(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its PID names no live process now
+    stale = tmp_path / f".a.ivc.{dead.pid}.k3j2_x.tmp"
+    live = tmp_path / f".b.ivc.{os.getpid()}.q9w8e7.tmp"  # a live writer's: must be kept
+    other = tmp_path / ".notes.tmp"  # not ours: must be kept
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    atomic_write(tmp_path / "c.ivc", b"data")
+    assert (tmp_path / "c.ivc").read_bytes() == b"data"
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_killed_encode_leaves_a_temporary_file_that_the_next_encode_removes(tmp_path: Path) -> None:
+    """SIGKILL inside the write window (between the temporary file and the link): the next run sweeps it."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import os, sys, time\n"
+            "from invcomp import outputs\n"
+            "real = os.link\n"
+            "def slow(a, b):\n"
+            "    print('in window', flush=True); time.sleep(60)\n"
+            "os.link = slow\n"
+            f"outputs.atomic_write(outputs.Path({str(tmp_path / 'x.ivc')!r}), b'data')\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "in window"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    left = [q.name for q in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".x.ivc.") and left[0].endswith(".tmp")
+    atomic_write(tmp_path / "x.ivc", b"data")
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["x.ivc"]
+
+
+def test_an_edited_config_beside_a_registered_pt_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from invcomp.generators import registry
+
+    monkeypatch.setenv("INVCOMP_HOME", str(tmp_path / "home"))
+    entry = {e.name: e for e in registry.list_models()}["dcgan-utkface64"]
+    pt = tmp_path / "mine.pt"
+    shutil.copy(entry.weights, pt)
+    shutil.copy(entry.config, pt.with_suffix(".json"))
+    r = _run("models", "--register", "mine", "--model", pt)
+    assert r.exit_code == 0, r.output
+    assert registry.load_generator("mine").config.prior == "normal"
+    doc = json.loads(pt.with_suffix(".json").read_text())
+    doc["prior"] = "uniform"  # the weights, and so the model id, are unchanged
+    pt.with_suffix(".json").write_text(json.dumps(doc))
+    with pytest.raises(InvcompError, match="config for user model 'mine' does not match the one registered"):
+        registry.load_generator("mine")
+    pt.with_suffix(".json").unlink()  # a removed config (the config then inferred) changes the decode too
+    with pytest.raises(InvcompError, match="config for user model 'mine'"):
+        registry.load_generator("mine")
+
+
+def _shipped_files() -> list[tuple[str, str]]:
+    from invcomp.generators import registry
+
+    out = []
+    for name, e in json.loads((registry.pretrained_dir() / "models.json").read_text()).items():
+        out += [(name, e["weights"]), (name, e["config"])]
+        if e.get("encoder"):
+            out += [(name, e["encoder"]["weights"]), (name, e["encoder"]["weights"][:-3] + ".json")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrained_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    from invcomp.generators import registry
+
+    dst = tmp_path_factory.mktemp("tamper") / "pretrained"
+    shutil.copytree(registry.pretrained_dir(), dst, ignore=shutil.ignore_patterns("*.png", "*.log"))
+    return dst
+
+
+@pytest.mark.parametrize(("name", "file"), _shipped_files())
+def test_a_changed_byte_in_any_shipped_file_is_refused_by_name(name: str, file: str, pretrained_copy: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """First, middle and last byte of every shipped weight and config file (the prior is a config field):
+    every change is refused, naming the model, before anything is unpickled."""
+    import torch
+
+    from invcomp.codecs import load_codec
+
+    monkeypatch.setenv("INVCOMP_PRETRAINED", str(pretrained_copy))
+    path = pretrained_copy / file
+    original = path.read_bytes()
+    load_codec(name)  # the untouched copy loads
+
+    real_load = torch.load
+
+    def no_unpickling(f: object, *a: object, **k: object) -> object:
+        if Path(str(f)) == path:
+            raise AssertionError("a tampered file reached torch.load")
+        return real_load(f, *a, **k)
+
+    try:
+        for i in (0, len(original) // 2, len(original) - 1):
+            b = bytearray(original)
+            b[i] ^= 0x01
+            path.write_bytes(bytes(b))
+            with monkeypatch.context() as m:
+                m.setattr(torch, "load", no_unpickling)
+                with pytest.raises(InvcompError, match=f"for model '{name}' do(es)? not match"):
+                    load_codec(name)
+    finally:
+        path.write_bytes(original)

@@ -63,24 +63,14 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
 def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
                 force: bool, cache: dict, device: str) -> tuple[dict, str]:
     from .. import bitstream
-    from ..codecs import codec_for_header
-    from ..imageio import crop_box, restore_size, to_pil
+    from ..codecs.table import decode_file
+    from ..imageio import crop_box
 
     check_writable(dst, force)
     data = read_bytes(src, bitstream.max_file_bytes(), ".ivc file")
     t0 = time.perf_counter()
-    header = bitstream.unpack(data)[0]
-    if not native and header.width * header.height > max_pixels:
-        raise InvcompError(f"{src} declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
-                           f"image, over the limit of {max_pixels:,} (raise it with --max-pixels, or use --native)")
-    key = (model, weights) if model is not None else (header.mode, header.model_id)
-    if key not in cache:
-        cache[key] = codec_for_header(header, model=model, device=device, weights=weights)
-    codec = cache[key]
-    header, recon = codec.decode(data)
-    img = to_pil(recon)
-    if not native:
-        img = restore_size(img, header.width, header.height, header.fit)  # type: ignore[arg-type]
+    header, codec, img = decode_file(data, cache=cache, model=model, weights=weights, native=native,
+                                     max_pixels=max_pixels, device=device, name=str(src))
     seconds = time.perf_counter() - t0
     buf = io.BytesIO()
     img.save(buf, "PNG")

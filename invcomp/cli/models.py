@@ -38,7 +38,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
             raise InvcompError("--register needs --model")
         gen = registry.load_generator(model_spec, "cpu", weights_path)
         register(register_name, model_spec, weights_path, gen.sha256,
-                 shipped={e.name for e in registry.list_models()}, force=force)
+                 shipped={e.name for e in registry.list_models()}, force=force, config_sha256=gen.config_sha256)
         click.echo(f"registered {register_name!r} (id {gen.sha256[:8]}, {gen.config.latent_dim}-d -> "
                    f"{gen.config.resolution}x{gen.config.resolution}) in {user_home()}")
         return

@@ -125,3 +125,30 @@ def codec_for_header(header: "bitstream.Header", *, model: Optional[str] = None,
     if model is None:
         return cls.for_header(header, device=device)
     return load_codec(model, device=device, for_decode=True, **options)  # its mode is checked on decode
+
+
+def decode_file(data: bytes, *, cache: dict, model: Optional[str] = None, weights: Optional[str] = None,
+                native: bool = False, max_pixels: Optional[int] = None, device: str = "cpu",
+                name: str = "this file") -> tuple[Any, Any, Any]:
+    """Decode one ``.ivc`` file as ``invcomp decode`` does: ``(header, codec, PIL image)``.
+
+    The declared size is checked against ``max_pixels`` from the header, before any work (unless ``native``);
+    the codec comes from ``cache``, keyed by (mode, model id) or by ``model``, so one kind of model is never
+    handed to another kind's check; the image is the model resolution (``native``) or the original size.
+    """
+    from .. import bitstream
+    from ..imageio import restore_size, to_pil
+
+    header = bitstream.unpack(data)[0]
+    if not native and max_pixels is not None and header.width * header.height > max_pixels:
+        raise InvcompError(f"{name} declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
+                           f"image, over the limit of {max_pixels:,} (raise it with --max-pixels, or use --native)")
+    key = (model, weights) if model is not None else (header.mode, header.model_id)
+    if key not in cache:
+        cache[key] = codec_for_header(header, model=model, device=device, weights=weights)
+    codec = cache[key]
+    header, recon = codec.decode(data)
+    img = to_pil(recon)
+    if not native:
+        img = restore_size(img, header.width, header.height, header.fit)
+    return header, codec, img

@@ -60,6 +60,7 @@ class LoadedGenerator:
     module: nn.Module
     config: GeneratorConfig
     sha256: str
+    config_sha256: Optional[str] = None  # of the .json config the generator was built from, when there is one
 
     @property
     def model_id(self) -> bytes:
@@ -136,6 +137,9 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         if gen.sha256 != u["sha256"]:
             raise InvcompError(f"user model {spec!r} no longer matches its registered sha256 "
                                f"({u['sha256'][:8]} registered, {gen.sha256[:8]} now); re-register it with --force")
+        if "config_sha256" in u and gen.config_sha256 != u["config_sha256"]:
+            raise InvcompError(f"config for user model {spec!r} does not match the one registered (edited, added or "
+                               f"removed {Path(u['model']).with_suffix('.json')}); re-register it with --force")
         gen.name = spec
         return gen
     if spec not in entries and is_custom_spec(spec):
@@ -164,9 +168,10 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
             raise InvcompError(f"{weights} is a VAE-GAN codec, not a generator")
         config = GeneratorConfig.from_json(cfg_path) if cfg_path.exists() else infer_config(state)
         module = build(config, state).to(device)
-        return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest)
+        return LoadedGenerator(name=weights.stem, module=module, config=config, sha256=digest,
+                               config_sha256=sha256_file(cfg_path) if cfg_path.exists() else None)
     module = build(config, load_state_dict(weights)).to(device)
-    return LoadedGenerator(name=name, module=module, config=config, sha256=digest)
+    return LoadedGenerator(name=name, module=module, config=config, sha256=digest, config_sha256=sha256_file(e.config))
 
 
 def _checked_weights(e: ModelEntry) -> str:

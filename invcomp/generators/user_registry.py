@@ -2,8 +2,8 @@
 
 It lives in ``$INVCOMP_HOME/models.json`` (default ``~/.config/invcomp/models.json``). Each entry holds the
 model spec (a ``.pt`` path, a TorchScript file, ``file.py:factory`` or ``package.module:factory``), the
-optional ``--weights`` path and the sha256 id of the weights as loaded at registration. Loading a registered
-name checks that id again, so a changed file is refused rather than silently decoding with other weights.
+optional ``--weights`` path, the sha256 id of the weights as loaded at registration, and the sha256 of a ``.pt``
+model's ``.json`` config. Loading a registered name checks both again, so a changed file is refused rather than silently decoding with other weights.
 A ``file.py:factory`` entry runs that file's code whenever it is loaded, by design.
 """
 from __future__ import annotations
@@ -51,9 +51,14 @@ def _check_entry(path: Path, name: str, entry: object) -> None:
         raise bad("has no model spec")
     if entry.get("weights") is not None and not isinstance(entry["weights"], str):
         raise bad("has a weights path that is not a string")
-    sha = entry.get("sha256")
-    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+    if not _is_sha256(entry.get("sha256")):
         raise bad("has no valid sha256 (64 lowercase hex digits)")
+    if entry.get("config_sha256") is not None and not _is_sha256(entry["config_sha256"]):
+        raise bad("has a config_sha256 that is not 64 lowercase hex digits")
+
+
+def _is_sha256(v: object) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
 def _absolute(spec: str) -> str:
@@ -64,8 +69,12 @@ def _absolute(spec: str) -> str:
     return str(Path(spec).resolve()) if Path(spec).exists() else spec
 
 
-def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipped: set[str], force: bool = False) -> dict:
-    """Add ``name`` -> (spec, weights, sha256) to the user registry; returns the entry."""
+def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipped: set[str], force: bool = False,
+             config_sha256: Optional[str] = None) -> dict:
+    """Add ``name`` -> (spec, weights, sha256, config_sha256) to the user registry; returns the entry.
+
+    ``config_sha256`` is the sha256 of the ``.json`` config beside a ``.pt`` model (None when there is none): the
+    config changes the decode, so loading the name refuses an edited, added or removed config."""
     from ..outputs import atomic_write
 
     if not name or any(c in name for c in "/\\:") or name.startswith("."):
@@ -75,7 +84,8 @@ def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipp
     rows = user_models()
     if name in rows and not force:
         raise InvcompError(f"user model {name!r} exists (use --force to replace it)")
-    entry = {"model": _absolute(spec), "weights": str(Path(weights).resolve()) if weights else None, "sha256": sha256}
+    entry = {"model": _absolute(spec), "weights": str(Path(weights).resolve()) if weights else None, "sha256": sha256,
+             "config_sha256": config_sha256}
     rows[name] = entry
     home = user_home()
     atomic_write(home / FILE, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode(), force=True)
