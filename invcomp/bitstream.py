@@ -28,7 +28,30 @@ n      payload    ``ceil(nbits / 8)`` bytes of Elias codes, zero-padded
 4      crc32      CRC-32 (zlib) of every byte before it
 =====  =========  ==========================================================
 
-The payload holds, per latent coordinate, Elias(|q| + 1) then a sign bit
+Format version 2 (the default where the model ships a prior; see :mod:`invcomp.prior`) keeps only what the
+model does not imply:
+
+=====  =========  ==========================================================
+bytes  field      meaning
+=====  =========  ==========================================================
+1      magic      ``0xB2`` (version 1 files begin with ``I``)
+2      model id   first 2 bytes of sha256 over the weights', config's and
+                  prior's sha256 (:func:`registry.decode_id`)
+1      flags      bits 7-5 mode; bit 4 fit (0 crop, 1 squash); bits 3-1
+                  bits - 2 (bit depth 2..9); bit 0 size escape
+3      size       (width - 1) << 12 | (height - 1) when both are <= 4096;
+                  else (escape bit) varint width, varint height
+1      norm       code k in 1..255: norm = k * unit (the prior's); absent
+                  for norm-free models (implied by the model)
+n      payload    levels range-coded under the model's prior (:mod:`prior`)
+2      crc16      CRC-16/CCITT (initial 0xFFFF) of every byte before it
+=====  =========  ==========================================================
+
+Latent dimension, resolution and scaling come from the model; rounding is not stored. :func:`unpack` parses
+both versions; for version 2 the model-implied fields are 0 / ``None``, and the norm byte and payload
+come back as one "rest" for the codec to split.
+
+The version-1 payload holds, per latent coordinate, Elias(|q| + 1) then a sign bit
 (1 = negative) when q != 0 (see :mod:`invcomp.elias`). Every declared size
 is checked against these limits before anything is allocated. Files are
 canonical: varints are minimal and padding bits are zero, so a file that
@@ -36,6 +59,7 @@ parses re-packs to the same bytes.
 """
 from __future__ import annotations
 
+import binascii
 import struct
 import zlib
 from dataclasses import dataclass
@@ -49,6 +73,10 @@ MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
 MODE_INVERSION, MODE_VAEGAN = 0, 1
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
+MAGIC_V2 = 0xB2
+MODEL_ID_BYTES_V2 = 2
+BITS_V2 = (2, 9)
+SMALL_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -68,9 +96,12 @@ class Header:
     prior: str = "normal"
     fit: str = "crop"
     mode: int = 0
+    version: int = VERSION
 
     def validate(self) -> None:
         """Raise :class:`BitstreamError` for any field outside its range."""
+        if self.version == 2:
+            return validate_v2(self)
         checks = [
             (len(self.model_id) == MODEL_ID_BYTES, f"model id must be {MODEL_ID_BYTES} bytes"),
             (1 <= self.latent_dim <= MAX_LATENT, f"latent dim {self.latent_dim} out of range 1..{MAX_LATENT}"),
@@ -89,6 +120,68 @@ class Header:
         for ok, msg in checks:
             if not ok:
                 raise BitstreamError(f"invalid .ivc field: {msg}")
+
+
+def validate_v2(h: "Header") -> None:
+    """The version-2 fields' ranges (:class:`BitstreamError`)."""
+    checks = [
+        (len(h.model_id) == MODEL_ID_BYTES_V2, f"model id must be {MODEL_ID_BYTES_V2} bytes"),
+        (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE, f"image size {h.width}x{h.height} out of range 1..{MAX_SIDE}"),
+        (BITS_V2[0] <= h.bits <= BITS_V2[1], f"bits {h.bits} out of range {BITS_V2[0]}..{BITS_V2[1]}"),
+        (h.fit in ("crop", "squash"), f"unknown fit {h.fit!r}"),
+        (isinstance(h.mode, int) and 0 <= h.mode <= 7, f"mode {h.mode} out of range 0..7"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise BitstreamError(f"invalid .ivc field: {msg}")
+
+
+def crc16(data: bytes) -> bytes:
+    """CRC-16/CCITT of ``data`` (initial 0xFFFF), big-endian: catches every error burst of up to 16 bits."""
+    return struct.pack(">H", binascii.crc_hqx(data, 0xFFFF))
+
+
+def pack_v2(header: "Header", norm_code: "int | None", payload: bytes) -> bytes:
+    """Serialise a version-2 file: ``norm_code`` is the one-byte norm (``None`` for norm-free models) and
+    ``payload`` the range-coded levels."""
+    validate_v2(header)
+    escape = header.width > SMALL_SIDE or header.height > SMALL_SIDE
+    flags = header.mode << 5 | (header.fit == "squash") << 4 | (header.bits - BITS_V2[0]) << 1 | escape
+    out = bytearray([MAGIC_V2]) + header.model_id + bytes([flags])
+    if escape:
+        out += _varint(header.width) + _varint(header.height)
+    else:
+        out += ((header.width - 1) << 12 | (header.height - 1)).to_bytes(3, "big")
+    if norm_code is not None:
+        if not 1 <= norm_code <= 255:
+            raise BitstreamError(f"norm code {norm_code} out of range 1..255")
+        out.append(norm_code)
+    out += payload
+    return bytes(out + crc16(bytes(out)))
+
+
+def _unpack_v2(data: bytes) -> tuple["Header", bytes, int]:
+    if len(data) < 9:  # magic, id, flags, size, crc: the shortest possible file
+        raise BitstreamError(f"truncated .ivc file: only {len(data)} bytes")
+    if crc16(data[:-2]) != data[-2:]:
+        raise BitstreamError("corrupt .ivc file: CRC-16 mismatch")
+    r = _Reader(data[:-2])
+    r.pos = 1
+    model_id = r.take(MODEL_ID_BYTES_V2, "model id")
+    flags = r.take(1, "flags")[0]
+    if flags & 1:
+        width, height = r.varint("width", MAX_SIDE), r.varint("height", MAX_SIDE)
+        if width <= SMALL_SIDE and height <= SMALL_SIDE:
+            raise BitstreamError("invalid .ivc field: a size escape for a size that fits 12 bits (not canonical)")
+    else:
+        packed = int.from_bytes(r.take(3, "size"), "big")
+        width, height = (packed >> 12) + 1, (packed & 0xFFF) + 1
+    header = Header(model_id=model_id, latent_dim=0, resolution=0, width=width, height=height,
+                    bits=((flags >> 1) & 7) + BITS_V2[0], coder="prior", norm=None, scaling="l2", rounding="nearest",
+                    prior="normal", fit="squash" if flags & 0x10 else "crop", mode=flags >> 5, version=2)
+    header.validate()
+    rest = data[r.pos:-2]
+    return header, rest, 8 * len(rest)
 
 
 def max_file_bytes() -> int:
@@ -167,14 +260,21 @@ def pack(header: Header, payload: bytes, nbits: int) -> bytes:
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, int]:
-    """Parse ``.ivc`` bytes into ``(header, payload, nbits)``; raises :class:`BitstreamError` on any defect."""
+    """Parse ``.ivc`` bytes into ``(header, payload, nbits)``; raises :class:`BitstreamError` on any defect.
+
+    For a version-2 file the header's model-implied fields are 0 / ``None`` and ``payload`` is the rest of
+    the file after the size (the norm byte, if the model has one, then the range-coded levels)."""
     data = bytes(data)
-    if len(data) < len(MAGIC):
+    if not data:
+        raise BitstreamError("truncated .ivc file: only 0 bytes")
+    if len(data) < len(MAGIC) and data[0] != MAGIC_V2:
         if MAGIC.startswith(data):
             raise BitstreamError(f"truncated .ivc file: only {len(data)} bytes")
         raise BitstreamError("not an .ivc file: bad magic (expected b'IVC')")
+    if data[0] == MAGIC_V2:
+        return _unpack_v2(data)
     if data[:3] != MAGIC:
-        raise BitstreamError(f"not an .ivc file: bad magic {data[:3]!r} (expected b'IVC')")
+        raise BitstreamError(f"not an .ivc file: bad magic {data[:3]!r} (expected b'IVC' or 0xB2)")
     r = _Reader(data)
     r.pos = 3
     version = r.take(1, "version")[0]

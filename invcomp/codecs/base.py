@@ -55,9 +55,11 @@ class Codec(ABC):
 
     Class attributes a mode sets: ``mode`` (the header's mode number, 0..7), ``mode_key`` (its name in
     ``--mode`` and in ``mode:model`` specs), ``title`` (its human name) and ``searches``. Instance attributes:
-    ``name`` (the model's), ``model_id`` (4 bytes), ``resolution`` R, ``latent_dim`` D (symbols per
-    image), ``prior`` (``normal``/``uniform``, written in the header), ``norm_free`` (no norm stored) and
-    ``settings`` (every field resolved).
+    ``name`` (the model's), ``model_id`` (4 bytes, version-1 files), ``resolution`` R, ``latent_dim`` D
+    (symbols per image), ``prior`` (``normal``/``uniform``, the generator's latent prior), ``norm_free`` (no
+    norm stored), ``settings`` (every field resolved), and, for a model that ships one, ``entropy_prior``
+    (:class:`invcomp.prior.Prior`, the probability tables of its symbols) with ``model_id_v2`` (2 bytes,
+    version-2 files).
     """
 
     mode: ClassVar[int]
@@ -66,9 +68,13 @@ class Codec(ABC):
     searches: ClassVar[bool] = False  # True for modes that take the search settings (iters, init, loss, ...)
 
     def __init__(self, *, name: str, model_id: bytes, resolution: int, latent_dim: int, settings: EncodeSettings,
-                 prior: str = "normal", norm_free: bool = False) -> None:
+                 prior: str = "normal", norm_free: bool = False, entropy_prior: Any = None,
+                 model_id_v2: Optional[bytes] = None) -> None:
         self.name, self.model_id, self.resolution, self.latent_dim = name, model_id, resolution, latent_dim
         self.settings, self.prior, self.norm_free = settings, prior, norm_free
+        self.entropy_prior, self.model_id_v2 = entropy_prior, model_id_v2
+        if entropy_prior is not None and entropy_prior.symbols != latent_dim:
+            raise ValueError(f"the prior codes {entropy_prior.symbols} symbols, the model {latent_dim}")
 
     # --- what a mode implements -------------------------------------------------------------------------
     @classmethod
@@ -133,7 +139,8 @@ class Codec(ABC):
             raise ValueError(f"symbols must be ({len(images)}, {self.latent_dim}), got {tuple(z.shape)}")
         if target is None:
             target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
-        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free)
+        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free,
+                                  prior=self.entropy_prior if entropy.container(self) == 2 else None)
         zq = dequantize(q)
         recon = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
         packed = entropy.pack_rows(self, q, [im.size for im in images])

@@ -35,9 +35,12 @@ ITERS_FROM_PRIOR = 300
 FITS = ("crop", "squash")
 SCALINGS = ("max", "l2")
 ROUNDINGS = ("nearest", "stochastic")
-CODERS = ("auto", "gamma", "delta", "omega")
+CODERS = ("auto", "prior", "gamma", "delta", "omega")
+# The rate weight (lambda, per bit of the code length under the prior) of the search's last phase;
+# chosen on validation faces (experiments/rate_weight.py; README, "Entropy coding").
+DEFAULT_RATE_WEIGHT = 0.0
 INITS = ("auto", "encoder", "mean", "random")
-SEARCH_FIELDS = ("iters", "init", "loss", "restarts", "lr", "quant_aware")
+SEARCH_FIELDS = ("iters", "init", "loss", "restarts", "lr", "quant_aware", "rate_weight")
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,17 @@ class EncodeSettings:
     """Encoder knobs. ``None`` fields take the codec's default (see the module doc); a loaded codec's
     ``settings`` has every field resolved.
 
-    Shared by every mode: ``bits`` (quantiser bits per symbol, sign included), ``coder`` (Elias code; ``auto``
-    takes the shortest per image), ``fit`` (``crop`` the centre square or ``squash`` the frame), ``scaling``
+    Shared by every mode: ``bits`` (quantiser bits per symbol, sign included), ``coder`` (``auto``: the
+    range coder under the model's prior, in a version-2 file, where the model ships a prior that covers
+    ``bits`` and ``scaling``, else the shortest Elias code in a version-1 file; ``prior``: insist on the
+    former; ``gamma``/``delta``/``omega``: that Elias code, version 1), ``fit`` (``crop`` the centre square or ``squash`` the frame), ``scaling``
     (quantiser norm), ``rounding`` and ``seed`` (of stochastic rounding and random starts).
 
     Only for modes that search (GAN inversion): ``iters``, ``init`` (``auto``: the model's warm-start
     network when it has one, else ``random``; ``encoder``; ``mean``; ``random``), ``loss``, ``restarts``,
     ``lr``, ``quant_aware`` (optimise through the quantiser over the last ``quant_fraction`` of the
-    iterations) and ``norm_weight``.
+    iterations), ``norm_weight`` and ``rate_weight`` (lambda: the last phase minimises distortion + lambda
+    times the code length in bits under the prior; ``None``: the default, 0 without a prior).
     """
 
     bits: Optional[int] = None
@@ -69,6 +75,7 @@ class EncodeSettings:
     quant_aware: Optional[bool] = None
     quant_fraction: float = 0.2
     norm_weight: float = 1e-2
+    rate_weight: Optional[float] = None
 
     def given(self) -> dict[str, object]:
         """The fields set to something other than ``None``."""
@@ -82,13 +89,14 @@ def _check_common(s: EncodeSettings) -> None:
         (s.fit in FITS, f"unknown fit {s.fit!r}; use crop or squash"),
         (s.scaling is None or s.scaling in SCALINGS, f"unknown scaling {s.scaling!r}; use max or l2"),
         (s.rounding in ROUNDINGS, f"unknown rounding {s.rounding!r}; use nearest or stochastic"),
+        (s.rate_weight is None or s.rate_weight >= 0, f"the rate weight must be >= 0, got {s.rate_weight!r}"),
     ]
     for ok, msg in checks:
         if not ok:
             raise InvcompError(msg)
 
 
-def resolve_search(s: EncodeSettings, *, has_warm_start: bool) -> EncodeSettings:
+def resolve_search(s: EncodeSettings, *, has_warm_start: bool, has_prior: bool = False) -> EncodeSettings:
     """Fill in the defaults of a mode that searches a latent (GAN inversion).
 
     ``init=auto`` becomes ``encoder`` when the model has a warm-start network (``has_warm_start``), else
@@ -115,7 +123,8 @@ def resolve_search(s: EncodeSettings, *, has_warm_start: bool) -> EncodeSettings
     return replace(s, bits=DEFAULT_BITS if s.bits is None else s.bits,
                    scaling=DEFAULT_SCALING if s.scaling is None else s.scaling, iters=iters, init=init,
                    loss=DEFAULT_LOSS if s.loss is None else s.loss, restarts=restarts, lr=lr,
-                   quant_aware=True if s.quant_aware is None else s.quant_aware)
+                   quant_aware=True if s.quant_aware is None else s.quant_aware,
+                   rate_weight=s.rate_weight if s.rate_weight is not None else DEFAULT_RATE_WEIGHT if has_prior else 0.0)
 
 
 def resolve_one_pass(s: EncodeSettings, *, bits: int, scaling: str, mode: str) -> EncodeSettings:

@@ -12,6 +12,7 @@ shapes (normal prior) when there is none. User models come through
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,15 @@ class ModelEntry:
     kind: str = "generator"  # or "vaegan": a VAE-GAN codec (invcomp.vaegan), loaded with load_vaegan_model
     config_sha256: Optional[str] = None  # the config changes the decode too, so it is checked like the weights
     warm_start_config_sha256: Optional[str] = None
+    prior: Optional[Path] = None  # the entropy-coding prior (invcomp.prior), for version-2 files
+    prior_sha256: Optional[str] = None
+
+    @property
+    def model_id_v2(self) -> Optional[bytes]:
+        """The 2-byte id of version-2 files (None without a prior): see :func:`decode_id`."""
+        if self.prior_sha256 is None or self.config_sha256 is None:
+            return None
+        return decode_id(self.sha256, self.config_sha256, self.prior_sha256)
 
 
 @dataclass
@@ -66,6 +76,13 @@ class LoadedGenerator:
     def model_id(self) -> bytes:
         """The 4-byte id written into bitstreams: the first bytes of the weights' sha256."""
         return bytes.fromhex(self.sha256[:8])
+
+
+def decode_id(weights_sha256: str, config_sha256: str, prior_sha256: str) -> bytes:
+    """The version-2 model id: the first 2 bytes of sha256 over everything that changes the decode (the
+    weights', config's and prior's sha256), so a changed config or prior gives another id."""
+    text = f"invcomp-decode-id-v2\n{weights_sha256}\n{config_sha256}\n{prior_sha256}\n"
+    return hashlib.sha256(text.encode()).digest()[:2]
 
 
 def pretrained_dir() -> Path:
@@ -100,7 +117,9 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
                    warm_start=root / r["encoder"]["weights"] if r.get("encoder") else None,
                    warm_start_sha256=r["encoder"]["sha256"] if r.get("encoder") else None, kind=r.get("kind", "generator"),
                    config_sha256=r.get("config_sha256"),
-                   warm_start_config_sha256=r["encoder"].get("config_sha256") if r.get("encoder") else None)
+                   warm_start_config_sha256=r["encoder"].get("config_sha256") if r.get("encoder") else None,
+                   prior=root / r["prior"]["file"] if r.get("prior") else None,
+                   prior_sha256=r["prior"]["sha256"] if r.get("prior") else None)
         for name, r in sorted(rows.items())
     ]
 
@@ -196,19 +215,42 @@ def is_vaegan_config(cfg_path: Path) -> bool:
         return False
 
 
+def entropy_prior(name: str, weights_sha256: str) -> tuple[Any, Optional[bytes]]:
+    """The entropy-coding prior (:class:`invcomp.prior.Prior`) and version-2 id of the shipped model loaded by
+    this name, sha256-checked; ``(None, None)`` for a model without one (user models and ``.pt`` paths write
+    version-1 files)."""
+    from ..prior import load_prior
+
+    for e in list_models():
+        if e.name == name and e.sha256 == weights_sha256 and e.prior is not None:
+            if not e.prior.is_file() or sha256_file(e.prior) != e.prior_sha256:
+                raise InvcompError(f"prior for model {e.name!r} does not match the registry sha256 (missing, edited or "
+                                   f"replaced file {e.prior}): it changes the decoded pixels")
+            return load_prior(e.prior), e.model_id_v2
+    return None, None
+
+
 def name_for_id(model_id: bytes) -> Optional[str]:
-    """The shipped or user-registered model name whose weights' sha256 starts with ``model_id``, if any."""
+    """The shipped or user-registered model name whose id is ``model_id``: 4 bytes (version 1) are the first
+    bytes of the weights' sha256, 2 bytes (version 2) the model's :func:`decode_id`."""
     entry = find_by_id(model_id)
     if entry is not None:
         return entry.name
-    for name, u in sorted(user_models().items()):
+    for name, u in sorted(user_models().items()) if len(model_id) == 4 else ():
         if bytes.fromhex(str(u.get("sha256", ""))[: 2 * len(model_id)] or "00") == model_id:
             return name
     return None
 
 
 def find_by_id(model_id: bytes) -> Optional[ModelEntry]:
-    """The registered model whose weights' sha256 starts with ``model_id``, if any."""
+    """The registered model with this id (see :func:`name_for_id`), if any; two models with one 2-byte id are
+    refused by name (the registry must keep version-2 ids distinct)."""
+    if len(model_id) == 2:
+        hits = [e for e in list_models() if e.model_id_v2 == model_id]
+        if len(hits) > 1:
+            raise InvcompError(f"models {', '.join(repr(e.name) for e in hits)} share the version-2 id {model_id.hex()}; "
+                               "decode with --model")
+        return hits[0] if hits else None
     for e in list_models():
         if bytes.fromhex(e.sha256[: 2 * len(model_id)]) == model_id:
             return e
