@@ -49,10 +49,12 @@ MAX_PIXELS = 4_000_000
 def make_seeds(rng: random.Random) -> tuple[list[bytes], list[bytes]]:
     """Valid files of every shipped model and coder, and the shipped model ids."""
     entries = list_models()
-    ids = [bytes.fromhex(e.sha256[:8]) for e in entries]
+    ids = [bytes.fromhex(e.sha256[:8]) for e in entries] + [e.model_id_v2 for e in entries if e.model_id_v2]
     seeds = []
-    for e in entries:
+    for e in entries:  # version-2 files (the default) and version-1 files of every shipped model
         seeds += codec_seeds(load_codec(e.name, for_decode=True), rng, 8)
+        v1 = EncodeSettings(coder="elias", init=None if e.kind == "vaegan" else "random")
+        seeds += codec_seeds(load_codec(e.name, v1), rng, 4)
     gen = load_codec("dcgan-utkface64", for_decode=True)
     seeds += seed_streams(rng, [gen.model_id, b"\x00\x01\x02\x03"], [gen.latent_dim, 8])
     demo = load_image(ROOT / "experiments" / "data" / "portraits" / "astronaut-face.png")

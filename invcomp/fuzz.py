@@ -13,9 +13,7 @@ mode): :func:`codec_seeds` makes valid files with it, and each mutated file goes
 from __future__ import annotations
 
 import random
-import struct
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
@@ -27,6 +25,7 @@ from . import bitstream, elias
 from .codecs import entropy
 from .codecs.table import decode_file
 from .errors import InvcompError
+from .fuzz_structural import EDGES, RawV1, _body, _recrc, structural  # noqa: F401  (re-exported)
 from .quantize import dequantize, levels_for_bits
 
 if TYPE_CHECKING:
@@ -35,92 +34,6 @@ if TYPE_CHECKING:
 MUTATORS = ("bitflip", "insert", "delete", "truncate", "header_field", "huge_varint", "edge_field", "swap", "scratch")
 """The last three are structural and keep the CRC valid: a header field set to an edge value, the mode and model
 id swapped for another known one, and files built from scratch field by field."""
-
-EDGES = {
-    "latent": [0, 1, 2, 7, 8, 99, 100, 101, 127, 128, 255, 256, 511, 512, 513, 65535, 65536, 2**21 - 1],
-    "res": [0, 1, 2, 8, 63, 64, 65, 128, 4096, 4097, 2**14],
-    "width": [0, 1, 2, 64, 65535, 65536, 2**21 - 1],
-    "height": [0, 1, 2, 64, 65535, 65536, 2**21 - 1],
-    "bits": [0, 1, 2, 3, 15, 16, 17, 31, 63],
-    "coder": [0, 1, 2, 3],
-    "mode": list(range(8)),
-    "norm": [b"\x00\x00", b"\x80\x00", b"\x7c\x00", b"\xfc\x00", b"\x7e\x00", b"\x7b\xff", b"\x00\x01", b"\xbc\x00", None],
-    "nbits": [0, 1, 7, 8, 9, 2**14, 2**21 - 1],
-}
-"""Edge values for each header field (out-of-range ones included), for the structural mutators."""
-
-
-@dataclass
-class RawV1:
-    """A version-1 file as raw field values, written without any range check (for structural mutation)."""
-
-    model_id: bytes
-    flags: int
-    quant: int
-    latent: int
-    res: int
-    width: int
-    height: int
-    norm: Optional[bytes]  # 2 bytes of float16, or None (absent)
-    nbits: int
-    payload: bytes
-    version: int = 1
-
-    @classmethod
-    def parse(cls, data: bytes) -> "RawV1":
-        header, payload, nbits = bitstream.unpack(data)
-        tmp = bitstream.pack(header, payload, nbits)
-        norm = None if header.norm is None else struct.pack(">e", header.norm)
-        return cls(header.model_id, tmp[8], tmp[9], header.latent_dim, header.resolution, header.width, header.height,
-                   norm, nbits, payload)
-
-    def pack(self) -> bytes:
-        out = bytearray(bitstream.MAGIC) + bytes([self.version & 0xFF]) + self.model_id
-        out += bytes([self.flags & 0xFF, self.quant & 0xFF])
-        for v in (self.latent, self.res, self.width, self.height):
-            out += bitstream._varint(v)
-        if self.norm is not None:
-            out += self.norm
-        out += bitstream._varint(self.nbits) + self.payload
-        return _recrc(bytes(out))
-
-
-def _structural(data: bytes, kind: str, rng: random.Random, model_ids: list[bytes]) -> bytes:
-    """CRC-valid structural mutations of a parseable file (see :data:`MUTATORS`)."""
-    try:
-        raw = RawV1.parse(data)
-    except InvcompError:  # a seed of another format version: mutate its header bytes instead
-        return mutate(data, "header_field", rng)
-    if kind == "edge_field":
-        for name in rng.sample(sorted(EDGES), rng.randint(1, 3)):
-            v = rng.choice(EDGES[name])
-            if name == "bits":
-                raw.quant = (raw.quant & 3) | (v << 2)
-            elif name == "coder":
-                raw.quant = (raw.quant & ~3) | v
-            elif name == "mode":
-                raw.flags = (raw.flags & 0x1F) | (v << 5)
-            elif name == "norm":
-                raw.norm = v
-                raw.flags = raw.flags | 0x10 if v is None else raw.flags & ~0x10
-            elif name == "nbits":
-                raw.nbits = rng.choice([v, max(0, raw.nbits - 1), raw.nbits + 1])
-            else:
-                setattr(raw, name, v)
-    elif kind == "swap":
-        raw.model_id = rng.choice(model_ids + [bytes(4), b"\xff" * 4, rng.randbytes(4)])
-        if rng.random() < 0.7:
-            raw.flags = (raw.flags & 0x1F) | (rng.randrange(8) << 5)
-    else:  # scratch
-        raw = RawV1(rng.choice(model_ids + [rng.randbytes(4)]), rng.randrange(256), rng.randrange(256),
-                    *(rng.choice(EDGES[f] + [rng.randrange(1, 70000)]) for f in ("latent", "res", "width", "height")),
-                    rng.choice(EDGES["norm"]), 0, b"", version=rng.choice([1, 1, 1, 0, 2, 255]))
-        raw.flags = raw.flags | 0x10 if raw.norm is None else raw.flags & ~0x10
-        raw.payload = rng.randbytes(rng.choice([0, 1, rng.randrange(1, 600)]))
-        raw.nbits = rng.choice([8 * len(raw.payload), max(0, 8 * len(raw.payload) - rng.randrange(8)), rng.randrange(5000)])
-    return raw.pack()
-
-
 
 def seed_streams(rng: random.Random, model_ids: list[bytes], latent_dims: list[int]) -> list[bytes]:
     """Valid ``.ivc`` files over every coder, bit depth 2..16, flag combination and given generator."""
@@ -150,15 +63,14 @@ def codec_seeds(codec: "Codec", rng: random.Random, n: int = 8) -> list[bytes]:
     return [e.data for e in codec.encode_symbols(z, images)]
 
 
-def _recrc(body: bytes) -> bytes:
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
 def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[bytes]] = None) -> bytes:
     """One mutation of ``data``; ``header_field``, ``huge_varint`` and the structural kinds fix up the CRC so they
     reach the field checks. ``swap`` and ``scratch`` draw model ids from ``model_ids`` (default: ``data``'s own)."""
     if kind in ("edge_field", "swap", "scratch"):
-        return _structural(data, kind, rng, model_ids or [bytes(data[4:8])])
+        out = structural(data, kind, rng, model_ids or [bytes(data[4:8])])
+        if out is not None:
+            return out
+        kind = "header_field"
     b = bytearray(data)
     if kind == "bitflip":
         for bit in rng.sample(range(8 * len(b)), rng.randint(1, min(8, 8 * len(b)))):  # distinct bits
@@ -172,13 +84,17 @@ def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[
     elif kind == "truncate":
         b = b[: rng.randrange(len(b))]
     elif kind == "header_field":
-        body = b[:-4]
-        i = rng.randrange(3, min(len(body), 20))
-        body[i] = rng.randrange(256)
+        body = _body(b)
+        i = rng.randrange(1 if body[:1] == bytes([bitstream.MAGIC_V2]) else 3, max(4, min(len(body), 20)))
+        if i < len(body):
+            body[i] = rng.randrange(256)
         return _recrc(bytes(body))
     elif kind == "huge_varint":
-        body = b[:-4]
-        i = rng.randrange(10, min(len(body), 18))
+        body = _body(b)
+        v2 = body[:1] == bytes([bitstream.MAGIC_V2])
+        if v2:
+            body[3] |= 1  # the size escape: varints follow
+        i = rng.randrange(4, 8) if v2 else rng.randrange(10, min(len(body), 18))
         huge = bytes([0xFF] * rng.randint(1, 9) + [rng.randrange(1, 128)])
         return _recrc(bytes(body[:i] + huge + body[i + 1:]))
     else:
@@ -232,7 +148,7 @@ def run_fuzz(
         seeds = codec_seeds(codec, rng) if codec is not None else seed_streams(
             rng, [b"\x52\xc4\x6b\x11", b"\x00\x01\x02\x03"], [100, 8])
     pool = seeds
-    ids = model_ids if model_ids is not None else sorted({s[4:8] for s in seeds})
+    ids = model_ids if model_ids is not None else sorted({s[1:3] if s[0] == bitstream.MAGIC_V2 else s[4:8] for s in seeds})
     cache: Optional[dict] = {} if by_header else None
     stats = FuzzStats()
     for i in range(n_cases):

@@ -23,10 +23,26 @@ Callback = Callable[[int, int, float, torch.Tensor], None]
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """The quantiser the stored latent will go through (see :mod:`invcomp.quantize`)."""
+    """The quantiser the stored latent will go through (see :mod:`invcomp.quantize`). ``quantise`` replaces
+    the version-1 quantise-dequantise (``(N, D) -> (N, D)``, no gradient needed); ``rate`` is a differentiable
+    code length in bits ``(N, D) -> (N,)``, weighted by ``rate_weight`` in the last phase of the search."""
 
     bits: int = 6
     scaling: str = "max"
+    quantise: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    rate: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    rate_weight: float = 0.0
+
+    def fake(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantise-dequantise ``z`` ``(N, D)`` with a straight-through gradient."""
+        if self.quantise is None:
+            return fake_quantize(z, self.bits, scaling=self.scaling)
+        return z + (self.quantise(z.detach()).to(z.device, z.dtype) - z).detach()
+
+    def hard(self, z: torch.Tensor) -> torch.Tensor:
+        if self.quantise is None:
+            return dequantize(quantize(z, self.bits, scaling=self.scaling)).to(z.device)
+        return self.quantise(z.detach()).to(z.device, z.dtype)
 
 
 @dataclass(frozen=True)
@@ -122,9 +138,13 @@ def invert(
         cur = lr_at(step, iters, lr, warmup)
         for group in opt.param_groups:
             group["lr"] = cur
-        zin = fake_quantize(z, quant.bits, scaling=quant.scaling) if step >= q_start and quant else z
+        late = quant is not None and step >= q_start
+        zin = quant.fake(z) if late else z  # type: ignore[union-attr]
         per_row = loss_fn(G(zin), tgt)
-        (per_row + regulariser(z)).sum().backward(inputs=[z])
+        extra = regulariser(z)
+        if late and quant.rate is not None and quant.rate_weight > 0:  # type: ignore[union-attr]
+            extra = extra + quant.rate_weight * quant.rate(z)  # type: ignore[union-attr]
+        (per_row + extra).sum().backward(inputs=[z])
         opt.step()
         opt.zero_grad(set_to_none=True)
         if prior == "uniform":
@@ -137,7 +157,7 @@ def invert(
         zf = z.detach()
         float_loss = loss_fn(G(zf), tgt)
         if quant is not None:
-            zq = dequantize(quantize(zf, quant.bits, scaling=quant.scaling)).to(device)
+            zq = quant.hard(zf)
             q_loss = loss_fn(G(zq), tgt)
         else:
             q_loss = float_loss

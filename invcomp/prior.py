@@ -133,7 +133,6 @@ def norm_value(k: int, prior: Prior) -> float:
 def quantised_levels(z: torch.Tensor, bits: int, scaling: str, norm_free: bool, prior_unit: int | None) -> torch.Tensor:
     """Nearest QSGD levels ``(N, D)`` of latents ``(N, D)`` as container v2 stores them (norm on its byte grid,
     or the fixed sqrt(D) of a norm-free model)."""
-    from .quantize import quantize
 
     z = z.detach().float().cpu()
     if norm_free:
@@ -264,9 +263,16 @@ def encode_levels(levels: Sequence[int] | torch.Tensor, bits: int, prior: Prior)
     models = _models(prior, bits)
     data = _encode_words(idx, models, prior.groups)
     n = len(data)
-    while n > 0 and np.array_equal(_decode_words(data[:n - 1], models, prior.groups), idx):
+    while n > 0 and _decodes_to(data[:n - 1], models, prior.groups, idx):
         n -= 1
     return data[:n]
+
+
+def _decodes_to(payload: bytes, models: list[Any], groups: np.ndarray, idx: np.ndarray) -> bool:
+    try:
+        return bool(np.array_equal(_decode_words(payload, models, groups), idx))
+    except Exception:  # noqa: BLE001  (constriction refuses data that its model cannot have produced)
+        return False
 
 
 def decode_levels(payload: bytes, bits: int, prior: Prior) -> list[int]:

@@ -63,7 +63,8 @@ def test_fuzz_by_header_covers_both_modes_without_a_crash() -> None:
     rng = random.Random(5)
     codecs = [load_codec(n, for_decode=True) for n in ("dcgan-utkface64", "vaegan-utkface64-c2")]
     seeds = [s for c in codecs for s in codec_seeds(c, rng, 4)]
-    stats = run_fuzz(900, seed=5, seeds=seeds, by_header=True, model_ids=[c.model_id for c in codecs])
+    ids = [c.model_id for c in codecs] + [c.model_id_v2 for c in codecs]
+    stats = run_fuzz(900, seed=5, seeds=seeds, by_header=True, model_ids=ids)
     d = stats.as_dict()
     assert d["crashes"] == 0, d["crash_examples"]
     assert d["hangs"] == 0 and d["ok"] > 0 and set(d["by_mutator"]) == set(MUTATORS)

@@ -88,7 +88,8 @@ def test_shipped_vaegan_codes_the_demo_face_through_the_cli(name: str, tmp_path:
     row = json.loads(r.stdout.splitlines()[0])
     assert row["model"] == name and row["mode"] == "vaegan"
     header = bitstream.unpack(out.read_bytes())[0]
-    assert header.mode == bitstream.MODE_VAEGAN and header.model_id == bytes.fromhex(entry["sha256"][:8])
+    v2_id = registry.decode_id(entry["sha256"], entry["config_sha256"], entry["prior"]["sha256"])
+    assert header.mode == bitstream.MODE_VAEGAN and header.version == 2 and header.model_id == v2_id
     # decode finds the codec by the model id in the file, with no --model
     r = cli_runner().invoke(cli, ["decode", str(out), "-o", str(png), "--native", "--device", "cpu"])
     assert r.exit_code == 0, r.stderr

@@ -35,6 +35,11 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     if bitstream_path is not None:
         data = read_bytes(bitstream_path)
         header = bitstream.unpack(data)[0]
+        if header.version == 2:  # the model implies the resolution: read the file with it
+            from ..codecs import codec_for_header
+            from ..codecs.entropy import parse
+
+            header = parse(data, codec_for_header(header))[0]
         if b.size not in ((header.width, header.height), (header.resolution, header.resolution)):
             raise InvcompError(f"{reconstruction} is {b.width}x{b.height}, but {bitstream_path} decodes to "
                                f"{header.width}x{header.height} (or {header.resolution}x{header.resolution} with --native)")

@@ -11,7 +11,7 @@ import click
 
 from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_MODEL,
                                DEFAULT_RESTARTS, DEFAULT_SCALING, FITS, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
-                               ROUNDINGS, SCALINGS, EncodeSettings)
+                               DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
 from .common import IMAGE_SUFFIXES, check_writable, device_option, expand_inputs, output_paths, read_bytes, write_bytes
@@ -61,7 +61,19 @@ def rates(n_bytes: int, target: Any) -> dict:
               help="crop: code the centre square (decode puts it back in place); squash: the whole frame.")
 @click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]")
 @click.option("--rounding", default="nearest", show_default=True, type=click.Choice(ROUNDINGS))
-@click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS), help="Elias code; auto takes the shortest.")
+@click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS),
+              help="auto: range coding under the model's prior (a version-2 file) where the model ships one, else the "
+                   "shortest Elias code (version 1); prior: insist on the former; elias: the shortest Elias code (version 1); "
+                   "gamma, delta, omega: that Elias code.")
+@click.option("--lambda", "rate_weight", default=None, type=click.FloatRange(min=0),
+              help="Rate weight of the search's last phase: minimise distortion + LAMBDA x bits under the prior.  "
+                   f"[default: {DEFAULT_RATE_WEIGHT} with a prior]")
+@click.option("--target-bytes", default=None, type=click.IntRange(1),
+              help="Rate control: for each image, the best SSIM whose file is at most N bytes (bits and trims chosen).")
+@click.option("--target-bpp", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Rate control: the same, for X bits per pixel at the model resolution.")
+@click.option("--target-ssim", default=None, type=click.FloatRange(-1, 1),
+              help="Rate control: the smallest file that reaches SSIM S, or the best reachable one, flagged.")
 @click.option("--no-quant-aware", is_flag=True, help="Do not optimise through the quantiser at the end of the search.")
 @click.option("--init", "init", default=None, type=click.Choice(INITS),
               help="Start of the search: the model's warm-start network (auto: when it has one, else random), the "
@@ -76,7 +88,8 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
            channels: Optional[int], weights_path: Optional[str], iters: Optional[int], bits: Optional[int],
            loss: Optional[str], restarts: Optional[int], lr: Optional[float], seed: int, batch_size: int, device: str,
            fit: str, scaling: Optional[str], rounding: str, coder: str, no_quant_aware: bool, init: Optional[str],
-           warm_start: Optional[str], max_pixels: int, force: bool, as_json: bool) -> None:
+           warm_start: Optional[str], max_pixels: int, force: bool, as_json: bool, rate_weight: Optional[float],
+           target_bytes: Optional[int], target_bpp: Optional[float], target_ssim: Optional[float]) -> None:
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
@@ -87,22 +100,33 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
 
     if loss is not None:
         parse_loss(loss)
+    from ..codecs.rate import RateTarget, bytes_for_bpp
+
+    goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
+    if len(goals) > 1:
+        raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
+    if goals and bits is not None:
+        raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
     settings = EncodeSettings(bits=bits, coder=coder, fit=fit, scaling=scaling, rounding=rounding, seed=seed,
                               iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
-                              quant_aware=False if no_quant_aware else None)
+                              quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
                        warm_start=warm_start, channels=channels)
+    goal = None
+    if goals:
+        n = target_bytes if target_bytes is not None else (
+            bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
+        goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
     inputs = expand_inputs(images, IMAGE_SUFFIXES)
     outs = output_paths(inputs, output, ".ivc")
     report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
-    _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report)
+    _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report, goal)
     sys.exit(report.finish())
 
 
 def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels: int, force: bool,
-         report: Report) -> None:
+         report: Report, goal: Any = None) -> None:
     """Encode ``jobs`` (input, output) in batches; report every item in input order."""
-    import torch
     from tqdm import tqdm
 
     from .. import metrics
@@ -131,15 +155,23 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
         if loaded:
             t0 = time.perf_counter()
             try:
-                done = codec.encode([im for _, im in loaded], progress=bar.update)
+                if goal is None:
+                    done = codec.encode([im for _, im in loaded], progress=bar.update)
+                else:
+                    from ..codecs.rate import encode_images
+
+                    done = encode_images(codec, [im for _, im in loaded], goal, progress=bar.update)
             except InvcompError as e:
                 done = None
                 for k, _ in loaded:
                     results[k] = str(e)
             if done is not None:
                 seconds = (time.perf_counter() - t0) / len(loaded)
-                q = metrics.quality(stored_pixels(torch.stack([e.recon for e in done])), torch.stack([e.target for e in done]))
-                for (k, _), e, m in zip(loaded, done, q):
+                for (k, _), e in zip(loaded, done):
+                    if isinstance(e, InvcompError):
+                        results[k] = str(e)
+                        continue
+                    m = metrics.quality(stored_pixels(e.recon[None]), e.target[None])[0]
                     results[k] = (e, m, seconds)
         for (src, dst), res in zip(chunk, results):
             if isinstance(res, str):
@@ -152,7 +184,14 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
                 report.failure(str(src), str(err))
                 continue
             row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **desc,
-                   "seconds": round(seconds, 3), "coder": e.header.coder}
-            report.success(row, f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
-                                f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
+                   "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version,
+                   "bits": e.header.bits}
+            human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
+                     f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
+            if goal is not None:
+                row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
+                                 "bits": e.header.bits, "trims": e.extra["trims"]}
+                human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
+                          + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
+            report.success(row, human)
     bar.close()

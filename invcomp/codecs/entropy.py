@@ -97,7 +97,7 @@ def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]]
     out = []
     for i, (width, height) in enumerate(sizes):
         levels = [int(v) for v in q.levels[i]]
-        coder = elias.best_coder(levels) if s.coder == "auto" else s.coder
+        coder = elias.best_coder(levels) if s.coder in ("auto", "elias") else s.coder
         payload, nbits = elias.encode_levels(levels, coder)
         header = bitstream.Header(
             model_id=codec.model_id, latent_dim=codec.latent_dim, resolution=codec.resolution, width=width,
@@ -143,9 +143,10 @@ def _parse_v2(header: bitstream.Header, rest: bytes, codec: CodecLike) -> tuple[
     check_mode(header, codec)
     p = codec.entropy_prior
     if p is None or header.model_id != codec.model_id_v2:
-        have = codec.model_id_v2.hex() if codec.model_id_v2 else "none: it ships no prior"
+        have = (f"id {codec.model_id_v2.hex()}" if codec.model_id_v2 else
+                f"no version-2 id (it ships no prior; its version-1 id is {codec.model_id.hex()})")
         raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()} (version 2), but {codec.name!r} has "
-                                f"id {have}; see `invcomp models`")
+                                f"{have}; see `invcomp models`")
     if codec.norm_free:
         norm = norm_free_norm(codec.latent_dim)
     else:

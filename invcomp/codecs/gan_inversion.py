@@ -6,7 +6,9 @@ of G. Files of norm-free generators (``G(c z) = G(z)``) store no norm.
 """
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Iterable, Optional, Union
 
 import torch
@@ -15,7 +17,10 @@ from .. import bitstream
 from ..errors import InvcompError
 from ..generators import registry
 from ..inversion import QuantSpec, invert
+from ..prior import soft_rate_bits
+from ..quantize import dequantize, levels_for_bits
 from ..warmstart import LoadedWarmStart, check_warm_start, load_warm_start, predict_latents, shipped_warm_start
+from . import entropy
 from .base import Codec, Progress
 from .settings import EncodeSettings, resolve_search
 from .table import register_mode
@@ -116,15 +121,36 @@ class InversionCodec(Codec):
             torch.set_num_threads(threads)
         return torch.cat([z for z, _ in parts]), [e for _, ex in parts for e in ex]
 
+    def quant_spec(self) -> Optional[QuantSpec]:
+        """The quantiser (and, in a version-2 file, the rate under the prior) that the search's last phase sees."""
+        s = self.settings
+        if not s.quant_aware:
+            return None
+        if entropy.container(self) != 2:
+            return QuantSpec(s.bits, s.scaling)  # type: ignore[arg-type]
+        prior, nearest = self.entropy_prior, replace(s, rounding="nearest")
+        levels = levels_for_bits(s.bits)  # type: ignore[arg-type]
+
+        def quantise(z: torch.Tensor) -> torch.Tensor:
+            q = entropy.quantise_rows(z.cpu(), nearest, norm_free=self.norm_free, prior=prior)
+            return dequantize(q)
+
+        def rate(z: torch.Tensor) -> torch.Tensor:
+            norm = math.sqrt(z.shape[1]) if self.norm_free else z.norm(dim=1, keepdim=True).clamp(min=1e-8)
+            return soft_rate_bits(z * levels / norm, s.bits, prior).to(z.dtype)  # type: ignore[arg-type]
+
+        return QuantSpec(s.bits, s.scaling, quantise=quantise, rate=rate, rate_weight=s.rate_weight or 0.0)  # type: ignore[arg-type]
+
     def _search_rows(self, target: torch.Tensor, rows: Iterable[int],
                      progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
         s, zs, extras = self.settings, [], []
+        quant = self.quant_spec()
         for i in rows:
             x = target[i:i + 1]
             res = invert(
                 self.gen.module, x, loss=s.loss, iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
                 init=self.start(x), prior=self.prior, norm_weight=s.norm_weight,
-                quant=QuantSpec(s.bits, s.scaling) if s.quant_aware else None,  # type: ignore[arg-type]
+                quant=quant,
                 quant_fraction=s.quant_fraction, seed=s.seed,
                 callback=(lambda *_: progress(1)) if progress is not None else None,
             )

@@ -35,7 +35,7 @@ ITERS_FROM_PRIOR = 300
 FITS = ("crop", "squash")
 SCALINGS = ("max", "l2")
 ROUNDINGS = ("nearest", "stochastic")
-CODERS = ("auto", "prior", "gamma", "delta", "omega")
+CODERS = ("auto", "prior", "elias", "gamma", "delta", "omega")
 # The rate weight (lambda, per bit of the code length under the prior) of the search's last phase;
 # chosen on validation faces (experiments/rate_weight.py; README, "Entropy coding").
 DEFAULT_RATE_WEIGHT = 0.0
@@ -51,7 +51,8 @@ class EncodeSettings:
     Shared by every mode: ``bits`` (quantiser bits per symbol, sign included), ``coder`` (``auto``: the
     range coder under the model's prior, in a version-2 file, where the model ships a prior that covers
     ``bits`` and ``scaling``, else the shortest Elias code in a version-1 file; ``prior``: insist on the
-    former; ``gamma``/``delta``/``omega``: that Elias code, version 1), ``fit`` (``crop`` the centre square or ``squash`` the frame), ``scaling``
+    former; ``elias``: the shortest Elias code, version 1, as before version 2; ``gamma``/``delta``/``omega``:
+    that Elias code, version 1), ``fit`` (``crop`` the centre square or ``squash`` the frame), ``scaling``
     (quantiser norm), ``rounding`` and ``seed`` (of stochastic rounding and random starts).
 
     Only for modes that search (GAN inversion): ``iters``, ``init`` (``auto``: the model's warm-start
