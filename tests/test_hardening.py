@@ -279,6 +279,8 @@ def _shipped_files() -> list[tuple[str, str]]:
         out += [(name, e["weights"]), (name, e["config"])]
         if e.get("encoder"):
             out += [(name, e["encoder"]["weights"]), (name, e["encoder"]["weights"][:-3] + ".json")]
+        if e.get("prior"):
+            out.append((name, e["prior"]["file"]))
     return out
 
 
@@ -296,7 +298,7 @@ def pretrained_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("name", "file"), _shipped_files())
 def test_a_changed_byte_in_any_shipped_file_is_refused_by_name(name: str, file: str, pretrained_copy: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """First, middle and last byte of every shipped weight and config file (the prior is a config field):
+    """First, middle and last byte of every shipped weight, config and prior file:
     every change is refused, naming the model, before anything is unpickled."""
     import torch
 
