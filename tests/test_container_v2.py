@@ -219,3 +219,20 @@ def test_target_ssim_gives_the_smallest_file_that_reaches_it_or_flags_it(tiny_co
 
 def test_bpp_budget_is_at_the_model_resolution() -> None:
     assert bytes_for_bpp(0.1, 64) == 51 and bytes_for_bpp(0.5, 32) == 64
+
+
+def test_version_2_bytes_do_not_depend_on_threads_or_batch(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from invcomp.cli import cli
+
+    other = tmp_path / "other.png"
+    _demo().rotate(90).save(other)
+    got = []
+    for threads, batch in ((1, 1), (2, 2), (2, 1)):
+        out = tmp_path / f"o{threads}{batch}"
+        r = CliRunner().invoke(cli, ["--threads", str(threads), "encode", str(DEMO_IMAGE), str(other), "--iters", "5",
+                                     "--batch-size", str(batch), "-o", f"{out}/"])
+        assert r.exit_code == 0, r.output
+        got.append([(out / n).read_bytes() for n in ("astronaut-face.ivc", "other.ivc")])
+    assert got[0] == got[1] == got[2] and got[0][0][0] == bitstream.MAGIC_V2
