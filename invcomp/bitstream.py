@@ -234,7 +234,9 @@ class _Reader:
 
 
 def pack(header: Header, payload: bytes, nbits: int) -> bytes:
-    """Serialise a header and an Elias payload of ``nbits`` bits into ``.ivc`` bytes."""
+    """Serialise a header and an Elias payload of ``nbits`` bits into version-1 ``.ivc`` bytes."""
+    if header.version != VERSION:
+        raise BitstreamError(f"pack writes version {VERSION}; a version-{header.version} header goes to pack_v2")
     header.validate()
     if not 0 <= nbits <= max_payload_bits(header.latent_dim) or len(payload) != (nbits + 7) // 8:
         raise BitstreamError(f"payload of {len(payload)} bytes does not hold {nbits} bits")

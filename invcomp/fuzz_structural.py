@@ -121,6 +121,8 @@ def structural(data: bytes, kind: str, rng: random.Random, model_ids: list[bytes
         except InvcompError:
             return None
     model_ids = [m for m in model_ids if len(m) == 4] or [bytes(data[4:8])]
+    if kind == "scratch":
+        return _scratch_v1(rng, model_ids)
     try:
         raw = RawV1.parse(data)
     except InvcompError:  # not parseable: the caller mutates its header bytes instead
@@ -145,11 +147,15 @@ def structural(data: bytes, kind: str, rng: random.Random, model_ids: list[bytes
         raw.model_id = rng.choice(model_ids + [bytes(4), b"\xff" * 4, rng.randbytes(4)])
         if rng.random() < 0.7:
             raw.flags = (raw.flags & 0x1F) | (rng.randrange(8) << 5)
-    else:  # scratch
-        raw = RawV1(rng.choice(model_ids + [rng.randbytes(4)]), rng.randrange(256), rng.randrange(256),
-                    *(rng.choice(EDGES[f] + [rng.randrange(1, 70000)]) for f in ("latent", "res", "width", "height")),
-                    rng.choice(EDGES["norm"]), 0, b"", version=rng.choice([1, 1, 1, 0, 2, 255]))
-        raw.flags = raw.flags | 0x10 if raw.norm is None else raw.flags & ~0x10
-        raw.payload = rng.randbytes(rng.choice([0, 1, rng.randrange(1, 600)]))
-        raw.nbits = rng.choice([8 * len(raw.payload), max(0, 8 * len(raw.payload) - rng.randrange(8)), rng.randrange(5000)])
+    return raw.pack()
+
+
+def _scratch_v1(rng: random.Random, model_ids: list[bytes]) -> bytes:
+    """A version-1 file built from scratch, field by field, with edge values."""
+    raw = RawV1(rng.choice(model_ids + [rng.randbytes(4)]), rng.randrange(256), rng.randrange(256),
+                *(rng.choice(EDGES[f] + [rng.randrange(1, 70000)]) for f in ("latent", "res", "width", "height")),
+                rng.choice(EDGES["norm"]), 0, b"", version=rng.choice([1, 1, 1, 0, 2, 255]))
+    raw.flags = raw.flags | 0x10 if raw.norm is None else raw.flags & ~0x10
+    raw.payload = rng.randbytes(rng.choice([0, 1, rng.randrange(1, 600)]))
+    raw.nbits = rng.choice([8 * len(raw.payload), max(0, 8 * len(raw.payload) - rng.randrange(8)), rng.randrange(5000)])
     return raw.pack()

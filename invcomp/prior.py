@@ -221,6 +221,8 @@ def _models(prior: Prior, bits: int) -> list[Any]:
     key = (id(prior), bits)
     cached = _MODEL_CACHE.get(key)
     if cached is None or cached[0] is not prior:
+        if len(_MODEL_CACHE) > 64:  # long-running processes load codecs again and again
+            _MODEL_CACHE.clear()
         tables = prior.tables[bits].astype(np.float64) / TOTAL  # exact: integers over a power of two
         cached = (prior, [constriction.stream.model.Categorical(t, perfect=False) for t in tables])
         _MODEL_CACHE[key] = cached

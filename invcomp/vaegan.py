@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -217,6 +217,7 @@ class LoadedVAEGAN:
     synthesis: Synthesis
     config: VAEGANConfig
     sha256: str
+    config_sha256: Optional[str] = None  # set for a registered model (its config checked against the registry)
 
     @property
     def model_id(self) -> bytes:

@@ -73,6 +73,8 @@ def quantise_rows(z: torch.Tensor, settings: EncodeSettings, *, norm_free: bool 
 
 def _quantise_v2(z: torch.Tensor, s: EncodeSettings, norm_free: bool, prior: priors.Prior) -> QuantizedLatent:
     n, d = z.shape
+    if not torch.isfinite(z).all():
+        raise InvcompError("latent contains NaN or infinity")
     if norm_free:
         norm = torch.full((n,), norm_free_norm(d))
     else:

@@ -40,7 +40,7 @@ class InversionCodec(Codec):
                  warm_start: Optional[LoadedWarmStart] = None) -> None:
         if warm_start is not None:
             check_warm_start(warm_start, gen)
-        entropy_prior, id_v2 = registry.entropy_prior(gen.name, gen.sha256)
+        entropy_prior, id_v2 = registry.entropy_prior(gen.name, gen.sha256, gen.config_sha256)
         s = resolve_search(settings or EncodeSettings(), has_warm_start=warm_start is not None,
                            has_prior=entropy_prior is not None)
         if s.init == "encoder" and warm_start is None:
@@ -136,7 +136,12 @@ class InversionCodec(Codec):
             return dequantize(q)
 
         def rate(z: torch.Tensor) -> torch.Tensor:
-            norm = math.sqrt(z.shape[1]) if self.norm_free else z.norm(dim=1, keepdim=True).clamp(min=1e-8)
+            if self.norm_free:
+                norm: Any = math.sqrt(z.shape[1])
+            elif prior.scaling == "max":  # type: ignore[union-attr]
+                norm = z.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
+            else:
+                norm = z.norm(dim=1, keepdim=True).clamp(min=1e-8)
             return soft_rate_bits(z * levels / norm, s.bits, prior).to(z.dtype)  # type: ignore[arg-type]
 
         return QuantSpec(s.bits, s.scaling, quantise=quantise, rate=rate, rate_weight=s.rate_weight or 0.0)  # type: ignore[arg-type]

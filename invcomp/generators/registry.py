@@ -215,14 +215,15 @@ def is_vaegan_config(cfg_path: Path) -> bool:
         return False
 
 
-def entropy_prior(name: str, weights_sha256: str) -> tuple[Any, Optional[bytes]]:
+def entropy_prior(name: str, weights_sha256: str, config_sha256: Optional[str]) -> tuple[Any, Optional[bytes]]:
     """The entropy-coding prior (:class:`invcomp.prior.Prior`) and version-2 id of the shipped model loaded by
-    this name, sha256-checked; ``(None, None)`` for a model without one (user models and ``.pt`` paths write
-    version-1 files)."""
+    this name, with these weights and this config, sha256-checked; ``(None, None)`` for a model without one (user
+    models, and ``.pt`` paths whose weights or config differ, write version-1 files)."""
     from ..prior import load_prior
 
     for e in list_models():
-        if e.name == name and e.sha256 == weights_sha256 and e.prior is not None:
+        if (e.name == name and e.sha256 == weights_sha256 and e.prior is not None and config_sha256 is not None
+                and e.config_sha256 == config_sha256):
             if not e.prior.is_file() or sha256_file(e.prior) != e.prior_sha256:
                 raise InvcompError(f"prior for model {e.name!r} does not match the registry sha256 (missing, edited or "
                                    f"replaced file {e.prior}): it changes the decoded pixels")
@@ -269,7 +270,7 @@ def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
             raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec")
         _checked_weights(e)
         model = load_vaegan(e.weights, device)
-        model.name = spec
+        model.name, model.config_sha256 = spec, e.config_sha256
         return model
     if not Path(spec).is_file():
         known = ", ".join(n for n, e in entries.items() if e.kind == "vaegan") or "none installed"
