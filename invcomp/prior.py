@@ -119,8 +119,12 @@ def prior_sha256(path: Path) -> str:
 
 # --- norms ---------------------------------------------------------------------------------------------------
 def norm_code(norm: float, prior: Prior) -> int:
-    """The one-byte norm code k in 1..255: the smallest k with ``k * unit >= norm`` (clamped)."""
-    k = math.ceil(float(norm) * (1 << NORM_UNIT_BITS) / prior.norm_unit - 1e-9)
+    """The one-byte norm code k in 1..255 (clamped): for ``max`` scaling the smallest k with ``k * unit >= norm``
+    (so no level passes s); for ``l2`` the nearest (a coordinate is far below the L2 norm, so none does)."""
+    x = float(norm) * (1 << NORM_UNIT_BITS) / prior.norm_unit
+    if not math.isfinite(x):
+        raise InvcompError(f"latent norm {norm} is not finite")
+    k = math.ceil(x - 1e-9) if prior.scaling == "max" else math.floor(x + 0.5)
     return min(255, max(1, k))
 
 
@@ -167,16 +171,22 @@ def integer_table(counts: np.ndarray) -> np.ndarray:
     return f + 1
 
 
+NORM_HEADROOM = 3.0
+"""The norm unit puts this many times the largest training norm at code 255: a typical latent's norm lands
+near code 75 (a step of about 1.3%), and an encoder may store up to ~3x its norm, a coarser quantiser step,
+as a rate knob finer than the bit depth (:mod:`invcomp.codecs.rate`)."""
+
+
 def fit_prior(z: torch.Tensor, *, scaling: str, norm_free: bool, groups: Sequence[int] | None = None,
               smoothing: float = 0.5, bits: Sequence[int] = BITS, info: dict | None = None) -> Prior:
     """Fit tables to training latents ``z`` ``(N, D)``: per bit depth and group, the histogram of nearest levels
-    plus ``smoothing`` per level (Krichevsky-Trofimov), made integer. The norm unit puts 1.25x the largest
-    training norm at code 255."""
+    plus ``smoothing`` per level (Krichevsky-Trofimov), made integer. The norm unit puts :data:`NORM_HEADROOM`
+    times the largest training norm at code 255."""
     z = z.detach().float().cpu()
     n, d = z.shape
     g = np.zeros(d, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
     raw = z.abs().amax(1) if scaling == "max" else z.norm(dim=1)
-    unit = max(1, math.ceil(1.25 * float(raw.max()) / 255 * (1 << NORM_UNIT_BITS)))
+    unit = max(1, math.ceil(NORM_HEADROOM * float(raw.max()) / 255 * (1 << NORM_UNIT_BITS)))
     tables = {}
     for b in bits:
         s = levels_for_bits(b)

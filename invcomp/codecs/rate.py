@@ -1,17 +1,14 @@
 """Rate control: the file of one image at a byte budget (``--target-bytes``, ``--target-bpp``) or a quality
-(``--target-ssim``), chosen among cheap re-quantisations of the latent the search found once.
+(``--target-ssim``), chosen among cheap re-quantisations of the latent that one search found.
 
-The candidates of an image are, for each bit depth b the container allows, its nearest levels at b and
-those levels "trimmed": moved one step towards zero, one coordinate at a time, greedily in the order that
-gives up the least latent distortion per bit saved under the prior (rate-distortion optimised quantisation;
-the decoder needs nothing new). Each candidate costs one range coding (~0.1 ms) and, when it is compared, one
-generator pass; the search never runs again.
-
-- **bytes:** for every b, the fewest trims whose file fits the budget; of those, the one with the best SSIM.
-- **ssim:** for every b whose untrimmed file reaches the target, the most trims that still reach it (a
-  bisection); of those, the smallest file. If no b reaches it, the best file there is, flagged.
-
-Version-1 files (a model without a prior, or an Elias coder) have no trims: only the bit depth is chosen.
+The candidates are, for each bit depth b the container allows, the nearest levels at b and finer steps that
+the decoder needs nothing new for: a **coarser stored norm** (version 2, models that store a norm: the levels
+taken against a larger norm code, a larger quantiser step), or **trims** (norm-free models, or when no norm
+fits: levels moved one step towards zero, greedily in the order that loses the least latent distortion per
+bit saved under the prior). A candidate costs one range coding (~0.1 ms) and, when compared, one generator
+pass. **bytes:** per b, the finest norm that fits and a few coarser ones (or the fewest trims); of all, the
+best SSIM. **ssim:** per b, twelve norms from the latent's own to the coarsest (or the most trims, by
+bisection) that reach the target; of those, the smallest file; if none does, the best file there is, flagged.
 """
 from __future__ import annotations
 
@@ -49,16 +46,30 @@ def bytes_for_bpp(bpp: float, resolution: int) -> int:
 
 
 class _Ladder:
-    """The candidates of one image at one bit depth: its nearest levels and the greedy trims of them."""
+    """The candidates of one image at one bit depth: its nearest levels and the greedy trims of them. With
+    ``norm_code`` (a version-2 file of a model that stores its norm) the levels are taken against that coarser
+    stored norm instead of the latent's own: a larger code is a larger quantiser step, a finer rate knob than
+    the bit depth, and the decoder needs nothing new."""
 
-    def __init__(self, codec: Any, z: torch.Tensor, bits: int) -> None:
+    def __init__(self, codec: Any, z: torch.Tensor, bits: int, norm_code: Optional[int] = None) -> None:
         self.codec = copy.copy(codec)
         self.codec.settings = replace(codec.settings, bits=bits, rounding="nearest")
         self.v2 = entropy.container(self.codec) == 2
         p = self.codec.entropy_prior if self.v2 else None
         q = entropy.quantise_rows(z[None], self.codec.settings, norm_free=codec.norm_free, prior=p)
-        self.q, self.bits = q, bits
-        self.moves: list[tuple[int, int]] = self._greedy(z, q, p) if self.v2 else []
+        if norm_code is not None and p is not None:
+            norm = torch.tensor([priors.norm_value(norm_code, p)], dtype=torch.float32)
+            q = replace(q, levels=priors.levels_exact(z[None].float().cpu(), bits, norm), norm=norm)
+        self.q, self.bits, self.z, self.p = q, bits, z, p
+        self.norm_code = norm_code if norm_code is not None else (
+            None if p is None or codec.norm_free else priors.norm_code(float(q.norm[0]), p))
+        self._moves: Optional[list[tuple[int, int]]] = None
+
+    @property
+    def moves(self) -> list[tuple[int, int]]:
+        if self._moves is None:
+            self._moves = self._greedy(self.z, self.q, self.p) if self.v2 else []
+        return self._moves
 
     def _greedy(self, z: torch.Tensor, q: QuantizedLatent, p: priors.Prior) -> list[tuple[int, int]]:
         s = levels_for_bits(self.bits)
@@ -103,7 +114,8 @@ class _Ladder:
         q = replace(self.q, levels=self.levels(trims))
         data, header = entropy.pack_rows(self.codec, q, [size])[0]
         recon = self.codec.synthesise(dequantize(q))[0]
-        return Encoded(data, header, target, recon, torch.zeros(0), q.levels[0], {"bits": self.bits, "trims": trims})
+        return Encoded(data, header, target, recon, torch.zeros(0), q.levels[0],
+                       {"bits": self.bits, "trims": trims, "norm_code": self.norm_code})
 
     def size(self, trims: int, size: tuple[int, int]) -> int:
         q = replace(self.q, levels=self.levels(trims))
@@ -119,6 +131,26 @@ def _bits_range(codec: Any) -> list[int]:
 
 def _quality(enc: Encoded) -> float:
     return float(ssim_metric(stored_pixels(enc.recon[None]), enc.target[None]))
+
+
+def _fit_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int, size: tuple[int, int]) -> Optional[tuple[_Ladder, int]]:
+    """The finest file at ``bits`` that fits ``max_bytes``: the latent's own norm if it fits; else the smallest
+    larger stored norm (a coarser step) that fits; else the fewest trims. ``None`` if nothing fits."""
+    lad = _Ladder(codec, z, bits)
+    if lad.size(0, size) <= max_bytes:
+        return lad, 0
+    k0 = lad.norm_code
+    if k0 is not None and k0 < 255 and _Ladder(codec, z, bits, 255).size(0, size) <= max_bytes:
+        lo, hi = k0, 255  # size(lo) > max, size(hi) <= max
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _Ladder(codec, z, bits, mid).size(0, size) <= max_bytes:
+                hi = mid
+            else:
+                lo = mid
+        return _Ladder(codec, z, bits, hi), 0
+    t = _fewest_trims(lad, max_bytes, size)
+    return None if t is None else (lad, t)
 
 
 def _fewest_trims(ladder: _Ladder, max_bytes: int, size: tuple[int, int]) -> Optional[int]:
@@ -138,22 +170,42 @@ def _fewest_trims(ladder: _Ladder, max_bytes: int, size: tuple[int, int]) -> Opt
     return hi
 
 
+NEAR_BUDGET = (0, 1, 2, 4, 8, 16)  # stored-norm codes tried above the finest that fits a budget
+SSIM_GRID = 12  # stored-norm codes tried per bit depth for an SSIM target, from the latent's own to 255
+
+
+def _candidates_for_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int,
+                           size: tuple[int, int]) -> list[tuple[_Ladder, int]]:
+    fit = _fit_budget(codec, z, bits, max_bytes, size)
+    if fit is None:
+        return []
+    lad, trims = fit
+    out = [fit]
+    if trims == 0 and lad.norm_code is not None:
+        for step in NEAR_BUDGET[1:]:
+            k = lad.norm_code + step
+            if k <= 255:
+                other = _Ladder(codec, z, bits, k)
+                if other.size(0, size) <= max_bytes:
+                    out.append((other, 0))
+    return out
+
+
 def control(codec: Any, z: torch.Tensor, size: tuple[int, int], target: torch.Tensor, goal: RateTarget) -> Encoded:
     """The file of one image (float symbols ``z`` ``(D,)``, original ``size``, model-resolution ``target``
     ``(3, R, R)``) that meets ``goal``; raises :class:`InvcompError` when no file fits a byte budget."""
-    ladders = [_Ladder(codec, z, b) for b in _bits_range(codec)]
+    bits_range = _bits_range(codec)
     if goal.max_bytes is not None:
         best: Optional[tuple[float, int, Encoded]] = None
         smallest = math.inf
-        for lad in ladders:
+        for b in bits_range:
+            lad = _Ladder(codec, z, b, 255) if _Ladder(codec, z, b).norm_code is not None else _Ladder(codec, z, b)
             smallest = min(smallest, lad.size(len(lad.moves), size))
-            t = _fewest_trims(lad, goal.max_bytes, size)
-            if t is None:
-                continue
-            enc = lad.encode(t, size, target)
-            key = (_quality(enc), -len(enc.data))
-            if best is None or key > best[:2]:
-                best = (*key, enc)  # type: ignore[assignment]
+            for cand, trims in _candidates_for_budget(codec, z, b, goal.max_bytes, size):
+                enc = cand.encode(trims, size, target)
+                key = (_quality(enc), -len(enc.data))
+                if best is None or key > best[:2]:
+                    best = (*key, enc)  # type: ignore[assignment]
         if best is None:
             raise InvcompError(f"no file of at most {goal.max_bytes} bytes: the smallest this model can write for it "
                                f"is {int(smallest)} bytes")
@@ -163,12 +215,19 @@ def control(codec: Any, z: torch.Tensor, size: tuple[int, int], target: torch.Te
     assert goal.min_ssim is not None
     found: list[Encoded] = []
     fallback: Optional[Encoded] = None
-    for lad in ladders:
+    for b in bits_range:
+        lad = _Ladder(codec, z, b)
         top = lad.encode(0, size, target)
-        top_q = _quality(top)
-        if fallback is None or top_q > _quality(fallback):
+        if fallback is None or _quality(top) > _quality(fallback):
             fallback = top
-        if top_q < goal.min_ssim:
+        if lad.norm_code is not None:  # coarser stored norms: the smallest that still reaches the target
+            codes = sorted({round(lad.norm_code + (255 - lad.norm_code) * i / (SSIM_GRID - 1)) for i in range(SSIM_GRID)})
+            for k in codes:
+                enc = _Ladder(codec, z, b, k).encode(0, size, target)
+                if _quality(enc) >= goal.min_ssim:
+                    found.append(enc)
+            continue
+        if _quality(top) < goal.min_ssim:
             continue
         lo, hi = 0, len(lad.moves)  # quality(lo) >= goal; find the most trims that still reach it
         while lo < hi:
@@ -190,7 +249,6 @@ def control(codec: Any, z: torch.Tensor, size: tuple[int, int], target: torch.Te
 def _with_ssim(enc: Encoded) -> Encoded:
     enc.extra["ssim_at_choice"] = round(_quality(enc), 4)
     return enc
-
 
 def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
     """The bit depth to search at for ``goal``: for a byte budget, the smallest depth whose file of the search's
