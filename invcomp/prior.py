@@ -135,14 +135,14 @@ def norm_value(k: int, prior: Prior) -> float:
 
 # --- fitting -----------------------------------------------------------------------------------------------------
 def quantised_levels(z: torch.Tensor, bits: int, scaling: str, norm_free: bool, prior_unit: int | None) -> torch.Tensor:
-    """Nearest QSGD levels ``(N, D)`` of latents ``(N, D)`` as container v2 stores them (norm on its byte grid,
-    or the fixed sqrt(D) of a norm-free model)."""
+    """Nearest QSGD levels ``(N, D)`` of latents ``(N, D)`` as container v2 stores them (against the norm on its
+    byte grid; for a norm-free model, against the latent's own norm, since only its direction matters)."""
 
     z = z.detach().float().cpu()
-    if norm_free:
-        norm = torch.full((z.shape[0],), math.sqrt(z.shape[1]))
+    raw = z.abs().amax(1) if scaling == "max" else z.norm(dim=1)
+    if norm_free:  # the levels of the direction, as :func:`invcomp.codecs.entropy.quantise_rows` takes them
+        norm = raw
     else:
-        raw = z.abs().amax(1) if scaling == "max" else z.norm(dim=1)
         assert prior_unit is not None
         dummy = Prior(scaling, np.zeros(1, dtype=np.int64), {}, prior_unit)
         norm = torch.tensor([norm_value(norm_code(float(v), dummy), dummy) for v in raw])

@@ -75,16 +75,17 @@ def _quantise_v2(z: torch.Tensor, s: EncodeSettings, norm_free: bool, prior: pri
     n, d = z.shape
     if not torch.isfinite(z).all():
         raise InvcompError("latent contains NaN or infinity")
-    if norm_free:
-        norm = torch.full((n,), norm_free_norm(d))
+    raw = z.abs().amax(1) if s.scaling == "max" else z.norm(dim=1)
+    if norm_free:  # the levels are of the direction (G(cz) = G(z)); both sides dequantise with sqrt(D)
+        norm, scale = torch.full((n,), norm_free_norm(d)), raw.float()
     else:
-        raw = z.abs().amax(1) if s.scaling == "max" else z.norm(dim=1)
         norm = torch.tensor([priors.norm_value(priors.norm_code(float(v), prior), prior) for v in raw])
+        scale = norm
     if s.rounding == "nearest":
-        levels = priors.levels_exact(z, s.bits, norm)  # type: ignore[arg-type]
+        levels = priors.levels_exact(z, s.bits, scale)  # type: ignore[arg-type]
     else:  # QSGD's unbiased rule against the stored norm, seeded per row
         k = levels_for_bits(s.bits)  # type: ignore[arg-type]
-        r = (z.abs() / norm.clamp(min=1e-12)[:, None] * k).clamp(max=k)
+        r = (z.abs() / scale.clamp(min=1e-12)[:, None] * k).clamp(max=k)
         u = torch.cat([torch.rand(1, d, generator=torch.Generator().manual_seed(s.seed)) for _ in range(n)])
         mag = torch.floor(r + u).clamp(0, k).to(torch.int64)
         levels = torch.where(z < 0, -mag, mag)

@@ -6,7 +6,6 @@ of G. Files of norm-free generators (``G(c z) = G(z)``) store no norm.
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Iterable, Optional, Union
@@ -136,11 +135,9 @@ class InversionCodec(Codec):
             return dequantize(q)
 
         def rate(z: torch.Tensor) -> torch.Tensor:
-            if self.norm_free:
-                norm: Any = math.sqrt(z.shape[1])
-            elif prior.scaling == "max":  # type: ignore[union-attr]
+            if prior.scaling == "max":  # type: ignore[union-attr]
                 norm = z.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
-            else:
+            else:  # norm-free models too: their levels are of the direction
                 norm = z.norm(dim=1, keepdim=True).clamp(min=1e-8)
             return soft_rate_bits(z * levels / norm, s.bits, prior).to(z.dtype)  # type: ignore[arg-type]
 
