@@ -170,8 +170,7 @@ def _fewest_trims(ladder: _Ladder, max_bytes: int, size: tuple[int, int]) -> Opt
     return hi
 
 
-NEAR_BUDGET = (0, 1, 2, 4, 8, 16)  # stored-norm codes tried above the finest that fits a budget
-SSIM_GRID = 12  # stored-norm codes tried per bit depth for an SSIM target, from the latent's own to 255
+NEAR_BUDGET, SSIM_GRID = (0, 1, 2, 4, 8, 16), 12  # norm codes tried above the finest fit; per depth for SSIM
 
 
 def _candidates_for_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int,
@@ -251,25 +250,29 @@ def _with_ssim(enc: Encoded) -> Encoded:
     return enc
 
 def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
-    """The bit depth to search at for ``goal``: for a byte budget, the smallest depth whose file of the search's
-    start (the warm-start guess, else the prior's expected code length) is over the budget, so the
-    search's quantiser sits just above it and trimming fills the budget; else the codec's own."""
+    """The bit depth to search at for ``goal``: for a byte budget, judged from the file of the search's start
+    (the warm-start guess, else the prior's expected code length), the smallest depth whose file is over the
+    budget, so that a coarser norm fills it; but the depth below when its file already fills 95% of the budget
+    (its own quantiser-aware file then wins: measured on 32 held-out faces at 60 B). Else the codec's own."""
     s = codec.settings
     if goal.max_bytes is None or not getattr(codec, "searches", False):
         return s.bits
     bits = _bits_range(codec)
     start = codec.start(target[None]) if hasattr(codec, "start") else None
+    below: Optional[tuple[int, float]] = None
     for b in bits:
         if isinstance(start, torch.Tensor):
             size = _Ladder(codec, start[0], b).size(0, (codec.resolution, codec.resolution))
         else:
             size = 10 + _expected_bytes(codec, b)
         if size > goal.max_bytes:
-            return b
+            return below[0] if below is not None and below[1] >= 0.95 * goal.max_bytes else b
+        below = (b, size)
     return bits[-1]
 
 
 def _expected_bytes(codec: Any, bits: int) -> float:
+    """Mean payload bytes at ``bits`` for symbols drawn from the prior itself (its tables' entropy)."""
     p = codec.entropy_prior
     if p is None or bits not in p.tables:
         return codec.latent_dim * bits / 8
