@@ -285,7 +285,6 @@ def encode_images(codec: Any, images: list[Any], goal: RateTarget, progress: Any
     """Encode ``images`` to ``goal``: one search per image (at :func:`search_bits`), then :func:`control`.
     Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order."""
     from .base import prepare
-
     targets = torch.stack([prepare(im, codec.resolution, codec.settings.fit) for im in images])
     groups: dict[int, list[int]] = {}
     for i in range(len(images)):
@@ -305,8 +304,7 @@ def encode_to(codec: Any, z: torch.Tensor, sizes: list[tuple[int, int]], targets
     out: list[Any] = []
     for i, size in enumerate(sizes):
         try:
-            enc = control(codec, z[i], size, targets[i], goal)
-            out.append(replace(enc, z=z[i].detach().float().cpu()))
+            out.append(replace(control(codec, z[i], size, targets[i], goal), z=z[i].detach().float().cpu()))
         except InvcompError as e:
             out.append(e)
     return out
