@@ -142,8 +142,7 @@ def crc16(data: bytes) -> bytes:
 
 
 def pack_v2(header: "Header", norm_code: "int | None", payload: bytes) -> bytes:
-    """Serialise a version-2 file: ``norm_code`` is the one-byte norm (``None`` for norm-free models) and
-    ``payload`` the range-coded levels."""
+    """A version-2 file: ``norm_code`` is the norm byte (``None``: norm-free) and ``payload`` the coded levels."""
     validate_v2(header)
     escape = header.width > SMALL_SIDE or header.height > SMALL_SIDE
     flags = header.mode << 5 | (header.fit == "squash") << 4 | (header.bits - BITS_V2[0]) << 1 | escape
@@ -234,9 +233,9 @@ class _Reader:
 
 
 def pack(header: Header, payload: bytes, nbits: int) -> bytes:
-    """Serialise a header and an Elias payload of ``nbits`` bits into version-1 ``.ivc`` bytes."""
+    """Serialise a header and an Elias payload of ``nbits`` bits into version-1 ``.ivc`` bytes (not version 2)."""
     if header.version != VERSION:
-        raise BitstreamError(f"pack writes version {VERSION}; a version-{header.version} header goes to pack_v2")
+        raise BitstreamError(f"pack writes version {VERSION}, not {header.version} (that is pack_v2)")
     header.validate()
     if not 0 <= nbits <= max_payload_bits(header.latent_dim) or len(payload) != (nbits + 7) // 8:
         raise BitstreamError(f"payload of {len(payload)} bytes does not hold {nbits} bits")
