@@ -233,7 +233,7 @@ class _Reader:
 
 
 def pack(header: Header, payload: bytes, nbits: int) -> bytes:
-    """Serialise a header and an Elias payload of ``nbits`` bits into version-1 ``.ivc`` bytes (not version 2)."""
+    """A header and an Elias payload of ``nbits`` bits as version-1 ``.ivc`` bytes."""
     if header.version != VERSION:
         raise BitstreamError(f"pack writes version {VERSION}, not {header.version} (that is pack_v2)")
     header.validate()
@@ -262,9 +262,7 @@ def pack(header: Header, payload: bytes, nbits: int) -> bytes:
 
 def unpack(data: bytes) -> tuple[Header, bytes, int]:
     """Parse ``.ivc`` bytes into ``(header, payload, nbits)``; raises :class:`BitstreamError` on any defect.
-
-    For a version-2 file the header's model-implied fields are 0 / ``None`` and ``payload`` is the rest of
-    the file after the size (the norm byte, if the model has one, then the range-coded levels)."""
+    Version 2: the model-implied fields are 0 / ``None``, and ``payload`` is all after the size (norm byte, levels)."""
     data = bytes(data)
     if not data:
         raise BitstreamError("truncated .ivc file: only 0 bytes")
