@@ -190,7 +190,7 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
                      f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
             if goal is not None:
                 row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
-                                 "bits": e.header.bits, "trims": e.extra["trims"]}
+                                 "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}
                 human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
                           + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
             report.success(row, human)
