@@ -266,8 +266,7 @@ def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
         else:
             size = 10 + _expected_bytes(codec, b)
         if size > goal.max_bytes:
-            near = below is not None and below[1] >= 0.9 * goal.max_bytes and size > 1.1 * goal.max_bytes
-            return below[0] if near else b  # type: ignore[index]
+            return below[0] if below and below[1] >= 0.9 * goal.max_bytes and size > 1.1 * goal.max_bytes else b
         below = (b, size)
     return bits[-1]
 
