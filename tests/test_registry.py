@@ -318,12 +318,16 @@ def test_shipped_pgan_bitstreams_store_no_norm() -> None:
 
     gen = registry.load_generator("pgan-utkface64")
     img = Image.open(REPO / "experiments" / "data" / "portraits" / "astronaut-face.png").convert("RGB")
-    c = InversionCodec(gen, EncodeSettings(iters=2))
-    enc = c.encode([img])[0]
-    header = unpack(enc.data)[0]
-    assert header.norm is None and header.latent_dim == 512
-    _, recon = c.decode(enc.data)
-    assert torch.allclose(recon, enc.recon, atol=1e-6)
+    from invcomp.codecs.entropy import parse
+
+    for coder in ("elias", "auto"):  # version 1 and version 2
+        c = InversionCodec(gen, EncodeSettings(iters=2, coder=coder))
+        enc = c.encode([img])[0]
+        assert unpack(enc.data)[0].version == (1 if coder == "elias" else 2)
+        header = parse(enc.data, c)[0]
+        assert header.norm is None and header.latent_dim == 512
+        _, recon = c.decode(enc.data)
+        assert torch.allclose(recon, enc.recon, atol=1e-6)
 
 
 def test_prior_mean_is_a_dead_point_of_the_shipped_dcgan() -> None:
