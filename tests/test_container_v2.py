@@ -236,3 +236,17 @@ def test_version_2_bytes_do_not_depend_on_threads_or_batch(tmp_path: Path) -> No
         assert r.exit_code == 0, r.output
         got.append([(out / n).read_bytes() for n in ("astronaut-face.ivc", "other.ivc")])
     assert got[0] == got[1] == got[2] and got[0][0][0] == bitstream.MAGIC_V2
+
+
+def test_models_lists_the_version_2_ids_that_errors_name() -> None:
+    from click.testing import CliRunner
+
+    from invcomp.cli import cli
+
+    r = CliRunner().invoke(cli, ["models", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in map(json.loads, r.stdout.splitlines())}
+    for e in registry.list_models():
+        assert rows[e.name]["id_v2"] == e.model_id_v2.hex() and rows[e.name]["entropy_prior"] == str(e.prior)
+    human = CliRunner().invoke(cli, ["models"]).stdout
+    assert f"(v2 {registry.list_models()[0].model_id_v2.hex()})" in human

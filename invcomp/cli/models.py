@@ -47,7 +47,9 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
     rows = []
     for e in registry.list_models():
         common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
-                  "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description}
+                  "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description,
+                  "id_v2": e.model_id_v2.hex() if e.model_id_v2 else None,
+                  "entropy_prior": str(e.prior) if e.prior else None}
         if e.kind == "vaegan":
             v = VAEGANConfig.from_json(e.config)
             rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
@@ -70,13 +72,18 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         if r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
         elif r["kind"] == "vaegan":
-            click.echo(f"{r['name']}  id {r['id']}  VAE-GAN codec, C={r['channels']} at "
+            click.echo(f"{r['name']}  {_ids(r)}  VAE-GAN codec, C={r['channels']} at "
                        f"{r['code_side']}x{r['code_side']}, {r['bits']} bits -> {r['resolution']}x{r['resolution']}  "
                        f"{r['description']}")
         else:
-            click.echo(f"{r['name']}  id {r['id']}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
+            click.echo(f"{r['name']}  {_ids(r)}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
                        f"{r['resolution']}x{r['resolution']}{'  + warm-start network' if r['encoder'] else ''}  "
                        f"{r['description']}")
+
+
+def _ids(r: dict) -> str:
+    """The ids that files name this model by: 4 bytes in version 1, 2 in version 2 (with a prior)."""
+    return f"id {r['id']}" + (f" (v2 {r['id_v2']})" if r.get("id_v2") else "")
 
 
 @click.group()
