@@ -117,19 +117,17 @@ def coder_table(codec, z: torch.Tensor) -> list[dict]:
     el, us = timed(lambda i: elias.encode_levels([int(v) for v in q.levels[i]], elias.best_coder([int(v) for v in q.levels[i]]))[0])
     rows.append({"coder": "Elias (best of gamma/delta/omega, v1)", "bytes": np.mean([len(x) for x in el]), "encode_us": us})
 
-    def rng_raw(i):
-        e = constriction.stream.queue.RangeEncoder()
-        e.encode(idx[i], model)
-        return e.get_compressed().tobytes()
-    raw, us = timed(rng_raw)
-    rows.append({"coder": "constriction range coder, 32-bit words", "bytes": np.mean([len(x) for x in raw]), "encode_us": us})
+    def raw_words(cls, method: str):  # one constriction coder's own output, whole 32-bit words
+        def run(i):
+            e = cls()
+            getattr(e, method)(idx[i], model)
+            return e.get_compressed().tobytes()
+        return timed(run)
 
-    def ans_raw(i):
-        e = constriction.stream.stack.AnsCoder()
-        e.encode_reverse(idx[i], model)
-        return e.get_compressed().tobytes()
-    ans, us = timed(ans_raw)
-    rows.append({"coder": "constriction ANS, 32-bit words", "bytes": np.mean([len(x) for x in ans]), "encode_us": us})
+    for cls, method, label in ((constriction.stream.queue.RangeEncoder, "encode", "constriction range coder, 32-bit words"),
+                               (constriction.stream.stack.AnsCoder, "encode_reverse", "constriction ANS, 32-bit words")):
+        out, us = raw_words(cls, method)
+        rows.append({"coder": label, "bytes": np.mean([len(x) for x in out]), "encode_us": us})
     ours, us = timed(lambda i: priors.encode_levels(q.levels[i], b, p))
     _, dus = timed(lambda i: priors.decode_levels(ours[i], b, p))
     rows.append({"coder": "constriction range coder, big-endian, trimmed (invcomp v2)", "bytes": np.mean([len(x) for x in ours]),
