@@ -134,19 +134,19 @@ def norm_value(k: int, prior: Prior) -> float:
 
 
 # --- fitting -----------------------------------------------------------------------------------------------------
-def quantised_levels(z: torch.Tensor, bits: int, scaling: str, norm_free: bool, prior_unit: int | None) -> torch.Tensor:
-    """Nearest QSGD levels ``(N, D)`` of latents ``(N, D)`` as container v2 stores them (against the norm on its
-    byte grid; for a norm-free model, against the latent's own norm, since only its direction matters)."""
+def level_scale(z: torch.Tensor, prior: Prior, norm_free: bool) -> torch.Tensor:
+    """The norm ``(N,)`` that version-2 levels of latents ``(N, D)`` are taken against: the norm on the prior's
+    byte grid, or, for a norm-free model, the latent's own norm (only its direction matters)."""
+    raw = z.abs().amax(1) if prior.scaling == "max" else z.norm(dim=1)
+    if norm_free:
+        return raw.float()
+    return torch.tensor([norm_value(norm_code(float(v), prior), prior) for v in raw], dtype=torch.float32)
 
+
+def quantised_levels(z: torch.Tensor, bits: int, prior: Prior, norm_free: bool) -> torch.Tensor:
+    """Nearest QSGD levels ``(N, D)`` of latents ``(N, D)`` as container v2 stores them."""
     z = z.detach().float().cpu()
-    raw = z.abs().amax(1) if scaling == "max" else z.norm(dim=1)
-    if norm_free:  # the levels of the direction, as :func:`invcomp.codecs.entropy.quantise_rows` takes them
-        norm = raw
-    else:
-        assert prior_unit is not None
-        dummy = Prior(scaling, np.zeros(1, dtype=np.int64), {}, prior_unit)
-        norm = torch.tensor([norm_value(norm_code(float(v), dummy), dummy) for v in raw])
-    return levels_exact(z, bits, norm)
+    return levels_exact(z, bits, level_scale(z, prior, norm_free))
 
 
 def levels_exact(z: torch.Tensor, bits: int, norm: torch.Tensor) -> torch.Tensor:
@@ -187,10 +187,11 @@ def fit_prior(z: torch.Tensor, *, scaling: str, norm_free: bool, groups: Sequenc
     g = np.zeros(d, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
     raw = z.abs().amax(1) if scaling == "max" else z.norm(dim=1)
     unit = max(1, math.ceil(NORM_HEADROOM * float(raw.max()) / 255 * (1 << NORM_UNIT_BITS)))
+    grid = Prior(scaling, g, {}, unit)  # the norm grid, before there are tables
     tables = {}
     for b in bits:
         s = levels_for_bits(b)
-        lv = quantised_levels(z, b, scaling, norm_free, unit).numpy() + s
+        lv = quantised_levels(z, b, grid, norm_free).numpy() + s
         rows = []
         for k in range(int(g.max()) + 1):
             counts = np.bincount(lv[:, g == k].ravel(), minlength=2 * s + 1).astype(np.float64) + smoothing

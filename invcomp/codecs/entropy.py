@@ -75,12 +75,9 @@ def _quantise_v2(z: torch.Tensor, s: EncodeSettings, norm_free: bool, prior: pri
     n, d = z.shape
     if not torch.isfinite(z).all():
         raise InvcompError("latent contains NaN or infinity")
-    raw = z.abs().amax(1) if s.scaling == "max" else z.norm(dim=1)
-    if norm_free:  # the levels are of the direction (G(cz) = G(z)); both sides dequantise with sqrt(D)
-        norm, scale = torch.full((n,), norm_free_norm(d)), raw.float()
-    else:
-        norm = torch.tensor([priors.norm_value(priors.norm_code(float(v), prior), prior) for v in raw])
-        scale = norm
+    scale = priors.level_scale(z, prior, norm_free)
+    # norm-free: the levels are of the direction (G(cz) = G(z)); both sides dequantise with sqrt(D)
+    norm = torch.full((n,), norm_free_norm(d)) if norm_free else scale
     if s.rounding == "nearest":
         levels = priors.levels_exact(z, s.bits, scale)  # type: ignore[arg-type]
     else:  # QSGD's unbiased rule against the stored norm, seeded per row
