@@ -154,13 +154,17 @@ def coder_table(codec, z: torch.Tensor) -> list[dict]:
 @click.command()
 @click.option("--latents", default="/tmp/latents", show_default=True)
 @click.option("--data", default="../shared/data/utkface", show_default=True)
+@click.option("--split", default="holdout", show_default=True, help="The split the latents were collected on "
+              "(`all` for another face set, e.g. --data /tmp/lfw100).")
+@click.option("--gans", default="dcgan-utkface64,pgan-utkface64", show_default=True)
+@click.option("--no-vaegan", is_flag=True, help="Skip the VAE-GAN codecs.")
 @click.option("--out", default="experiments/results", show_default=True)
-def main(latents: str, data: str, out: str) -> None:
+def main(latents: str, data: str, split: str, gans: str, no_vaegan: bool, out: str) -> None:
     results: dict = {"models": {}, "command": " ".join(["python", *sys.argv])}
-    names_all = list_images(data, "holdout")
+    names_all = list_images(data, split)  # type: ignore[arg-type]
     by_name = {p.name: p for p in names_all}
-    for name in ("dcgan-utkface64", "pgan-utkface64"):
-        doc = torch.load(Path(latents) / f"{name}-holdout.pt", weights_only=True)
+    for name in [g for g in gans.split(",") if g]:
+        doc = torch.load(Path(latents) / f"{name}-{split}.pt", weights_only=True)
         codec = load_codec(name, for_decode=True)
         targets = torch.stack([prepare(Image.open(by_name[n]).convert("RGB"), 64, "crop") for n in doc["names"]])
         rows = study(codec, doc["z"], targets, list(range(3, 9)))
@@ -170,13 +174,13 @@ def main(latents: str, data: str, out: str) -> None:
             t0 = time.perf_counter()
             files = [entropy.pack_rows(codec, entropy.quantise_rows(doc["z"][i:i + 1], codec.settings, norm_free=False,
                                                                     prior=codec.entropy_prior), [(64, 64)])[0][0]
-                     for i in range(64)]
+                     for i in range(min(64, len(doc["z"])))]
             t0 = time.perf_counter()
             for f in files:
                 codec.decode(f)
             results["decode_ms_per_file"] = (time.perf_counter() - t0) / len(files) * 1000
     targets = torch.stack([prepare(Image.open(p).convert("RGB"), 64, "crop") for p in names_all])
-    for c in (2, 4, 8):
+    for c in () if no_vaegan else (2, 4, 8):
         codec = load_codec(f"vaegan-utkface64-c{c}", for_decode=True)
         with torch.no_grad():
             z = torch.cat([codec.model.analysis(targets[i:i + 1])[0].flatten(1) for i in range(len(targets))])
