@@ -156,14 +156,22 @@ def compression_ratio(n_bytes: int, reference_bytes: int) -> float:
     return reference_bytes / n_bytes if n_bytes else math.inf
 
 
-def quality(x: torch.Tensor, y: torch.Tensor, *, with_lpips: bool = True) -> list[dict]:
-    """All distortion metrics for a batch, one dict per image (keys psnr, mse, ssim, ms_ssim, lpips)."""
+def quality(x: torch.Tensor, y: torch.Tensor, *, with_lpips: bool = True, with_identity: bool = False) -> list[dict]:
+    """All distortion metrics for a batch ``x`` (decoded) against ``y`` (originals), one dict per image (keys psnr,
+    mse, ssim, ms_ssim, lpips, identity). ``identity`` is the face recogniser's distance
+    (:mod:`invcomp.identity`), ``None`` unless ``with_identity`` and the recogniser is installed."""
     with torch.no_grad():
         cols = {"psnr": psnr(x, y), "mse": mse(x, y), "ssim": ssim(x, y), "ms_ssim": ms_ssim(x, y)}
         lp = lpips_or_none(x, y) if with_lpips else None
+    ident = None
+    if with_identity:
+        from .identity import identity_or_none
+
+        ident = identity_or_none(y, x)
     rows = []
     for i in range(x.shape[0]):
         row = {k: float(v[i]) for k, v in cols.items()}
         row["lpips"] = None if lp is None else lp[i]
+        row["identity"] = None if ident is None else ident[i]
         rows.append(row)
     return rows

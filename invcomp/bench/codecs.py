@@ -1,12 +1,15 @@
-"""The classic codecs the benchmark compares against: real libraries behind one small contract.
+"""The codecs the benchmark compares against: real libraries behind one small contract.
 
 Each :class:`ClassicCodec` turns an RGB PIL image and a quality setting into the *whole file* it
 would write (``bytes``) and decodes such bytes back to RGB. Pillow codes PNG, JPEG, WebP, AVIF and
-JPEG 2000; pillow-heif codes HEIF (HEVC intra via x265, the stand-in for BPG); ``kmeans`` is the
-K=4 palette reference of :mod:`invcomp.bench.kmeans`. No codec here is hand-written.
+JPEG 2000; pillow-heif codes HEIF (HEVC intra via x265, the stand-in for BPG); pillow-jxl-plugin codes
+JPEG XL; ``thumbhash`` and ``blurhash`` are the placeholders of :mod:`invcomp.bench.tiny`; ``kmeans`` is the
+K=4 palette reference of :mod:`invcomp.bench.kmeans`; ``compressai-*`` are the learned peers of
+:mod:`invcomp.bench.learned` (CompressAI models trained on the same faces). No codec here is hand-written.
 
-Encoder options favour the classic codecs (the strongest baseline): JPEG with optimised Huffman
-tables, WebP at ``method=6``, JPEG 2000 as a bare codestream (no JP2 boxes) with the 9/7 wavelet.
+Encoder options favour the other codecs (the strongest baseline): JPEG with optimised Huffman
+tables, WebP at ``method=6``, JPEG 2000 as a bare codestream (no JP2 boxes) with the 9/7 wavelet,
+JPEG XL as a bare codestream at effort 9 (its smallest files here; ``experiments/jpegxl_effort.py``).
 """
 from __future__ import annotations
 
@@ -45,9 +48,13 @@ class ClassicCodec:
     knob: Optional[Knob]
     knob_name: str
     unavailable: Callable[[], Optional[str]]
+    label: Optional[Callable[[Optional[float]], str]] = None
+    placeholder: bool = False  # decodes to its own small picture, scaled to the coded size as a page would
 
     def setting_label(self, q: Optional[float]) -> str:
-        """A short label for one setting, e.g. ``quality=10``, ``ratio=400`` or ``default``."""
+        """A short label for one setting, e.g. ``quality=10``, ``ratio=400``, ``lambda=0.002`` or ``default``."""
+        if self.label is not None:
+            return self.label(q)
         if q is None:
             return "default"
         return f"{self.knob_name}={q:g}"
@@ -122,6 +129,65 @@ def _always() -> Optional[str]:
     return None
 
 
+JXL_EFFORT = 9
+
+
+def _jxl_unavailable() -> Optional[str]:
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+    except ImportError:
+        return f"codec jpegxl needs pillow-jxl-plugin, which is not installed ({BENCH_EXTRA})"
+    return None
+
+
+def _jxl_encode(img: Image.Image, q: Optional[float]) -> bytes:
+    if _jxl_unavailable():
+        raise InvcompError(str(_jxl_unavailable()))
+    return _save(img, "JXL", quality=int(q if q is not None else 75), effort=JXL_EFFORT, use_container=False)
+
+
+def _jxl_decode(data: bytes) -> Image.Image:
+    if _jxl_unavailable():
+        raise InvcompError(str(_jxl_unavailable()))
+    return _open(data)
+
+
+def _jxl_description() -> str:
+    try:
+        import importlib.metadata as md
+
+        v = md.version("pillow-jxl-plugin")
+    except Exception:  # noqa: BLE001
+        v = "(not installed)"
+    return f"JPEG XL codestream via pillow-jxl-plugin {v} (libjxl), effort {JXL_EFFORT}, no container"
+
+
+def _tiny_codecs() -> list[ClassicCodec]:
+    from . import tiny
+
+    return [
+        ClassicCodec("thumbhash", "ThumbHash (encoder: thumbhash-py): the binary hash (~25 B), decoded at <= 32 px and "
+                     "scaled up bilinearly", tiny.thumbhash_encode, tiny.thumbhash_decode, (None,), None, "",
+                     lambda: tiny.unavailable("thumbhash"), placeholder=True),
+        ClassicCodec("blurhash", f"BlurHash (blurhash package): the base83 string, n x n components of a "
+                     f"{tiny.BLURHASH_SIDE}-px copy, decoded at {tiny.BLURHASH_SIDE} px and scaled up bilinearly",
+                     tiny.blurhash_encode, tiny.blurhash_decode, (3, 4, 5, 6, 9), Knob(1, 9), "components",
+                     lambda: tiny.unavailable("blurhash"), placeholder=True),
+    ]
+
+
+def _peer_codecs() -> list[ClassicCodec]:
+    from . import learned
+
+    out = []
+    for fam in learned.read_manifest().values():
+        n = len(fam.models)
+        out.append(ClassicCodec(fam.name, fam.describe(), lambda im, q, f=fam: learned.encode(f, im, q),
+                                lambda d, f=fam: learned.decode(f, d), tuple(range(n)), Knob(0, n - 1), "model",
+                                learned.compressai_unavailable, label=fam.label))
+    return out
+
+
 def build_codecs() -> dict[str, ClassicCodec]:
     """All classic codecs by name (whether or not each is available here)."""
     pv = PIL.__version__
@@ -146,13 +212,25 @@ def build_codecs() -> dict[str, ClassicCodec]:
                      _pillow("jpg_2000", "JPEG 2000 (OpenJPEG)", True)),
         ClassicCodec("heif", _heif_description(), _heif_encode, _heif_decode, (0, 10, 25, 50, 75), Knob(0, 100),
                      "quality", _heif_unavailable),
+        ClassicCodec("jpegxl", _jxl_description(), _jxl_encode, _jxl_decode, (0, 10, 25, 50, 75), Knob(0, 100), "quality",
+                     _jxl_unavailable),
         ClassicCodec("kmeans", f"K={kmeans.K} colour palette (scipy k-means, seed 0) + {kmeans.BITS} bits/pixel, "
                                "4-byte size header", lambda im, q: kmeans.encode(im), kmeans.decode, (None,), None, "",
                      _always),
+        *_tiny_codecs(),
+        *_peer_codecs(),
     )}
 
 
-CODEC_NAMES = ("png", "jpeg", "webp", "avif", "jpeg2000", "heif", "kmeans", INVCOMP)
+CLASSIC_NAMES = ("png", "jpeg", "webp", "avif", "jpeg2000", "heif", "jpegxl", "kmeans", "thumbhash", "blurhash")
+CODEC_NAMES = CLASSIC_NAMES + (INVCOMP,)
+
+
+def peer_names() -> tuple[str, ...]:
+    """The learned peers shipped (or in ``$INVCOMP_PRETRAINED/peers``), e.g. ``compressai-hyperprior``."""
+    from .learned import read_manifest
+
+    return tuple(read_manifest())
 
 
 def parse_codecs(spec: str) -> list[str]:
@@ -165,6 +243,7 @@ def parse_codecs(spec: str) -> list[str]:
     Raises :class:`InvcompError` naming an unknown codec and the known ones.
     """
     names: list[str] = []
+    known = CLASSIC_NAMES + peer_names() + (INVCOMP,)
     for raw in spec.split(","):
         name = raw.strip()
         if name.lower().startswith(INVCOMP + ":"):  # invcomp:SPEC, any codec that invcomp.codecs.load_codec loads
@@ -176,14 +255,14 @@ def parse_codecs(spec: str) -> list[str]:
         if not name:
             continue
         if name == "all":
-            names.extend(CODEC_NAMES)
+            names.extend(known)
             continue
-        if name not in CODEC_NAMES:
-            raise InvcompError(f"unknown codec {raw.strip()!r}; choose from {', '.join(CODEC_NAMES)}, invcomp:MODEL "
+        if name not in known:
+            raise InvcompError(f"unknown codec {raw.strip()!r}; choose from {', '.join(known)}, invcomp:MODEL "
                                "(or all)")
         names.append(name)
     if not names:
-        raise InvcompError(f"--codecs is empty; choose from {', '.join(CODEC_NAMES)} (or all)")
+        raise InvcompError(f"--codecs is empty; choose from {', '.join(known)} (or all)")
     return list(dict.fromkeys(names))
 
 
@@ -200,7 +279,7 @@ def check_available(codec: ClassicCodec) -> Optional[str]:
         return str(e)
     except Exception as e:  # a library present but broken
         return f"codec {codec.name}: probe encode/decode failed ({type(e).__name__}: {str(e)[:120]})"
-    if out.size != probe.size:
+    if out.size != probe.size and not codec.placeholder:
         return f"codec {codec.name}: probe decoded to {out.size}, not {probe.size}"
     return None
 

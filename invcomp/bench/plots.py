@@ -1,4 +1,4 @@
-"""Rate-distortion plots (PNG, matplotlib's Agg backend): bpp against SSIM, PSNR and MS-SSIM.
+"""Rate-distortion plots (PNG, matplotlib's Agg backend): bpp against SSIM, PSNR, MS-SSIM and identity distance.
 
 invcomp is drawn as a solid line with markers, the classic codecs dashed. bpp is on a log axis
 (invcomp's ~0.1 bpp and PNG's ~10 bpp share one plot). Points with a non-finite value (the PSNR
@@ -12,7 +12,8 @@ import math
 from ..errors import InvcompError
 from .codecs import BENCH_EXTRA, INVCOMP, is_invcomp
 
-PLOTS = (("ssim", "SSIM", "rd_ssim.png"), ("psnr", "PSNR (dB)", "rd_psnr.png"), ("ms_ssim", "MS-SSIM", "rd_ms_ssim.png"))
+PLOTS = (("ssim", "SSIM", "rd_ssim.png"), ("psnr", "PSNR (dB)", "rd_psnr.png"), ("ms_ssim", "MS-SSIM", "rd_ms_ssim.png"),
+         ("identity", "identity distance (dlib; same person < 0.6; lower is better)", "rd_identity.png"))
 
 
 def require_matplotlib() -> None:
@@ -64,5 +65,6 @@ def rd_plot(curves: dict[str, list[dict]], metric: str, label: str, title: str) 
 
 
 def rd_plots(curves: dict[str, list[dict]], title: str) -> dict[str, bytes]:
-    """All RD plots: file name -> PNG bytes."""
-    return {fname: rd_plot(curves, metric, label, f"{title}: bpp vs {label}") for metric, label, fname in PLOTS}
+    """All RD plots: file name -> PNG bytes (the identity plot only when identity was measured)."""
+    return {fname: rd_plot(curves, metric, label, f"{title}: bpp vs {label.split(' (')[0]}") for metric, label, fname in PLOTS
+            if any(p.get(metric) is not None for pts in curves.values() for p in pts)}

@@ -22,6 +22,7 @@ from ..outputs import dumps
 from .run import COLUMNS
 
 RESULT_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "ssim-rgb": "ssim",
+               "identity": "identity", "same-person": "same_person",
                "encoding_time": "encode_seconds", "decoding_time": "decode_seconds"}
 
 
@@ -45,10 +46,18 @@ def points(rows: list[dict], codec: str) -> list[dict]:
     out = []
     for setting, rs in groups.items():
         p: dict[str, Any] = {"setting": setting, "quality": rs[0]["quality"], "n": len(rs)}
-        for k in ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_seconds", "decode_seconds"):
-            p[k] = _mean(r[k] for r in rs)
+        for k in ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "identity", "encode_seconds", "decode_seconds"):
+            p[k] = _mean(r.get(k) for r in rs)
+        p["same_person"] = same_person(rs)
         out.append(p)
     return sorted(out, key=lambda p: p["bpp"])  # stable: equal sizes stay in sweep order
+
+
+def same_person(rs: list[dict]) -> Optional[float]:
+    """The share of rows whose identity distance is under the recogniser's threshold (``None``: not measured)."""
+    from ..identity import same_person_share
+
+    return same_person_share([r.get("identity") for r in rs])
 
 
 def compressai_json(name: str, description: str, pts: list[dict], settings: dict,
@@ -88,8 +97,10 @@ def _fmt(v: Optional[float], spec: str) -> str:
 
 def _stats_cells(rs: list[dict]) -> str:
     b, s, p = [r["bytes"] for r in rs], [r["ssim"] for r in rs], [r["psnr"] for r in rs]
+    sp = same_person(rs)
     return (f"{_fmt(_mean(b), '.1f')} | {_fmt(_median(b), '.0f')} | {_fmt(_mean(s), '.4f')} | {_fmt(_median(s), '.4f')} | "
-            f"{_fmt(_mean(p), '.2f')} | {_fmt(_median(p), '.2f')}")
+            f"{_fmt(_mean(p), '.2f')} | {_fmt(_median(p), '.2f')} | {_fmt(_mean(r.get('identity') for r in rs), '.3f')} | "
+            f"{'n/a' if sp is None else f'{100 * sp:.0f}%'}")
 
 
 def equal_bytes_markdown(rows: list[dict], refs: list[tuple[str, int]], codecs: list[str], *, title: str,
@@ -100,14 +111,17 @@ def equal_bytes_markdown(rows: list[dict], refs: list[tuple[str, int]], codecs: 
     lines = [f"# {title}", "",
              ("Each classic codec's quality is searched per image for the file size closest to that image's "
               "`.ivc` file. *cannot reach*: even the lowest setting writes more bytes than the target; those "
-              "images are coded at the lowest setting and are included in the means and medians below."), ""]
+              "images are coded at the lowest setting and are included in the means and medians below. "
+              "*identity distance*: dlib's face recogniser between original and decoded face; *same person*: the "
+              "share under 0.6 (n/a: the recogniser is not installed, or --no-identity)."), ""]
     for ref, b in refs:
         inv = [r for r in rows if r["codec"] == ref and r["mode"] == "fixed" and r["bits"] == b]
         if not inv:
             continue
         lines += [f"## {ref} {b} bits", "",
-                  "| codec | n | bytes mean | bytes median | SSIM mean | SSIM median | PSNR mean | PSNR median | cannot reach |",
-                  "|---|---|---|---|---|---|---|---|---|",
+                  "| codec | n | bytes mean | bytes median | SSIM mean | SSIM median | PSNR mean | PSNR median | identity distance "
+                  "mean | same person | cannot reach |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| {ref} {b} bits | {len(inv)} | {_stats_cells(inv)} | - |"]
         for c in codecs:
             eq = [r for r in rows if r["codec"] == c and r["mode"] == "equal_bytes" and r["bits"] == b
@@ -131,10 +145,12 @@ def summary(name: str, pts: list[dict], rows: list[dict], unavailable: Optional[
             ref = r.get("reference") or "invcomp"
             eq.setdefault(str(r["bits"]) if ref == "invcomp" else f"{ref}@{r['bits']}", []).append(r)
     eq_summary = {b: {"n": len(rs), "bytes": _mean(r["bytes"] for r in rs), "ssim": _mean(r["ssim"] for r in rs),
-                      "psnr": _mean(r["psnr"] for r in rs), "cannot_reach": sum(bool(r["cannot_reach"]) for r in rs)}
+                      "psnr": _mean(r["psnr"] for r in rs), "identity": _mean(r.get("identity") for r in rs),
+                      "same_person": same_person(rs), "cannot_reach": sum(bool(r["cannot_reach"]) for r in rs)}
                   for b, rs in eq.items()}
     return {"codec": name, "available": True,
-            "points": [{k: p[k] for k in ("setting", "n", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "lpips")} for p in pts],
+            "points": [{k: p[k] for k in ("setting", "n", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "lpips", "identity",
+                                          "same_person")} for p in pts],
             "equal_bytes": eq_summary}
 
 
@@ -145,7 +161,9 @@ def human_lines(s: dict) -> list[str]:
     out = []
     for p in s["points"]:
         out.append(f"{s['codec']} {p['setting']}: {_fmt(p['bytes'], '.1f')} B, {_fmt(p['bpp'], '.3f')} bpp, "
-                   f"SSIM {_fmt(p['ssim'], '.4f')}, PSNR {_fmt(p['psnr'], '.2f')} dB, MS-SSIM {_fmt(p['ms_ssim'], '.4f')}")
+                   f"SSIM {_fmt(p['ssim'], '.4f')}, PSNR {_fmt(p['psnr'], '.2f')} dB, MS-SSIM {_fmt(p['ms_ssim'], '.4f')}"
+                   + ("" if p.get("identity") is None else
+                      f", identity {p['identity']:.3f} ({100 * p['same_person']:.0f}% same person)"))
     for b, e in s["equal_bytes"].items():
         out.append(f"{s['codec']} at {b if '@' in b else 'invcomp ' + b}-bit bytes: {_fmt(e['bytes'], '.1f')} B, SSIM {_fmt(e['ssim'], '.4f')}, "
                    f"PSNR {_fmt(e['psnr'], '.2f')} dB, cannot reach {e['cannot_reach']}/{e['n']}")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLUMNS = ("image", "codec", "mode", "setting", "quality", "bits", "reference", "target_bytes", "cannot_reach", "search_steps",
-           "bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "encode_seconds", "decode_seconds")
+           "bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "lpips", "identity", "encode_seconds", "decode_seconds")
 Tick = Callable[[int], None]
 
 
@@ -99,7 +99,7 @@ class Coded:
 
 
 def measure(decode: Callable[[bytes], torch.Tensor], files: list[bytes], targets: torch.Tensor,
-            with_lpips: bool) -> tuple[list[dict], list[float]]:
+            with_lpips: bool, with_identity: bool = False) -> tuple[list[dict], list[float]]:
     """Decode each file (timed) to ``(3, R, R)`` and compare with ``targets`` ``(N, 3, R, R)``:
     one metrics dict per file, and the decode seconds."""
     recons, seconds = [], []
@@ -110,20 +110,25 @@ def measure(decode: Callable[[bytes], torch.Tensor], files: list[bytes], targets
         if tuple(x.shape) != tuple(targets.shape[1:]):
             raise InvcompError(f"a decoded image has shape {tuple(x.shape)}, expected {tuple(targets.shape[1:])}")
         recons.append(x)
-    return metrics.quality(torch.stack(recons), targets, with_lpips=with_lpips), seconds
+    return metrics.quality(torch.stack(recons), targets, with_lpips=with_lpips, with_identity=with_identity), seconds
 
 
-def _classic_decoder(codec: ClassicCodec) -> Callable[[bytes], torch.Tensor]:
+def _classic_decoder(codec: ClassicCodec, side: int) -> Callable[[bytes], torch.Tensor]:
+    """Bytes -> ``(3, R, R)``; a placeholder's small picture is scaled to ``R x R`` as a page would."""
+    if codec.placeholder:
+        from .tiny import scale_to
+
+        return lambda data: from_image(scale_to(codec.decode(data), (side, side)))
     return lambda data: from_image(codec.decode(data))
 
 
-def run_fixed(coded: Coded, *, with_lpips: bool = True, tick: Tick = _no_tick) -> list[dict]:
+def run_fixed(coded: Coded, *, with_lpips: bool = True, with_identity: bool = False, tick: Tick = _no_tick) -> list[dict]:
     """The codec's fixed-setting sweep on every image: one ``mode=fixed`` row per image per setting."""
     codec, inputs = coded.codec, coded.inputs
     rows = []
     for q in codec.fixed:
         files = [coded.get(i, q) for i in range(len(inputs.names))]
-        ms, dec = measure(_classic_decoder(codec), [d for d, _ in files], inputs.targets, with_lpips)
+        ms, dec = measure(_classic_decoder(codec, inputs.resolution), [d for d, _ in files], inputs.targets, with_lpips, with_identity)
         for name, (data, enc), m, dt in zip(inputs.names, files, ms, dec):
             rows.append(_row(name, codec.name, "fixed", codec.setting_label(q), q, len(data), inputs.resolution, m,
                              enc, dt))
@@ -132,7 +137,7 @@ def run_fixed(coded: Coded, *, with_lpips: bool = True, tick: Tick = _no_tick) -
 
 
 def run_equal_bytes(coded: Coded, targets: list[int], bits: int, *, max_steps: int = 12, with_lpips: bool = True,
-                    tick: Tick = _no_tick, reference: str = "invcomp") -> list[dict]:
+                    with_identity: bool = False, tick: Tick = _no_tick, reference: str = "invcomp") -> list[dict]:
     """For image ``i``, the codec's setting whose file is closest to ``targets[i]`` bytes (the file of the invcomp
     codec ``reference`` at ``bits``): one ``mode=equal_bytes`` row per image, ``cannot_reach`` when its smallest
     file is larger."""
@@ -144,7 +149,7 @@ def run_equal_bytes(coded: Coded, targets: list[int], bits: int, *, max_steps: i
         found.append(find_closest(lambda q, i=i: coded.size(i, q), target, codec.knob, max_steps=max_steps))
         tick(1)
     files = [coded.get(i, res.quality) for i, res in enumerate(found)]
-    ms, dec = measure(_classic_decoder(codec), [d for d, _ in files], inputs.targets, with_lpips)
+    ms, dec = measure(_classic_decoder(codec, inputs.resolution), [d for d, _ in files], inputs.targets, with_lpips, with_identity)
     return [_row(name, codec.name, "equal_bytes", codec.setting_label(res.quality), res.quality, len(data),
                  inputs.resolution, m, enc, dt, bits=bits, reference=reference, target_bytes=res.target, cannot_reach=res.cannot_reach,
                  search_steps=res.steps)
@@ -157,7 +162,7 @@ def warm_up(codec: "Codec", image: Image.Image) -> None:
 
 
 def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch_size: int = 32,
-                with_lpips: bool = True, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
+                with_lpips: bool = True, with_identity: bool = False, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
     """Encode every image with ``codec`` (any mode; batches of ``batch_size``, which do not change the files) and
     decode each ``.ivc`` file with it (timed): one ``mode=fixed`` row per image under ``label``, and the files."""
     if codec.resolution != inputs.resolution:
@@ -178,7 +183,7 @@ def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch
         enc = codec.encode(chunk)
         per_image = (time.perf_counter() - t0) / len(chunk)
         data = [e.data for e in enc]
-        ms, dts = measure(dec, data, inputs.targets[s:s + batch_size], with_lpips)
+        ms, dts = measure(dec, data, inputs.targets[s:s + batch_size], with_lpips, with_identity)
         for name, d, m, dt in zip(inputs.names[s:s + batch_size], data, ms, dts):
             rows.append(_row(name, label, "fixed", f"bits={bits}", bits, len(d), inputs.resolution, m, per_image,
                              dt, bits=bits))

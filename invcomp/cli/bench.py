@@ -1,5 +1,5 @@
-"""``invcomp bench``: invcomp codecs (any mode) against PNG, JPEG, WebP, AVIF, JPEG 2000, HEIF and a K=4 palette,
-on the same pixels.
+"""``invcomp bench``: invcomp codecs (any mode) against PNG, JPEG, WebP, AVIF, JPEG 2000, HEIF, JPEG XL, a K=4
+palette, ThumbHash, BlurHash and CompressAI models trained on the same faces, on the same pixels.
 
 The work is in :mod:`invcomp.bench`; this module parses options, loads the codecs with the same loader and
 defaults as ``invcomp encode`` (:func:`invcomp.codecs.load_codec`), runs the phases with progress bars and
@@ -60,7 +60,8 @@ def _bar(total: int, desc: str) -> Any:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--codecs", default="all", show_default=True,
-              help="Comma list: png, jpeg, webp, avif, jpeg2000, heif, kmeans, invcomp (the default model, as "
+              help="Comma list: png, jpeg, webp, avif, jpeg2000, heif, jpegxl, kmeans, thumbhash, blurhash, the learned "
+                   "peers (compressai-factorized, compressai-hyperprior, compressai-mbt-mean, ...), invcomp (the default model, as "
                    "`invcomp encode` codes), invcomp:MODEL (any model or MODE:MODEL, e.g. invcomp:vaegan-utkface64-c4), "
                    "or all.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for the results (created).")
@@ -77,18 +78,19 @@ def _bar(total: int, desc: str) -> Any:
 @click.option("--max-steps", default=12, show_default=True, type=click.IntRange(1), help="Bisection steps of the equal-bytes search.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS (it is left empty).")
+@click.option("--no-identity", is_flag=True, help="Skip the identity distance (dlib's face recogniser; left empty).")
 @click.option("--no-plots", is_flag=True, help="Do not draw the RD plots (matplotlib is then not needed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON summary per codec per line on stdout.")
 @guard
 def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str, size: Optional[int], model: str,
-          bits: Optional[str], iters: Optional[int], init: Optional[str], batch_size: int, max_steps: int, device: str, no_lpips: bool, no_plots: bool,
-          as_json: bool) -> None:
+          bits: Optional[str], iters: Optional[int], init: Optional[str], batch_size: int, max_steps: int, device: str, no_lpips: bool, no_identity: bool,
+          no_plots: bool, as_json: bool) -> None:
     """Code the images in DIR with invcomp and classic codecs on the same R x R pixels; write RD results.
 
     Each classic codec runs a fixed quality sweep and, per image and per invcomp codec and bits setting, an
     equal-bytes search for the quality whose file is closest to that invcomp file. By default each invcomp
     codec codes exactly as `invcomp encode` does (same loader, same defaults, same bytes). OUT gets CODEC.json
-    (CompressAI format), per_image.csv, equal_bytes.md and rd_{ssim,psnr,ms_ssim}.png.
+    (CompressAI format), per_image.csv, equal_bytes.md and rd_{ssim,psnr,ms_ssim,identity}.png.
 
     \b
     Examples:
@@ -125,13 +127,14 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str
     rows: list[dict] = []
     targets: dict[tuple[str, int], list[int]] = {}
     for label, cs in inv.items():
-        r, t = _run_invcomp(label, cs, inputs, batch_size, not no_lpips)
+        r, t = _run_invcomp(label, cs, inputs, batch_size, not no_lpips, not no_identity)
         rows += r
         targets.update(t)
     for name in names:
         if not is_invcomp(name) and name not in unavailable:
-            rows += _run_classic(classic[name], inputs, targets, max_steps, not no_lpips)
+            rows += _run_classic(classic[name], inputs, targets, max_steps, not no_lpips, not no_identity)
     run["lpips"] = any(r.get("lpips") is not None for r in rows)  # false when skipped or unavailable here
+    run["identity"] = any(r.get("identity") is not None for r in rows)
     descriptions = {c.name: c.description for c in classic.values()}
     for label, cs in inv.items():
         d = cs[0].describe()
@@ -148,7 +151,7 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str
                 click.echo(line)
     if not as_json:
         click.echo(f"wrote {len(names)} JSON files, per_image.csv, equal_bytes.md"
-                   f"{'' if no_plots else ' and 3 RD plots'} to {out}")
+                   f"{'' if no_plots else ' and the RD plots'} to {out}")
 
 
 def _load_codecs(labels: list[str], model: str, settings: EncodeSettings, bit_list: list[Optional[int]],
@@ -205,7 +208,7 @@ def _unavailable(codecs: list[Any]) -> dict[str, str]:
 
 
 def _run_invcomp(label: str, codecs: list[Any], inputs: Any, batch_size: int,
-                 with_lpips: bool) -> tuple[list[dict], dict[tuple[str, int], list[int]]]:
+                 with_lpips: bool, with_identity: bool) -> tuple[list[dict], dict[tuple[str, int], list[int]]]:
     """Rows of one invcomp entry at each of its bits settings, and its per-image sizes (the equal-bytes targets)."""
     from ..bench.run import run_invcomp, warm_up
 
@@ -214,7 +217,8 @@ def _run_invcomp(label: str, codecs: list[Any], inputs: Any, batch_size: int,
     warm_up(codecs[0], inputs.images[0])
     bar = _bar(len(inputs.names) * len(codecs), label)
     for c in codecs:
-        r, files = run_invcomp(c, inputs, label=label, batch_size=batch_size, with_lpips=with_lpips, tick=bar.update)
+        r, files = run_invcomp(c, inputs, label=label, batch_size=batch_size, with_lpips=with_lpips,
+                               with_identity=with_identity, tick=bar.update)
         rows += r
         targets[(label, c.settings.bits)] = [len(f) for f in files]
         log.info("%s %d bits: %d images, mean %.1f bytes, %.2f s encode per image", label, c.settings.bits, len(files),
@@ -224,7 +228,7 @@ def _run_invcomp(label: str, codecs: list[Any], inputs: Any, batch_size: int,
 
 
 def _run_classic(c: Any, inputs: Any, targets: dict[tuple[str, int], list[int]], max_steps: int,
-                 with_lpips: bool) -> list[dict]:
+                 with_lpips: bool, with_identity: bool) -> list[dict]:
     """A classic codec's fixed sweep, then (if it has a knob) its equal-bytes rows for each invcomp target."""
     from ..bench.run import Coded, run_equal_bytes, run_fixed
 
@@ -232,9 +236,10 @@ def _run_classic(c: Any, inputs: Any, targets: dict[tuple[str, int], list[int]],
     searches = targets if c.knob is not None else {}
     bar = _bar(len(inputs.names) * (len(c.fixed) + len(searches)), c.name)
     coded = Coded(c, inputs)
-    rows = run_fixed(coded, with_lpips=with_lpips, tick=bar.update)
+    rows = run_fixed(coded, with_lpips=with_lpips, with_identity=with_identity, tick=bar.update)
     for (ref, b), t in searches.items():
-        rows += run_equal_bytes(coded, t, b, max_steps=max_steps, with_lpips=with_lpips, tick=bar.update, reference=ref)
+        rows += run_equal_bytes(coded, t, b, max_steps=max_steps, with_lpips=with_lpips,
+                                with_identity=with_identity, tick=bar.update, reference=ref)
     bar.close()
     log.info("%s: %d rows in %.1f s", c.name, len(rows), time.perf_counter() - t0)
     return rows

@@ -19,7 +19,7 @@ from .common import read_bytes
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path], as_json: bool) -> None:
-    """Distortion between ORIGINAL and RECONSTRUCTION (PSNR, MSE, SSIM, MS-SSIM, LPIPS).
+    """Distortion between ORIGINAL and RECONSTRUCTION (PSNR, MSE, SSIM, MS-SSIM, LPIPS, identity).
 
     With --bitstream both images are brought to the model resolution with the
     bitstream's fit (for crop: the coded centre square), which is what encode
@@ -49,7 +49,7 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
         raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
                            "to compare at the model resolution")
     x, y = from_image(a)[None], from_image(b)[None]
-    m = metrics.quality(y, x)[0]
+    m = metrics.quality(y, x, with_identity=True)[0]
     row.update(m)
     row["resolution"] = [a.width, a.height]
     if bitstream_path is not None:
@@ -58,9 +58,13 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     if as_json:
         click.echo(dumps(row))
         return
+    from ..identity import SAME_PERSON
+
     lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
+    ident = ("n/a (not installed)" if m["identity"] is None else
+             f"{m['identity']:.3f} ({'same person' if m['identity'] < SAME_PERSON else 'another person'} at < {SAME_PERSON})")
     click.echo(f"at {a.width}x{a.height}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
-               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(a.size))} scales), LPIPS {lp}")
+               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(a.size))} scales), LPIPS {lp}, identity {ident}")
     if bitstream_path is not None:
         click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
                    f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")

@@ -62,6 +62,7 @@ class Trainer(ABC):
     product: str
     desc: str = "train"
     log_every: int = 500  # a log line of the loss terms every so many steps
+    score_name: str = "val SSIM"  # what the kept score is, in the resume and final log lines
     postfix_every: int = 100  # the progress bar's loss terms every so many steps
 
     @abstractmethod
@@ -137,7 +138,7 @@ def run_loop(trainer: Trainer, out: Path, *, steps: int, minutes: float | None, 
         if best > 1.0:  # scores are SSIMs; older unscored runs stored the step number here
             best = -math.inf
         log.info("resumed from %s at step %d%s; %s", ckpt, step, trainer.describe(step),
-                 f"best val SSIM {best:.4f}" if best > -math.inf else "no snapshot scored yet")
+                 f"best {trainer.score_name} {best:.4f}" if best > -math.inf else "no snapshot scored yet")
 
     t0 = time.time()
     deadline = t0 + minutes * 60 if minutes else None
@@ -178,7 +179,7 @@ def run_loop(trainer: Trainer, out: Path, *, steps: int, minutes: float | None, 
     if step < steps:
         log.warning("stopped by --minutes at step %d of %d; run again to resume", step, steps)
     if best > -math.inf:
-        log.info("done at step %d; best val SSIM %.4f", step, best)
+        log.info("done at step %d; best %s %.4f", step, trainer.score_name, best)
     else:
         log.info("done at step %d; no snapshot was scored, %s is the latest", step, trainer.product)
     return out / trainer.product
