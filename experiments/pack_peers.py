@@ -70,7 +70,7 @@ def main(runs: Path, out: Path, data: str, limit: int, as_json: bool) -> None:
         runs_.sort(key=lambda t: t[0]["lmbda"])
         c0 = runs_[0][0]
         entries = []
-        for i, (cfg, pt) in enumerate(runs_):
+        for cfg, pt in runs_:
             model = build_model(cfg["architecture"], cfg["N"], cfg["M"])
             model.load_state_dict(load_state_dict(pt))
             model.eval()

@@ -123,6 +123,13 @@ def test_encode_json_row(demo: dict) -> None:
     # PSNR and MSE agree with each other (peak 1)
     assert row["psnr"] == pytest.approx(10 * math.log10(1 / row["mse"]), abs=1e-3)
     assert 0 < row["ssim"] <= 1 and 0 < row["ms_ssim"] <= 1
+    # identity: dlib's distance between the input and the decoded face when installed, else null
+    from invcomp import identity
+
+    assert "identity" in row
+    assert (row["identity"] is None) == (identity.unavailable() is not None)
+    if row["identity"] is not None:
+        assert 0 <= row["identity"] < 2
     assert row["lpips"] is None or row["lpips"] >= 0
     # human summary goes nowhere else: stdout is exactly the JSON line
     assert len(demo["result"].stdout.strip().splitlines()) == 1

@@ -53,4 +53,8 @@ def _face() -> Image.Image:
 ])
 def test_the_same_settings_write_the_same_bytes(name: str, spec: str, settings: EncodeSettings) -> None:
     data = load_codec(spec, settings).encode([_face() if name == "dcgan-crop-square" else _wide()])[0].data
-    assert data == (DATA / f"{name}.ivc").read_bytes()
+    # The warm-start network was stored in float16 later (dcgan-utkface64-encoder-f3acde28, README "Warm start"): its
+    # first guess moved by < 8e-4, so a search from it writes other bytes. Decoding is unchanged (the test above);
+    # this file is what the float16 network writes, from then on.
+    want = DATA / "encode-since-fp16-warm-start" / f"{name}.ivc"
+    assert data == (want if want.exists() else DATA / f"{name}.ivc").read_bytes()

@@ -212,7 +212,7 @@ def build_codecs() -> dict[str, ClassicCodec]:
                      _pillow("jpg_2000", "JPEG 2000 (OpenJPEG)", True)),
         ClassicCodec("heif", _heif_description(), _heif_encode, _heif_decode, (0, 10, 25, 50, 75), Knob(0, 100),
                      "quality", _heif_unavailable),
-        ClassicCodec("jpegxl", _jxl_description(), _jxl_encode, _jxl_decode, (0, 10, 25, 50, 75), Knob(0, 100), "quality",
+        ClassicCodec("jpegxl", _jxl_description(), _jxl_encode, _jxl_decode, (0, 10, 25, 50, 75), Knob(0, 99), "quality",
                      _jxl_unavailable),
         ClassicCodec("kmeans", f"K={kmeans.K} colour palette (scipy k-means, seed 0) + {kmeans.BITS} bits/pixel, "
                                "4-byte size header", lambda im, q: kmeans.encode(im), kmeans.decode, (None,), None, "",

@@ -171,7 +171,7 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
                     if isinstance(e, InvcompError):
                         results[k] = str(e)
                         continue
-                    m = metrics.quality(stored_pixels(e.recon[None]), e.target[None], with_identity=as_json)[0]
+                    m = metrics.quality(stored_pixels(e.recon[None]), e.target[None], with_identity=report.as_json)[0]
                     results[k] = (e, m, seconds)
         for (src, dst), res in zip(chunk, results):
             if isinstance(res, str):
