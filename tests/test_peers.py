@@ -281,3 +281,45 @@ def test_bench_report_counts_the_same_person_share() -> None:
     eq = [dict(r, mode="equal_bytes", bits=6, reference="invcomp", cannot_reach=False) for r in rows]
     md = equal_bytes_markdown(inv + eq, [("invcomp", 6)], ["webp"], title="t", unavailable={})
     assert "| 0.600 | 50% |" in md
+
+
+def test_bench_measures_identity_per_row(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    from invcomp import identity
+    from invcomp.cli.bench import bench
+
+    if identity.unavailable():
+        pytest.skip(str(identity.unavailable()))
+    out = tmp_path / "out"
+    r = cli_runner().invoke(bench, [str(PORTRAITS), "--codecs", "webp,thumbhash", "--size", "64", "--out", str(out),
+                                    "--no-plots", "--no-lpips", "--json"])
+    assert r.exit_code == 0, r.stderr
+    with open(out / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(0 <= float(row["identity"]) < 2 for row in rows)
+    webp = [float(row["identity"]) for row in rows if row["codec"] == "webp" and row["setting"] == "quality=90"]
+    thumb = [float(row["identity"]) for row in rows if row["codec"] == "thumbhash"]
+    assert max(webp) < identity.SAME_PERSON < min(thumb)  # a good WebP keeps the person; a 25-byte blur does not
+    summary = {json.loads(line)["codec"]: json.loads(line) for line in r.stdout.splitlines() if line.strip()}
+    assert summary["webp"]["points"][-1]["same_person"] == 1.0
+    assert json.loads((out / "webp.json").read_text())["results"]["same-person"][-1] == 1.0
+
+
+def test_a_fine_tune_resumes_from_its_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("compressai")
+    from invcomp.train.peer import PeerTrainConfig, train_peer
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i in range(6):
+        smooth(30 + i).save(data / f"face{i}.png")
+    base = train_peer(PeerTrainConfig(data=str(data), out=str(tmp_path / "base"), N=8, M=8, batch_size=2, steps=4,
+                                      snapshot_every=2, eval_faces=0), progress=False)
+    cfg = PeerTrainConfig(data=str(data), out=str(tmp_path / "ft"), N=8, M=8, batch_size=2, steps=2, snapshot_every=2,
+                          eval_faces=0, lmbda=0.05, init=str(base))
+    train_peer(cfg, progress=False)
+    with caplog.at_level(logging.INFO):
+        train_peer(PeerTrainConfig(**{**cfg.__dict__, "steps": 4}), progress=False)  # entropy tables differ in length
+    assert "resumed from" in caplog.text and "done at step 4" in caplog.text
+    with pytest.raises(InvcompError, match="lmbda"):
+        train_peer(PeerTrainConfig(**{**cfg.__dict__, "steps": 6, "lmbda": 0.5}), progress=False)

@@ -143,6 +143,10 @@ class PeerTrainer(Trainer):
         differ = sorted(k for k in ("architecture", "lmbda", "metric", "N", "M", "resolution") if theirs.get(k) != mine[k])
         if differ:
             raise InvcompError(f"checkpoint in {self.out} was trained with other {', '.join(differ)}; use another --out")
+        own = dict(self.model.named_buffers())
+        for k, v in state["model"].items():  # entropy tables differ in length between snapshots; CompressAI only
+            if k in own and own[k].shape != v.shape:  # resizes empty ones (a model started from --init is not empty)
+                own[k].resize_(v.shape)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"]), self.aux_opt.load_state_dict(state["aux_opt"])
         self.gen.manual_seed(self.cfg.seed + int(state["step"]))
