@@ -318,6 +318,20 @@ def test_a_fine_tune_resumes_from_its_checkpoint(tmp_path: Path, caplog: pytest.
     cfg = PeerTrainConfig(data=str(data), out=str(tmp_path / "ft"), N=8, M=8, batch_size=2, steps=2, snapshot_every=2,
                           eval_faces=0, lmbda=0.05, init=str(base))
     train_peer(cfg, progress=False)
+    # make the checkpoint's entropy tables longer than those of the --init model, as longer training does
+    from invcomp.train.peer import build_model
+
+    ckpt = tmp_path / "ft" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    model = build_model(cfg.architecture, 8, 8)
+    model.load_state_dict(state["model"])
+    with torch.no_grad():
+        q = model.entropy_bottleneck.quantiles
+        q.copy_(q[..., 1:2] + 4.0 * (q - q[..., 1:2]))
+    model.update(force=True)
+    assert model.state_dict()["entropy_bottleneck._quantized_cdf"].shape != state["model"]["entropy_bottleneck._quantized_cdf"].shape
+    state["model"] = model.state_dict()
+    torch.save(state, ckpt)
     with caplog.at_level(logging.INFO):
         train_peer(PeerTrainConfig(**{**cfg.__dict__, "steps": 4}), progress=False)  # entropy tables differ in length
     assert "resumed from" in caplog.text and "done at step 4" in caplog.text
