@@ -12,6 +12,7 @@ WebP, AVIF, HEIF, JPEG 2000, JPEG, ThumbHash and BlurHash.
     python experiments/lfw_faces.py --out /tmp/lfw100
     python experiments/peers_bench.py --data /tmp/lfw100 --limit 100 --out experiments/results/peers_lfw100
 
+Each codec's rows are kept in ``OUT/cache`` (with invcomp's files), so a rerun with more codecs codes only those.
 OUT gets ``summary.json`` (every number below), ``rd.md`` (each codec's fixed settings), ``equal_bytes.md``,
 ``match.md`` (bytes needed to match), ``rd_{ssim,ms_ssim,psnr,identity}.png``, ``grid.png`` (8 faces, each codec at
 about invcomp's bytes and at 2x), ``impostor.json`` (each face against another person: the identity baseline)
@@ -142,34 +143,60 @@ def main(data: Path, split: str, limit: int, out: Path, codecs: Optional[str], n
     rows: list[dict] = []
     files: dict[str, list[bytes]] = {}
     decoded: dict[str, list] = {}
+    cache = out / "cache"  # each codec's rows (and invcomp's files), so a rerun with more codecs codes only those
+    cache.mkdir(exist_ok=True)
+    key = {"data": str(data), "split": split, "names": inputs.names}
+
+    def cached(label: str) -> Optional[dict]:
+        f = cache / f"{label.replace(' ', '_').replace('=', '')}.json"
+        if f.exists():
+            doc = json.loads(f.read_text())
+            if doc["key"] == key:
+                log.info("%s: from %s", label, f)
+                return doc
+        return None
+
+    def keep(label: str, doc: dict) -> None:
+        f = cache / f"{label.replace(' ', '_').replace('=', '')}.json"
+        f.write_text(json.dumps({"key": key, **json.loads(dumps(doc))}))
+
     for label, model, bits in INVCOMP_RUNS:
         if no_vaegan and "VAE" in label:
             continue
         codec = load_codec(model, EncodeSettings(bits=bits))
-        warm_up(codec, inputs.images[0])
-        t0 = time.time()
-        r, f = run_invcomp(codec, inputs, label=label, with_lpips=False, with_identity=True)
-        rows += r
-        files[label] = f
-        decoded[label] = [to_image(codec.decode(d)[1]) for d in f]
-        log.info("%s: %.1f B, SSIM %.4f, %.0f s", label, _mean([x["bytes"] for x in r]), _mean([x["ssim"] for x in r]),
-                 time.time() - t0)
+        doc = cached(label)
+        if doc is None:
+            warm_up(codec, inputs.images[0])
+            t0 = time.time()
+            r, f = run_invcomp(codec, inputs, label=label, with_lpips=False, with_identity=True)
+            doc = {"rows": r, "files": [d.hex() for d in f]}
+            keep(label, doc)
+            log.info("%s: %.1f B, SSIM %.4f, %.0f s", label, _mean([x["bytes"] for x in r]),
+                     _mean([x["ssim"] for x in r]), time.time() - t0)
+        rows += doc["rows"]
+        files[label] = [bytes.fromhex(h) for h in doc["files"]]
+        decoded[label] = [to_image(codec.decode(d)[1]) for d in files[label]]
     base = [len(d) for d in files["invcomp"]]
     refs: dict[int, dict[str, list]] = {k: {} for k in MULTIPLES}
     for name in names:
         t0 = time.time()
         c = classic[name]
         coded = Coded(c, inputs)
-        rows += run_fixed(coded, with_lpips=False, with_identity=True)
-        if c.knob is not None:
-            for k in MULTIPLES:
-                eq = run_equal_bytes(coded, [k * b for b in base], 6, max_steps=max_steps, with_lpips=False,
-                                     with_identity=True, reference=f"invcomp x{k}")
-                rows += eq
-                if k <= 2:
-                    refs[k][name] = [(r["bytes"], c.decode(coded.get(i, r["quality"])[0])) for i, r in enumerate(eq)]
-        elif c.placeholder:  # one operating point (ThumbHash): the same file in both halves of the picture
-            for k in (1, 2):
+        doc = cached(name)
+        if doc is None:
+            new = run_fixed(coded, with_lpips=False, with_identity=True)
+            if c.knob is not None:
+                for k in MULTIPLES:
+                    new += run_equal_bytes(coded, [k * b for b in base], 6, max_steps=max_steps, with_lpips=False,
+                                           with_identity=True, reference=f"invcomp x{k}")
+            doc = {"rows": new}
+            keep(name, doc)
+        rows += doc["rows"]
+        for k in (1, 2):
+            if c.knob is not None:
+                eq = [r for r in doc["rows"] if r.get("reference") == f"invcomp x{k}"]
+                refs[k][name] = [(r["bytes"], c.decode(coded.get(i, r["quality"])[0])) for i, r in enumerate(eq)]
+            elif c.placeholder:  # one operating point (ThumbHash): the same file in both halves of the picture
                 refs[k][name] = [(len(coded.get(i, None)[0]), c.decode(coded.get(i, None)[0])) for i in range(len(base))]
         log.info("%s: %.0f s", name, time.time() - t0)
 

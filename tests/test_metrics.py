@@ -240,8 +240,8 @@ def test_lpips_or_none_warns_once(lpips_available: bool, caplog, monkeypatch) ->
 def test_quality_rows(lpips_available: bool) -> None:
     x, y = pair(side=32, n=2)
     rows = metrics.quality(x, y, with_lpips=False)
-    assert len(rows) == 2 and set(rows[0]) == {"psnr", "mse", "ssim", "ms_ssim", "lpips"}
-    assert rows[1]["lpips"] is None
+    assert len(rows) == 2 and set(rows[0]) == {"psnr", "mse", "ssim", "ms_ssim", "lpips", "identity"}
+    assert rows[1]["lpips"] is None and rows[1]["identity"] is None  # not asked for
     assert rows[1]["psnr"] == pytest.approx(-10 * math.log10(rows[1]["mse"]), rel=1e-5)
     assert rows[0]["ssim"] == pytest.approx(metrics.ssim(x, y)[0].item())
 
