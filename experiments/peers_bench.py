@@ -122,7 +122,9 @@ def grid(inputs, picks: list[int], columns: list[tuple[str, list]]) -> bytes:  #
 @click.option("--codecs", default=None, help="Comma list of the other codecs [default: every one available].")
 @click.option("--no-vaegan", is_flag=True, help="Leave the VAE-GAN runs out.")
 @click.option("--max-steps", default=12, show_default=True)
-def main(data: Path, split: str, limit: int, out: Path, codecs: Optional[str], no_vaegan: bool, max_steps: int) -> None:
+@click.option("--threads", default=2, show_default=True, help="Torch threads (1 when something else is running).")
+def main(data: Path, split: str, limit: int, out: Path, codecs: Optional[str], no_vaegan: bool, max_steps: int,
+         threads: int) -> None:
     import torch
 
     from invcomp.bench.plots import rd_plots
@@ -132,7 +134,7 @@ def main(data: Path, split: str, limit: int, out: Path, codecs: Optional[str], n
     from invcomp.imageio import to_pil as to_image
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(data, 64, limit, split)  # type: ignore[arg-type]
     t_start = time.time()

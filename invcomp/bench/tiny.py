@@ -7,8 +7,8 @@ They are the practical floor for "a picture in a few dozen bytes". Bytes are wha
   reuses the first pixel's cosines for every pixel (its mean colour came out 16 levels too bright on the first
   held-out face) and prints; ``thumbhash-python``'s decoder is right but pins Pillow < 11, which would take AVIF
   and HEIF away. ``tests/data/thumbhash_reference.json`` holds that port's output for 8 hashes, and the test
-  compares ours with it.: the binary hash, about 25 bytes for an opaque
-  image (base64 text, as often put in JSON, is 4/3 of that). It encodes a copy of at most 100×100 px (the
+  compares ours with it. Bytes: the binary hash, about 25 bytes for an opaque image (base64 text, as often put in
+  JSON, is 4/3 of that). It encodes a copy of at most 100×100 px (the
   format's limit; the package's own ``image_to_thumb_hash`` does the same) and decodes to at most 32 px.
 - **BlurHash** (``blurhash`` package, Wolt's format): the base83 string, ``6 + 2 * (nx * ny - 1)`` ASCII bytes
   for ``nx`` × ``ny`` DCT components (1..9 each). Its knob is ``n`` for ``n`` × ``n`` components. It encodes a
@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-
 from PIL import Image
 
 from ..errors import InvcompError
@@ -33,11 +32,15 @@ THUMBHASH_MAX = 100
 EXTRA = "pip install invcomp[bench]"
 
 
+PACKAGES = {"thumbhash": "thumbhash-py", "blurhash": "blurhash"}
+
+
 def _require(module: str) -> object:
     try:
         return __import__(module)
     except ImportError:
-        raise InvcompError(f"codec {module} needs the {module} package, which is not installed ({EXTRA})") from None
+        raise InvcompError(f"codec {module} needs the {PACKAGES.get(module, module)} package, which is not installed "
+                           f"({EXTRA})") from None
 
 
 def thumbhash_encode(img: Image.Image, q: Optional[float] = None) -> bytes:
