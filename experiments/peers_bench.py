@@ -9,14 +9,16 @@ WebP, AVIF, HEIF, JPEG 2000, JPEG, ThumbHash and BlurHash.
 
     python experiments/peers_bench.py --data ../shared/data/utkface --split holdout --limit 128 \
         --out experiments/results/peers_utkface_holdout128
-    python experiments/lfw_faces.py --out /tmp/lfw100
-    python experiments/peers_bench.py --data /tmp/lfw100 --limit 100 --out experiments/results/peers_lfw100
+    python experiments/lfw_faces.py --out /tmp/lfw_portraits
+    cp experiments/data/portraits/*.png /tmp/lfw_portraits/
+    python experiments/peers_bench.py --data /tmp/lfw_portraits --limit 102 --out experiments/results/peers_lfw_portraits
 
 Each codec's rows are kept in ``OUT/cache`` (with invcomp's files), so a rerun with more codecs codes only those.
-OUT gets ``summary.json`` (every number below), ``rd.md`` (each codec's fixed settings), ``equal_bytes.md``,
-``match.md`` (bytes needed to match), ``rd_{ssim,ms_ssim,psnr,identity}.png``, ``grid.png`` (8 faces, each codec at
-about invcomp's bytes and at 2x), ``impostor.json`` (each face against another person: the identity baseline)
-and ``per_image.csv.gz``.
+OUT gets ``tables.md`` (every setting of every codec; equal bytes at 1x, 2x and 4x invcomp's file; the bytes each
+codec needs to match invcomp; the impostor baseline), ``summary.json`` (the same numbers),
+``rd_{ssim,ms_ssim,psnr,identity}.png``, ``grid.png`` and ``grid_2x.png`` (8 faces, each codec at about invcomp's
+bytes, and at twice them; a codec that cannot go that low shows its smallest file; bytes under each face) and
+``per_image.csv.gz``.
 """
 from __future__ import annotations
 
@@ -252,18 +254,17 @@ def main(data: Path, split: str, limit: int, out: Path, codecs: Optional[str], n
         w.writerow({k: ("" if r.get(k) is None else (round(r[k], 5) if isinstance(r[k], float) else r[k])) for k in COLUMNS})
     (out / "per_image.csv.gz").write_bytes(gzip.compress(buf.getvalue().encode(), mtime=0))
 
-    # the picture: 8 faces, invcomp and every codec at about invcomp's bytes, then at 2x
+    # the pictures: 8 faces, invcomp and every codec at about invcomp's bytes (grid.png), then at 2x (grid_2x.png)
     picks = list(np.linspace(0, len(inputs.names) - 1, 8).round().astype(int))
-    cols = [("invcomp\n(DCGAN)", [(len(files["invcomp"][i]), decoded["invcomp"][i]) for i in range(len(base))])]
+    inv_cols = [("invcomp\n(DCGAN)", [(len(files["invcomp"][i]), decoded["invcomp"][i]) for i in range(len(base))])]
     if "invcomp VAE-GAN C=4" in decoded:
-        cols.append(("invcomp\nVAE-GAN C=4", [(len(d), im) for d, im in zip(files["invcomp VAE-GAN C=4"],
-                                                                           decoded["invcomp VAE-GAN C=4"])]))
-    short = {"compressai-factorized": "CAI fact.", "compressai-hyperprior": "CAI hyper", "compressai-mbt-mean": "CAI mbt",
-             "compressai-hyperprior-msssim": "CAI hyp.\nMS-SSIM"}
-    for k in (1, 2):
-        for name, cells in refs[k].items():
-            cols.append((f"{short.get(name, name)}\n@{k}x", cells))
-    (out / "grid.png").write_bytes(grid(inputs, picks, cols))
+        inv_cols.append(("invcomp\nVAE-GAN C=4", [(len(d), im) for d, im in zip(files["invcomp VAE-GAN C=4"],
+                                                                               decoded["invcomp VAE-GAN C=4"])]))
+    short = {"compressai-factorized": "CAI fact.", "compressai-hyperprior": "CAI hyper", "compressai-mbt-mean": "CAI mbt"}
+    for k, fname in ((1, "grid.png"), (2, "grid_2x.png")):
+        cols = inv_cols + [(f"{short.get(n, n.replace('compressai-', 'CAI ').replace('-msssim', chr(10) + 'MS-SSIM'))}"
+                            f"\n@{k}x", cells) for n, cells in refs[k].items()]
+        (out / fname).write_bytes(grid(inputs, picks, cols))
     click.echo((out / "tables.md").read_text())
 
 

@@ -130,6 +130,10 @@ def _load(family: Family, path: Path, sha256: str) -> torch.nn.Module:
         raise InvcompError(f"{family.name}: {path} does not match its sha256 in {MANIFEST}")
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(path).items()}
     model = build_model(family.architecture, family.N, family.M)
+    if family.hyper and GC_TABLES[0] not in state:  # rebuilt from the scale table, as CompressAI's update() does
+        gc = model.gaussian_conditional
+        gc.update_scale_table(state["gaussian_conditional.scale_table"], force=True)
+        state.update({k: getattr(gc, k.split(".")[1]).clone() for k in GC_TABLES})
     model.load_state_dict(state)
     return model.eval()
 
@@ -211,14 +215,18 @@ def weights_bytes(family: Family) -> int:
     return sum((family.root / m["file"]).stat().st_size for m in family.models)
 
 
+GC_TABLES = ("gaussian_conditional._quantized_cdf", "gaussian_conditional._offset", "gaussian_conditional._cdf_length")
+
+
 def pack_state(model: torch.nn.Module) -> dict[str, Any]:
     """A trained model's state_dict for shipping: parameters rounded to float16, then ``update(force=True)`` so
     the entropy tables are those of the rounded parameters (kept as they are: integer tables, scale table). The
     entropy bottleneck's quantiles are recomputed from its learned CDF (``update_quantiles``), so the coded
-    range does not depend on how far the auxiliary loss got."""
+    range does not depend on how far the auxiliary loss got. The Gaussian conditional's tables (1 MB, a function of
+    its 64-entry scale table alone, no learned parameter) are left out and rebuilt at load."""
     params = {n for n, _ in model.named_parameters()}
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())
     model.update(force=True, update_quantiles=True)
-    return {k: v.half() if k in params else v for k, v in model.state_dict().items()}
+    return {k: v.half() if k in params else v for k, v in model.state_dict().items() if k not in GC_TABLES}
