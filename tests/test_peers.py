@@ -337,3 +337,23 @@ def test_a_fine_tune_resumes_from_its_checkpoint(tmp_path: Path, caplog: pytest.
     assert "resumed from" in caplog.text and "done at step 4" in caplog.text
     with pytest.raises(InvcompError, match="lmbda"):
         train_peer(PeerTrainConfig(**{**cfg.__dict__, "steps": 6, "lmbda": 0.5}), progress=False)
+
+
+def test_shipped_peers_load_and_code_a_face() -> None:
+    pytest.importorskip("compressai")
+    from invcomp.bench import learned
+    from invcomp.imageio import fit_image, load_image
+
+    fams = learned.read_manifest()
+    if not fams:
+        pytest.skip("no learned peers shipped in this checkout")
+    assert {"compressai-factorized", "compressai-hyperprior", "compressai-mbt-mean"} <= set(fams)
+    face = fit_image(load_image(PORTRAITS / "astronaut-face.png"), 64, "crop")
+    for fam in fams.values():
+        assert len(fam.models) >= 5 and fam.resolution == 64
+        sizes = []
+        for i in range(len(fam.models)):
+            data = learned.encode(fam, face, i)  # loads the file: sha256 and weights_only checked
+            assert learned.decode(fam, data).size == (64, 64)
+            sizes.append(len(data))
+        assert sizes[0] < sizes[-1] and sizes[0] < 80  # λ orders the rate; the lowest reaches invcomp's sizes
