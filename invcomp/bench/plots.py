@@ -37,6 +37,10 @@ def rd_plot(curves: dict[str, list[dict]], metric: str, label: str, title: str) 
 
     fig = Figure(figsize=(7, 5), dpi=120)
     ax = fig.add_subplot()
+    if len(curves) > 10:  # more curves than the default 10 colours: no two share one
+        from cycler import cycler
+
+        ax.set_prop_cycle(cycler(color=matplotlib.colormaps["tab20"].colors))
     for name, pts in curves.items():
         xy = sorted((p["bpp"], p[metric]) for p in pts
                     if p.get(metric) is not None and p.get("bpp") is not None
@@ -46,7 +50,7 @@ def rd_plot(curves: dict[str, list[dict]], metric: str, label: str, title: str) 
         xs, ys = zip(*xy)
         if name == INVCOMP:
             ax.plot(xs, ys, "-o", lw=2.2, ms=6, color="black", label=name, zorder=3)
-        elif is_invcomp(name):
+        elif is_invcomp(name) or name.startswith(INVCOMP + " "):  # invcomp:MODEL, or a label such as "invcomp (...)"
             ax.plot(xs, ys, "-s", lw=2.0, ms=5, label=name, zorder=3)
         else:
             ax.plot(xs, ys, "--", marker=".", lw=1.3, ms=6, label=name)
