@@ -194,6 +194,13 @@ def identity_or_none(x: torch.Tensor, y: torch.Tensor) -> Optional[list[float]]:
         return None
 
 
+def impostor_pairs(n: int, seed: int = 0) -> np.ndarray:
+    """A fixed derangement of ``range(n)`` (``n >= 2``): face ``i`` is compared with face ``out[i]``, never with
+    itself. The impostor baseline: the distance of another person's face."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.roll(perm, 1)[np.argsort(perm)]
+
+
 def same_person_share(values: list[Optional[float]]) -> Optional[float]:
     """The share of distances under :data:`SAME_PERSON` (``None`` when no value is known)."""
     known = [v for v in values if v is not None]

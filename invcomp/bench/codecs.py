@@ -142,15 +142,19 @@ def _jxl_unavailable() -> Optional[str]:
     return None
 
 
+def _jxl_ready() -> None:
+    reason = _jxl_unavailable()
+    if reason:
+        raise InvcompError(reason)
+
+
 def _jxl_encode(img: Image.Image, q: Optional[float]) -> bytes:
-    if _jxl_unavailable():
-        raise InvcompError(str(_jxl_unavailable()))
+    _jxl_ready()
     return _save(img, "JXL", quality=int(q if q is not None else 75), effort=JXL_EFFORT, use_container=False)
 
 
 def _jxl_decode(data: bytes) -> Image.Image:
-    if _jxl_unavailable():
-        raise InvcompError(str(_jxl_unavailable()))
+    _jxl_ready()
     return _open(data)
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..bitstream import _varint  # LEB128, as the .ivc header writes its sizes
 from ..errors import InvcompError
 from ..files import sha256_file
 
@@ -136,15 +137,6 @@ def _load(family: Family, path: Path, sha256: str) -> torch.nn.Module:
         state.update({k: getattr(gc, k.split(".")[1]).clone() for k in GC_TABLES})
     model.load_state_dict(state)
     return model.eval()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from ..errors import InvcompError
 
 BLURHASH_SIDE = 32
 THUMBHASH_MAX = 100
-EXTRA = "pip install invcomp[bench]"
+EXTRA = "pip install .[bench]"  # as invcomp.bench.codecs.BENCH_EXTRA says it (codecs imports this module)
 
 
 PACKAGES = {"thumbhash": "thumbhash-py", "blurhash": "blurhash"}
