@@ -12,9 +12,9 @@ bytes  field      meaning
 1      flags      bit 0 prior (0 normal, 1 uniform); bit 1 fit (0 crop,
                   1 squash); bit 2 rounding (0 nearest, 1 stochastic);
                   bit 3 scaling (0 max, 1 l2); bit 4 norm-free (no norm
-                  field); bits 5-7 mode (0 = GAN inversion,
-                  1 = VAE-GAN; the codec table refuses a mode it
-                  does not know)
+                  field); bits 5-7 mode (0 GAN inversion, 1 VAE-GAN,
+                  2 inversion+tone, whose payload starts with its
+                  8-byte tone record; others refused by the table)
 1      quant      ``bits << 2 | coder``; bits 2..16, coder 0 gamma,
                   1 delta, 2 omega; bit 7 is 0
 var    latent     latent dimension D, varint (1..65535); in mode 1 the
@@ -43,7 +43,7 @@ bytes  field      meaning
                   else (escape bit) varint width, varint height
 1      norm       code k in 1..255: norm = k * unit (the prior's); absent
                   for norm-free models (implied by the model)
-n      payload    levels range-coded under the model's prior (:mod:`prior`)
+n      payload    (mode 2: the tone record) levels range-coded (:mod:`prior`)
 2      crc16      CRC-16/CCITT (initial 0xFFFF) of every byte before it
 =====  =========  ==========================================================
 
@@ -71,7 +71,7 @@ MAGIC = b"IVC"
 VERSION = 1
 MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
-MODE_INVERSION, MODE_VAEGAN = 0, 1
+MODE_INVERSION, MODE_VAEGAN, MODE_INVERSION_TONE = 0, 1, 2
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
 MAGIC_V2 = 0xB2
 MODEL_ID_BYTES_V2 = 2

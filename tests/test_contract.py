@@ -199,7 +199,9 @@ def test_bench_measures_vaegan_beside_inversion_as_encode_codes_them(tmp_path: P
     r = _run("bench", faces, "--codecs", codecs, "--iters", 2, "--out", tmp_path / "out", "--no-plots", "--no-lpips")
     assert r.exit_code == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
-    for label, args in (("invcomp", ["--iters", 2]), ("invcomp:vaegan-utkface64-c4", ["--model", "vaegan-utkface64-c4"])):
+    # the plain `invcomp` entry is the inversion codec of --model (dcgan-utkface64), as `invcomp encode --model` codes
+    for label, args in (("invcomp", ["--iters", 2, "--model", "dcgan-utkface64"]),
+                        ("invcomp:vaegan-utkface64-c4", ["--model", "vaegan-utkface64-c4"])):
         mine = {x["image"]: x for x in rows if x["codec"] == label and x["mode"] == "fixed"}
         assert len(mine) == 2, label
         for name, x in mine.items():

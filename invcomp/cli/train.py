@@ -130,6 +130,10 @@ def pgan(data: str, out: str, device: str, no_resume: bool, **kw: object) -> Non
 @click.option("--adv-warmup", default=1000, show_default=True, type=int, help="Steps of pure autoencoding before the GAN terms start.")
 @click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the codec this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces coded to score snapshots (0: keep the latest).")
+@click.option("--augment", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of each batch zoomed out, shifted, recoloured, relit or made grayscale.")
+@click.option("--init", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A vaegan.pt of the same shape to start from (fine-tune).")
 @_run_options
 @guard
 def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, **kw: object) -> None:

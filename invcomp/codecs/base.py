@@ -66,6 +66,7 @@ class Codec(ABC):
     mode_key: ClassVar[str]
     title: ClassVar[str]
     searches: ClassVar[bool] = False  # True for modes that take the search settings (iters, init, loss, ...)
+    side_bytes: ClassVar[int] = 0  # a fixed-length side record per file (e.g. a tone correction), see side_info
 
     def __init__(self, *, name: str, model_id: bytes, resolution: int, latent_dim: int, settings: EncodeSettings,
                  prior: str = "normal", norm_free: bool = False, entropy_prior: Any = None,
@@ -110,6 +111,15 @@ class Codec(ABC):
     def synthesise(self, z: torch.Tensor) -> torch.Tensor:
         """Dequantised symbols ``(N, D)`` -> images ``(N, 3, R, R)`` in [-1, 1] on the CPU."""
 
+    def side_info(self, recon: torch.Tensor, target: torch.Tensor) -> bytes:
+        """The side record (:attr:`side_bytes` bytes) of one image, from its reconstruction before :meth:`finish`
+        and its target, both ``(3, R, R)`` in [-1, 1]. Modes without one write nothing."""
+        return b""
+
+    def finish(self, recon: torch.Tensor, side: bytes) -> torch.Tensor:
+        """Apply a side record to a reconstruction ``(N, 3, R, R)`` (what the decoder does after synthesis)."""
+        return recon
+
     def work(self, n_images: int) -> int:
         """Work units (for progress bars) to encode ``n_images``; a search counts one per image per step."""
         return n_images
@@ -142,8 +152,10 @@ class Codec(ABC):
         q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free,
                                   prior=self.entropy_prior if entropy.container(self) == 2 else None)
         zq = dequantize(q)
-        recon = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
-        packed = entropy.pack_rows(self, q, [im.size for im in images])
+        raw = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
+        sides = [self.side_info(raw[i], target[i]) for i in range(len(images))]
+        recon = torch.cat([self.finish(raw[i:i + 1], side) for i, side in enumerate(sides)])
+        packed = entropy.pack_rows(self, q, [im.size for im in images], sides)
         z = z.detach().float().cpu()
         return [Encoded(data, header, target[i], recon[i], z[i], q.levels[i], dict(extras[i]) if extras else {})
                 for i, (data, header) in enumerate(packed)]
@@ -154,5 +166,5 @@ class Codec(ABC):
         A file of another mode or model is refused with :class:`~invcomp.errors.BitstreamError` or
         :class:`~invcomp.errors.UnknownModelError`.
         """
-        header, z = entropy.read(data, self)
-        return header, self.synthesise(z)[0]
+        header, z, side = entropy.read_with_side(data, self)
+        return header, self.finish(self.synthesise(z), side)[0]

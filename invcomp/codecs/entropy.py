@@ -20,7 +20,7 @@ from .. import prior as priors
 from ..errors import BitstreamError, InvcompError, UnknownModelError
 from ..quantize import QuantizedLatent, dequantize, levels_for_bits, quantize
 from .settings import EncodeSettings
-from .table import mode_name
+from .table import mode_name, modes
 
 
 class CodecLike(Protocol):
@@ -89,16 +89,32 @@ def _quantise_v2(z: torch.Tensor, s: EncodeSettings, norm_free: bool, prior: pri
     return QuantizedLatent(levels=levels, norm=norm.float(), bits=s.bits, scaling=s.scaling, rounding=s.rounding)  # type: ignore[arg-type]
 
 
-def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]]) -> list[tuple[bytes, bitstream.Header]]:
-    """``.ivc`` bytes and header for each row of ``q`` ``(N, D)``; ``sizes`` are the originals' (width, height)."""
-    s = codec.settings
+def side_bytes(codec: Optional[CodecLike], mode: int) -> int:
+    """The length of the side record that files of ``mode`` carry (the codec's, else the mode table's)."""
+    if codec is not None:
+        return int(getattr(codec, "side_bytes", 0))
+    return int(getattr(modes().get(mode), "side_bytes", 0))
+
+
+def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]],
+              sides: Optional[list[bytes]] = None) -> list[tuple[bytes, bitstream.Header]]:
+    """``.ivc`` bytes and header for each row of ``q`` ``(N, D)``; ``sizes`` are the originals' (width, height);
+    ``sides`` the rows' side records (each :attr:`side_bytes` long; ``None``: zeros, for sizing a file).
+
+    The side record comes first in the payload: after the norm byte in version 2, as the first whole bytes of
+    the Elias payload in version 1."""
+    s, n_side = codec.settings, side_bytes(codec, codec.mode)
+    sides = sides if sides is not None else [bytes(n_side)] * len(sizes)
+    if any(len(side) != n_side for side in sides):
+        raise ValueError(f"{codec.name!r} writes {n_side}-byte side records")
     if container(codec) == 2:
-        return [_pack_v2(codec, q.levels[i], float(q.norm[i]), w, h) for i, (w, h) in enumerate(sizes)]
+        return [_pack_v2(codec, q.levels[i], float(q.norm[i]), w, h, sides[i]) for i, (w, h) in enumerate(sizes)]
     out = []
     for i, (width, height) in enumerate(sizes):
         levels = [int(v) for v in q.levels[i]]
         coder = elias.best_coder(levels) if s.coder in ("auto", "elias") else s.coder
         payload, nbits = elias.encode_levels(levels, coder)
+        payload, nbits = sides[i] + payload, nbits + 8 * n_side
         header = bitstream.Header(
             model_id=codec.model_id, latent_dim=codec.latent_dim, resolution=codec.resolution, width=width,
             height=height, bits=s.bits, coder=coder, norm=None if codec.norm_free else float(q.norm[i]),  # type: ignore[arg-type]
@@ -108,7 +124,8 @@ def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]]
     return out
 
 
-def _pack_v2(codec: CodecLike, levels: torch.Tensor, norm: float, width: int, height: int) -> tuple[bytes, bitstream.Header]:
+def _pack_v2(codec: CodecLike, levels: torch.Tensor, norm: float, width: int, height: int,
+             side: bytes = b"") -> tuple[bytes, bitstream.Header]:
     s, p = codec.settings, codec.entropy_prior
     assert p is not None and codec.model_id_v2 is not None
     code = None if codec.norm_free else priors.norm_code(norm, p)
@@ -117,7 +134,7 @@ def _pack_v2(codec: CodecLike, levels: torch.Tensor, norm: float, width: int, he
         height=height, bits=s.bits, coder="prior", norm=None if code is None else priors.norm_value(code, p),  # type: ignore[arg-type]
         scaling=p.scaling, rounding=s.rounding, prior=codec.prior, fit=s.fit, mode=codec.mode, version=2,
     )
-    payload = priors.encode_levels(levels, s.bits, p)  # type: ignore[arg-type]
+    payload = side + priors.encode_levels(levels, s.bits, p)  # type: ignore[arg-type]
     return bitstream.pack_v2(header, code, payload), header
 
 
@@ -127,19 +144,30 @@ def parse(data: bytes, codec: Optional[CodecLike] = None) -> tuple[bitstream.Hea
     A norm-free file (``header.norm is None``) gets :func:`norm_free_norm`. A version-2 file needs the
     ``codec`` that is to decode it (its prior, symbol count and norm-freeness); it is checked against it first.
     """
+    header, q, _ = parse_with_side(data, codec)
+    return header, q
+
+
+def parse_with_side(data: bytes, codec: Optional[CodecLike] = None) -> tuple[bitstream.Header, QuantizedLatent, bytes]:
+    """:func:`parse`, and the file's side record (``b""`` for a mode without one)."""
     header, payload, nbits = bitstream.unpack(data)
+    n_side = side_bytes(codec, header.mode)
     if header.version == 2:
         if codec is None:
-            return header, QuantizedLatent(torch.zeros(1, 0, dtype=torch.int64), torch.ones(1), header.bits, "l2", "nearest")
-        return _parse_v2(header, payload, codec)
+            return header, QuantizedLatent(torch.zeros(1, 0, dtype=torch.int64), torch.ones(1), header.bits, "l2", "nearest"), b""
+        return _parse_v2(header, payload, codec, n_side)
+    if nbits < 8 * n_side:
+        raise BitstreamError(f"truncated .ivc file: the payload ends inside its {n_side}-byte side record")
+    side, payload, nbits = payload[:n_side], payload[n_side:], nbits - 8 * n_side
     levels = elias.decode_levels(payload, nbits, header.latent_dim, header.coder, levels_for_bits(header.bits))
     norm = norm_free_norm(header.latent_dim) if header.norm is None else header.norm
     q = QuantizedLatent(levels=torch.tensor([levels], dtype=torch.int64), norm=torch.tensor([norm]),
                         bits=header.bits, scaling=header.scaling, rounding=header.rounding)
-    return header, q
+    return header, q, side
 
 
-def _parse_v2(header: bitstream.Header, rest: bytes, codec: CodecLike) -> tuple[bitstream.Header, QuantizedLatent]:
+def _parse_v2(header: bitstream.Header, rest: bytes, codec: CodecLike,
+              n_side: int = 0) -> tuple[bitstream.Header, QuantizedLatent, bytes]:
     check_mode(header, codec)
     p = codec.entropy_prior
     if p is None or header.model_id != codec.model_id_v2:
@@ -156,12 +184,15 @@ def _parse_v2(header: bitstream.Header, rest: bytes, codec: CodecLike) -> tuple[
             raise BitstreamError("invalid .ivc field: norm code 0 (1..255)")
         norm = priors.norm_value(rest[0], p)
         rest = rest[1:]
+    if len(rest) < n_side:
+        raise BitstreamError(f"truncated .ivc file: ends inside its {n_side}-byte side record")
+    side, rest = rest[:n_side], rest[n_side:]
     levels = priors.decode_levels(rest, header.bits, p)
     header = replace(header, latent_dim=codec.latent_dim, resolution=codec.resolution, scaling=p.scaling,
                      norm=None if codec.norm_free else norm, prior=codec.prior)
     q = QuantizedLatent(levels=torch.tensor([levels], dtype=torch.int64), norm=torch.tensor([norm], dtype=torch.float32),
                         bits=header.bits, scaling=p.scaling, rounding="nearest")
-    return header, q
+    return header, q, side
 
 
 def check_mode(header: bitstream.Header, codec: CodecLike) -> None:
@@ -189,7 +220,13 @@ def check(header: bitstream.Header, codec: CodecLike) -> None:
 
 def read(data: bytes, codec: CodecLike) -> tuple[bitstream.Header, torch.Tensor]:
     """``.ivc`` bytes -> header and dequantised symbols ``(1, D)``, checked against ``codec``."""
-    header, q = parse(data, codec)
+    header, z, _ = read_with_side(data, codec)
+    return header, z
+
+
+def read_with_side(data: bytes, codec: CodecLike) -> tuple[bitstream.Header, torch.Tensor, bytes]:
+    """:func:`read`, and the file's side record (``b""`` for a mode without one)."""
+    header, q, side = parse_with_side(data, codec)
     check(header, codec)
-    return header, dequantize(q)
+    return header, dequantize(q), side
 

@@ -6,10 +6,9 @@ the decoder needs nothing new for: a **coarser stored norm** (version 2, models 
 taken against a larger norm code, a larger quantiser step), or **trims** (norm-free models, or when no norm
 fits: levels moved one step towards zero, greedily in the order that loses the least latent distortion per
 bit saved under the prior). A candidate costs one range coding (~0.1 ms) and, when compared, one generator
-pass. **bytes:** per b, the finest norm that fits and a few coarser ones (or the fewest trims); of all, the
-best SSIM. **ssim:** per b, twelve norms from the latent's own to the coarsest (or the most trims, by
-bisection) that reach the target; of those, the smallest file; if none does, the best file there is, flagged.
-"""
+pass. **bytes:** per b, the finest norm that fits and a few coarser ones (or the fewest trims); of all, the best
+SSIM. **ssim:** per b, twelve norms from the latent's own to the coarsest (or the most trims, by bisection)
+that reach the target; of those, the smallest file; if none does, the best file there is, flagged."""
 from __future__ import annotations
 
 import copy
@@ -26,7 +25,7 @@ from ..errors import InvcompError
 from ..metrics import ssim as ssim_metric
 from ..quantize import QuantizedLatent, dequantize, levels_for_bits
 from . import entropy
-from .base import Encoded, stored_pixels
+from .base import Encoded, prepare, stored_pixels
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,8 @@ def bytes_for_bpp(bpp: float, resolution: int) -> int:
 
 class _Ladder:
     """The candidates of one image at one bit depth: its nearest levels and the greedy trims of them. With
-    ``norm_code`` (a version-2 file of a model that stores its norm) the levels are taken against that coarser
-    stored norm instead of the latent's own: a larger code is a larger quantiser step, a finer rate knob than
-    the bit depth, and the decoder needs nothing new."""
+    ``norm_code`` (a version-2 file of a model that stores its norm) the levels are taken against that coarser stored
+    norm instead of the latent's own: a larger code is a larger quantiser step, a finer knob than the bit depth."""
 
     def __init__(self, codec: Any, z: torch.Tensor, bits: int, norm_code: Optional[int] = None) -> None:
         self.codec = copy.copy(codec)
@@ -112,8 +110,10 @@ class _Ladder:
 
     def encode(self, trims: int, size: tuple[int, int], target: torch.Tensor) -> Encoded:
         q = replace(self.q, levels=self.levels(trims))
-        data, header = entropy.pack_rows(self.codec, q, [size])[0]
-        recon = self.codec.synthesise(dequantize(q))[0]
+        raw = self.codec.synthesise(dequantize(q))
+        side = self.codec.side_info(raw[0], target)  # a mode's side record (the tone), b"" for most
+        data, header = entropy.pack_rows(self.codec, q, [size], [side])[0]
+        recon = self.codec.finish(raw, side)[0]
         return Encoded(data, header, target, recon, torch.zeros(0), q.levels[0],
                        {"bits": self.bits, "trims": trims, "norm_code": self.norm_code})
 
@@ -250,10 +250,9 @@ def _with_ssim(enc: Encoded) -> Encoded:
     return enc
 
 def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
-    """The bit depth to search at for ``goal``: for a byte budget, judged from the file of the search's start
-    (the warm-start guess, else the prior's expected code length), the smallest depth whose file is over the
-    budget, so that a coarser norm fills it; but the depth below when its file fills 90% of the budget and the
-    one above would have to shrink by over 10% (measured on 32 held-out faces). Else the codec's own."""
+    """The bit depth to search at for ``goal``: for a byte budget, from the file of the search's start (warm-start
+    guess, else the prior's expected length), the smallest depth whose file is over the budget (a coarser norm fills
+    it); but the depth below if its file fills 90% of the budget and the next would shrink by over 10%; else the codec's."""
     s = codec.settings
     if goal.max_bytes is None or not getattr(codec, "searches", False):
         return s.bits
@@ -284,7 +283,8 @@ def _expected_bytes(codec: Any, bits: int) -> float:
 def encode_images(codec: Any, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
     """Encode ``images`` to ``goal``: one search per image (at :func:`search_bits`), then :func:`control`.
     Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order."""
-    from .base import prepare
+    if getattr(codec, "mode_key", None) == "auto":
+        return codec.encode(images, progress=progress, goal=goal, to_goal=encode_images)  # each to the goal, then choose
     targets = torch.stack([prepare(im, codec.resolution, codec.settings.fit) for im in images])
     groups: dict[int, list[int]] = {}
     for i in range(len(images)):

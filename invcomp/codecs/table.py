@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 MODES: dict[int, type] = {}
 """Mode number (0..7, the header's bits 5-7) -> codec class."""
-BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan")
+BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan")  # gan_inversion holds modes 0 and 2
 MODE_TITLES: dict[int, str] = {}
+AUTO = "auto"  # --mode auto: not a file mode (it writes the chosen mode's file), see invcomp.codecs.auto
 """Mode number -> human name, for messages."""
 C = TypeVar("C", bound=type)
 
@@ -61,7 +62,7 @@ def mode_by_key(key: str) -> type:
     for cls in modes().values():
         if cls.mode_key == key:
             return cls
-    known = ", ".join(c.mode_key for c in sorted(modes().values(), key=lambda c: c.mode))
+    known = ", ".join([c.mode_key for c in sorted(modes().values(), key=lambda c: c.mode)] + [AUTO])
     raise InvcompError(f"unknown mode {key!r}; known: {known}")
 
 
@@ -98,8 +99,9 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
     """The codec for a model spec and settings: the one loader, so the CLI, the API and the bench agree.
 
     ``spec`` is a model name or path, optionally prefixed with a mode (``vaegan:NAME``); ``mode`` names the
-    mode explicitly. Without either, the first mode (other than GAN inversion, the default) that claims
-    the spec gets it. ``settings`` fields left ``None`` take the mode's defaults
+    mode explicitly (``auto``: every mode, the best file per image, :mod:`invcomp.codecs.auto`). With neither a
+    spec nor a mode, ``auto``. With a spec only, the first mode (other than GAN inversion, the default) that
+    claims it gets it. ``settings`` fields left ``None`` take the mode's defaults
     (:mod:`invcomp.codecs.settings`). ``options`` go to the mode's loader (``weights``, ``warm_start`` for
     inversion; ``channels`` for VAE-GAN); one that the mode does not take is refused.
 
@@ -109,9 +111,30 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
         enc = codec.encode([img])[0]             # enc.data: the .ivc bytes
         header, x = codec.decode(enc.data)       # x: (3, 64, 64) in [-1, 1]
     """
+    prefix, rest = (spec.split(":", 1) if spec and spec.startswith(AUTO + ":") else
+                    (AUTO, None) if spec == AUTO else (None, spec))
+    if mode == AUTO or prefix == AUTO or (mode is None and spec is None):
+        return _load_auto(rest or None, settings, device, {k: v for k, v in options.items() if v is not None})
     cls, spec = mode_for_spec(spec, mode)
     options = {k: v for k, v in options.items() if v is not None}
     return cls.load(spec, settings, device=device, for_decode=for_decode, **options)  # type: ignore[arg-type]
+
+
+def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: str, options: dict) -> Any:
+    """``--mode auto``: GAN inversion on generator ``spec`` (default ``dcgan-utkface64``) with and without its tone
+    record, and the shipped VAE-GAN codecs; ``settings`` go to the inversion candidates (the VAE-GANs keep their
+    own bits); options ``rd_lambda`` and ``max_bytes`` set the decision."""
+    from . import auto
+
+    lam, max_bytes = options.pop("rd_lambda", auto.DEFAULT_LAMBDA), options.pop("max_bytes", auto.DEFAULT_MAX_BYTES)
+    if options:
+        raise InvcompError(f"{', '.join(sorted(options))} do not apply to --mode auto")
+    settings, spec = settings or EncodeSettings(), spec or auto.AUTO_MODEL
+    cands = [load_codec(spec, settings, mode=m, device=device) for m in ("inversion", "inversion-tone")]
+    one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
+    cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
+    return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), rd_lambda=lam,
+                          max_bytes=max_bytes)
 
 
 def codec_for_header(header: "bitstream.Header", *, model: Optional[str] = None, device: str = "cpu",

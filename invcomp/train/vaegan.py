@@ -1,6 +1,7 @@
 """Train a VAE-GAN codec (:mod:`invcomp.vaegan`) on a folder, ``.zip`` or ``.tar`` of faces.
 
-Per step, on a batch of horizontally flipped training faces ``x``:
+Per step, on a batch of horizontally flipped training faces ``x`` (a share ``augment`` of them zoomed out,
+shifted, recoloured, relit or made grayscale, :func:`invcomp.augment.augment`):
 
 - analysis gives ``mu, logvar``; the code ``z = mu + exp(logvar / 2) * eps`` is
   QSGD-quantised at ``bits`` with a straight-through gradient (the quantiser is
@@ -18,7 +19,8 @@ by mean SSIM after real (nearest, per-image) quantisation of the mean at ``bits`
 the best is kept as ``vaegan.pt`` + ``vaegan.json`` (without validation faces: the
 latest). ``checkpoint.pt`` holds every network, both optimisers, the step, the best
 score and the RNG state, so a resumed run continues exactly where it stopped
-(:mod:`invcomp.train.loop`). Deterministic on CPU for a seed.
+(:mod:`invcomp.train.loop`). ``init``: a ``vaegan.pt`` of the same shape to start from (fine-tuning;
+the discriminator starts fresh). Deterministic on CPU for a seed.
 """
 from __future__ import annotations
 
@@ -32,10 +34,12 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
+from ..augment import augment
 from ..data import load_faces
 from ..errors import InvcompError
 from ..metrics import ssim
-from ..vaegan import PairDiscriminator, VAEGANConfig, build_vaegan, reconstruct, save_vaegan, straight_through_code
+from ..vaegan import (PairDiscriminator, VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan,
+                      straight_through_code)
 from .common import save_grid
 from .loop import Score, Trainer, load_val, run_training
 
@@ -65,6 +69,8 @@ class VAEGANTrainConfig:
     eval_faces: int = 128
     seed: int = 0
     device: str = "cpu"
+    augment: float = 0.0
+    init: Optional[str] = None
 
     def model_config(self) -> VAEGANConfig:
         return VAEGANConfig(resolution=self.resolution, channels=self.channels, downsample=self.downsample,
@@ -86,6 +92,12 @@ def make_nets(cfg: VAEGANTrainConfig, device: torch.device) -> Nets:
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     parts, D = build_vaegan(mcfg).to(device), PairDiscriminator(mcfg, cfg.ndf).to(device)
+    if cfg.init is not None:
+        start = load_vaegan(cfg.init)
+        if start.config.to_json_dict() | {"training": None} != mcfg.to_json_dict() | {"training": None}:
+            raise InvcompError(f"--init {cfg.init} has another shape than these model options")
+        parts["analysis"].load_state_dict(start.analysis.state_dict())
+        parts["synthesis"].load_state_dict(start.synthesis.state_dict())
     betas = (cfg.beta1, 0.999)
     return Nets(parts, D, torch.optim.Adam(parts.parameters(), lr=cfg.lr, betas=betas),
                 torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=betas))
@@ -127,10 +139,11 @@ def score(parts: torch.nn.ModuleDict, val: torch.Tensor, bits: int, chunk: int =
     return float(ssim(recon, val).mean()), recon
 
 
-def _batch(real: torch.Tensor, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _batch(real: torch.Tensor, idx: torch.Tensor, gen: torch.Generator, p_augment: float = 0.0) -> torch.Tensor:
     x = real[idx].float() / 127.5 - 1.0
     flip = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return augment(x, gen, p_augment) if p_augment > 0 else x
 
 
 def train_vaegan(cfg: VAEGANTrainConfig, *, resume: bool = True, progress: bool = True) -> Path:
@@ -151,6 +164,8 @@ class VAEGANTrainer(Trainer):
         val = load_val(cfg.data, cfg.resolution, cfg.eval_faces)
         self.real = real.to(self.device)
         self.val = val.float().div(127.5).sub(1).to(self.device) if val is not None else None
+        if self.val is not None and cfg.augment > 0:  # score snapshots on plain and augmented faces alike
+            self.val_aug = augment(self.val, torch.Generator(device=self.device).manual_seed(1234), 1.0)
         log.info("training VAE-GAN-%d (C=%d, f=%d, %d symbols) on %d faces (%s), config %s", cfg.resolution,
                  cfg.channels, cfg.downsample, self.mcfg.symbols, len(real), cfg.data, cfg)
         self.nets = make_nets(cfg, self.device)
@@ -173,13 +188,15 @@ class VAEGANTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, float]:
         idx = torch.randint(0, len(self.real), (self.cfg.batch_size,), device=self.device, generator=self.gen)
-        return train_step(self.nets, _batch(self.real, idx, self.gen), self.cfg, step, self.gen)
+        return train_step(self.nets, _batch(self.real, idx, self.gen, self.cfg.augment), self.cfg, step, self.gen)
 
     def evaluate(self, step: int) -> Score:
-        what = f"val SSIM at {self.cfg.bits} bits"
+        what = f"val SSIM at {self.cfg.bits} bits" + (" (mean of plain and augmented faces)" if self.cfg.augment > 0 else "")
         if self.val is None:
             return Score(None, what=what)
         value, recon = score(self.nets.parts, self.val, self.cfg.bits)
+        if self.cfg.augment > 0:
+            value = 0.5 * (value + score(self.nets.parts, self.val_aug, self.cfg.bits)[0])
         save_grid(torch.cat([self.val[:8], recon[:8]]).cpu(), self.out / f"recon_{step:06d}.png")
         return Score(value, what=what)
 
