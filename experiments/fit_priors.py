@@ -38,19 +38,27 @@ from invcomp.vaegan import load_vaegan  # noqa: E402
 log = logging.getLogger("fit_priors")
 
 
-def vaegan_latents(entry: registry.ModelEntry, data: str, faces: int) -> tuple[torch.Tensor, list[int], dict]:
+def vaegan_latents(entry: registry.ModelEntry, data: str, faces: int,
+                   augment: float = 0.0) -> tuple[torch.Tensor, list[int], dict]:
+    """Analysis means ``(faces, C*h*w)`` of training faces; with ``augment`` a share of them augmented as the model
+    was trained (:func:`invcomp.augment.augment`, seeded), so the tables fit what it is sent."""
+    from invcomp.augment import augment as augment_batch
+
     model = load_vaegan(entry.weights, "cpu")
+    gen = torch.Generator().manual_seed(0)
     files = list_images(data, "train")
     files = files[:: max(1, len(files) // faces)][:faces]
     rows = []
     with torch.no_grad():
         for f in tqdm(files, desc=entry.name, file=sys.stderr):
             x = prepare(Image.open(f).convert("RGB"), model.config.resolution, "crop")[None]
+            x = augment_batch(x, gen, augment) if augment > 0 else x
             rows.append(model.analysis(x)[0].flatten(1))
     cfg = model.config
     groups = [i // (cfg.code_side * cfg.code_side) for i in range(cfg.symbols)]
+    share = f", {augment:.0%} of them augmented as in training" if augment > 0 else ""
     return torch.cat(rows), groups, {"source": f"analysis means of {len(files)} training faces (every "
-                                               f"{max(1, len(list_images(data, 'train')) // faces)}th by name)",
+                                               f"{max(1, len(list_images(data, 'train')) // faces)}th by name{share})",
                                      "groups": "one table per code-map channel"}
 
 
@@ -59,7 +67,8 @@ def vaegan_latents(entry: registry.ModelEntry, data: str, faces: int) -> tuple[t
 @click.option("--data", default="../shared/data/utkface", show_default=True)
 @click.option("--vaegan-faces", default=2000, show_default=True)
 @click.option("--models", default="", help="Comma-separated names [default: every shipped model].")
-def main(latents: str, data: str, vaegan_faces: int, models: str) -> None:
+@click.option("--augment", default=0.0, show_default=True, help="VAE-GAN: share of faces augmented (the aug models: 0.5).")
+def main(latents: str, data: str, vaegan_faces: int, models: str, augment: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = registry.pretrained_dir()
     reg_path = root / "models.json"
@@ -69,7 +78,7 @@ def main(latents: str, data: str, vaegan_faces: int, models: str) -> None:
         if e.name not in wanted:
             continue
         if e.kind == "vaegan":
-            z, groups, info = vaegan_latents(e, data, vaegan_faces)
+            z, groups, info = vaegan_latents(e, data, vaegan_faces, augment)
             cfg = json.loads(e.config.read_text())
             prior = fit_prior(z, scaling=cfg["scaling"], norm_free=False, groups=groups, info=info)
         else:

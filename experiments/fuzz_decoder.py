@@ -55,6 +55,9 @@ def make_seeds(rng: random.Random) -> tuple[list[bytes], list[bytes]]:
         seeds += codec_seeds(load_codec(e.name, for_decode=True), rng, 8)
         v1 = EncodeSettings(coder="elias", init=None if e.kind == "vaegan" else "random")
         seeds += codec_seeds(load_codec(e.name, v1), rng, 4)
+    for coder in ("auto", "elias"):  # mode 2: inversion with its tone record, in both containers
+        seeds += codec_seeds(load_codec("dcgan-utkface64", EncodeSettings(coder=coder, init="random"),
+                                        mode="inversion-tone"), rng, 4)
     gen = load_codec("dcgan-utkface64", for_decode=True)
     seeds += seed_streams(rng, [gen.model_id, b"\x00\x01\x02\x03"], [gen.latent_dim, 8])
     demo = load_image(ROOT / "experiments" / "data" / "portraits" / "astronaut-face.png")

@@ -88,13 +88,15 @@ TRANSFORMS = {"reframed": reframe, "relit": relight, "colour": recolour, "gray":
 @click.option("--limit", default=64, show_default=True, help="Held-out faces per set (a seeded sample).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True)
-def main(data: Path, limit: int, out: Path, seed: int) -> None:
-    """Write OUT/{reframed,relit,colour,gray}/NAME.png."""
+@click.option("--split", default="holdout", show_default=True, type=click.Choice(["holdout", "val"]),
+              help="holdout: the faces no model trained on; val: the validation faces (to tune on, not to report).")
+def main(data: Path, limit: int, out: Path, seed: int, split: str) -> None:
+    """Write OUT/{reframed,relit,colour,gray}/NAME.png (and, with --split val, OUT/plain/: the faces as they are)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    files = list_images(data, "holdout")
+    files = list_images(data, split)  # type: ignore[arg-type]
     files = [files[i] for i in sorted(np.random.default_rng(seed).permutation(len(files))[:limit])]
     if not files:
-        raise click.ClickException(f"no held-out faces in {data}")
+        raise click.ClickException(f"no {split} faces in {data}")
     for name in SETS:
         rng = np.random.default_rng([seed, SETS.index(name)])
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -103,6 +105,10 @@ def main(data: Path, limit: int, out: Path, seed: int) -> None:
             buf = io.BytesIO()
             img.save(buf, "PNG")
             atomic_write(out / name / (p.stem + ".png"), buf.getvalue(), force=True)
+    if split == "val":
+        (out / "plain").mkdir(parents=True, exist_ok=True)
+        for p in files:
+            atomic_write(out / "plain" / p.name, p.read_bytes(), force=True)
     log.info("wrote %d faces into each of %s under %s", len(files), ", ".join(SETS), out)
 
 

@@ -42,12 +42,13 @@ log = logging.getLogger("invcomp.experiments.range_study")
 # label -> (model spec, mode, settings): what `invcomp encode --model SPEC --mode MODE` with those options codes
 RUNS: dict[str, tuple[Optional[str], Optional[str], dict]] = {
     "inversion (before)": ("dcgan-utkface64", "inversion", {}),
-    "inversion+tone": ("dcgan-utkface64", "inversion", {"tone": True}),
+    "inversion+tone": ("dcgan-utkface64", "inversion-tone", {}),
     "VAE-GAN C=2": ("vaegan-utkface64-c2", None, {}),
     "VAE-GAN C=4": ("vaegan-utkface64-c4", None, {}),
     "VAE-GAN C=8": ("vaegan-utkface64-c8", None, {}),
     "auto (default)": (None, None, {}),
 }
+# auto's candidates, in its order (invcomp.codecs.table._load_auto); experiments/auto_tolerance.py replays its choice
 WEBP_LOWEST = 0.0
 HELD_OUT = "utkface-holdout"
 
@@ -55,6 +56,20 @@ HELD_OUT = "utkface-holdout"
 def _mean(v: list) -> Optional[float]:
     v = [float(x) for x in v if x is not None]
     return float(np.mean(v)) if v else None
+
+
+def _file(label: str) -> str:
+    return label.replace(" ", "_").replace("=", "").replace("(", "").replace(")", "").replace("+", "-") + ".json"
+
+
+def decoded_of(hex_file: str):  # type: ignore[no-untyped-def]
+    from invcomp.codecs.table import decode_file
+
+    return decode_file(bytes.fromhex(hex_file), cache=_DECODERS, native=True)[2]
+
+
+_DECODERS: dict = {}
+REPLAYED = "auto (default, replayed)"
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -101,7 +116,7 @@ def check_targets(sets: dict, default: str) -> list[str]:
         if d is None:
             continue
         if name == HELD_OUT:
-            b = held.get("inversion (before)")
+            b = held.get("candidate inversion:dcgan-utkface64") or held.get("inversion (before)")
             if b:
                 lines.append(f"- **{name}** (no worse than before, at no more bytes): SSIM {d['ssim']:.4f} vs "
                              f"{b['ssim']:.4f}, same person {d['same_person']:.0%} vs {b['same_person']:.0%}, "
@@ -144,13 +159,21 @@ def tables_markdown(summary: dict) -> str:
 @click.option("--set", "sets", multiple=True, required=True, help="NAME=FOLDER[:SPLIT[:LIMIT]] (repeatable).")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--runs", default=",".join(RUNS), show_default=True, help="Comma list of runs (labels of RUNS).")
-@click.option("--default", "default", default="auto (default)", show_default=True, help="The run the targets check.")
-@click.option("--before", default="inversion (before)", show_default=True)
-@click.option("--after", default="auto (default)", show_default=True)
+@click.option("--default", "default", default=REPLAYED, show_default=True, help="The run the targets check.")
+@click.option("--before", default="candidate inversion:dcgan-utkface64", show_default=True,
+              help="The picture's 'before' column: a run, or 'candidate MODE:MODEL' of the auto run.")
+@click.option("--after", default=REPLAYED, show_default=True, help="The picture's 'after' column.")
 @click.option("--threads", default=2, show_default=True)
-def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str, after: str, threads: int) -> None:
+@click.option("--replay-tolerance", "replay_tolerance", default=None, type=float,
+              help=f"Also report '{REPLAYED}': auto's decision at this tolerance replayed on the candidate runs' files.")
+@click.option("--add-candidate", "candidates_to_add", multiple=True,
+              help="MODE:MODEL to add to the replayed candidates (coded alone; e.g. a newly trained VAE-GAN).")
+@click.option("--drop-candidate", "candidates_to_drop", multiple=True, help="MODE:MODEL to leave out of the replay.")
+def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str, after: str, threads: int,
+         replay_tolerance: Optional[float], candidates_to_add: tuple[str, ...], candidates_to_drop: tuple[str, ...]) -> None:
     import torch
 
+    from invcomp.codecs import EncodeSettings, load_codec
     from invcomp.imageio import from_image
     from peers_bench import impostor  # type: ignore[import-not-found]  # beside this file
 
@@ -173,7 +196,7 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
         key = {"folder": str(folder), "split": split, "names": inputs.names}
         decoded: dict[str, list] = {}
         for label in labels:
-            f = cache / (label.replace(" ", "_").replace("=", "").replace("(", "").replace(")", "").replace("+", "-") + ".json")
+            f = cache / _file(label)
             doc = json.loads(f.read_text()) if f.exists() else None
             if doc is None or doc["key"] != key:
                 if label not in codecs:
@@ -181,7 +204,10 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
                 codec = codecs[label]
                 warm_up(codec, inputs.images[0])
                 t0 = time.time()
-                rows, files = run_invcomp(codec, inputs, label=label, with_lpips=False, with_identity=True)
+                if label.startswith("auto"):
+                    rows, files = run_auto(codec, inputs, label, cache, key)
+                else:
+                    rows, files = run_invcomp(codec, inputs, label=label, with_lpips=False, with_identity=True)
                 for r, data in zip(rows, files):
                     r["chosen"] = _describe_choice(data)
                 doc = {"key": key, "rows": json.loads(dumps(rows)), "files": [d.hex() for d in files]}
@@ -190,11 +216,31 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
                          _mean([r["ssim"] for r in rows]), time.time() - t0)
             s["runs"][label] = summarise(doc["rows"])
             if label in (before, after):
-                from invcomp.codecs.table import decode_file
+                decoded[label] = [(len(bytes.fromhex(h)), decoded_of(h)) for h in doc["files"]]
+        from auto_tolerance import load_candidates, replay  # type: ignore[import-not-found]  # beside this file
 
-                dec_cache: dict = {}
-                decoded[label] = [(len(bytes.fromhex(h)), decode_file(bytes.fromhex(h), cache=dec_cache, native=True)[2])
-                                  for h in doc["files"]]
+        for spec_ in candidates_to_add:  # a candidate auto does not have yet: coded alone, added to the replay
+            cand = load_codec(spec_, EncodeSettings())
+            rows, files = run_invcomp(cand, inputs, label=spec_, with_lpips=False, with_identity=True)
+            (cache / _file("candidate " + spec_)).write_text(json.dumps(
+                {"key": key, "rows": json.loads(dumps(rows)), "files": [d.hex() for d in files]}))
+            names = json.loads((cache / "candidates.json").read_text())
+            (cache / "candidates.json").write_text(json.dumps(names + [spec_] * (spec_ not in names)))
+        for spec_ in candidates_to_drop:
+            names = json.loads((cache / "candidates.json").read_text())
+            (cache / "candidates.json").write_text(json.dumps([n for n in names if n != spec_]))
+        have = load_candidates(cache, key)
+        for cname, doc in have.items():  # every candidate on its own (the plain inversion is "before")
+            s["runs"][f"candidate {cname}"] = summarise(doc["rows"])
+            if f"candidate {cname}" in (before, after):
+                decoded[f"candidate {cname}"] = [(len(bytes.fromhex(h)), decoded_of(h)) for h in doc["files"]]
+        if replay_tolerance is not None:  # auto's decision, replayed on the candidates' files
+            if have:
+                picked = replay({c: d["rows"] for c, d in have.items()}, replay_tolerance)
+                s["runs"][REPLAYED] = summarise(picked)
+                if after == REPLAYED:
+                    decoded[REPLAYED] = [
+                        (r["bytes"], decoded_of(have[r["chosen"]]["files"][i])) for i, r in enumerate(picked)]
         coded = Coded(webp, inputs)
         files = [coded.get(i, WEBP_LOWEST)[0] for i in range(len(inputs.names))]
         ms, _ = measure(lambda d: from_image(webp.decode(d)), files, inputs.targets, False, True)
@@ -203,8 +249,9 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
         s["impostor"] = impostor(inputs)
         summary["sets"][name] = s
         if name != HELD_OUT and before in decoded and after in decoded:
-            for i in range(min(2, len(inputs.names))):
-                idx = [0, len(inputs.names) // 2][i]
+            n = len(inputs.names)
+            picks = {"reframed": [n // 3, 2 * n // 3], "lfw+portraits": [0, 1, n // 2]}.get(name, [n // 3])
+            for idx in picks[:n]:
                 pictures.append((name, inputs.images[idx], {
                     "before": decoded[before][idx], "after": decoded[after][idx],
                     "webp": (len(files[idx]), webp.decode(files[idx]))}))
@@ -217,12 +264,49 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
     log.info("wrote %s", out)
 
 
+def run_auto(codec, inputs, label: str, cache: Path, key: dict) -> tuple[list[dict], list[bytes]]:  # type: ignore[no-untyped-def]
+    """``run_invcomp`` for ``--mode auto``, which also keeps every candidate's file of every face and scores
+    them as the chosen ones are scored: ``cache/CANDIDATE.json`` per candidate (what auto_tolerance.py replays)."""
+    from invcomp.bench.run import _row
+    from invcomp.codecs.table import decode_file
+    from invcomp.imageio import from_image
+
+    codec.keep_candidates = True
+    rows, files, cand_files = [], [], []
+    sources = inputs.originals
+    for s in range(0, len(inputs.names), 8):
+        t0 = time.perf_counter()
+        enc = codec.encode(sources[s:s + 8])
+        per_image = (time.perf_counter() - t0) / len(enc)
+        for i, e in enumerate(enc):
+            files.append(e.data)
+            cand_files.append(e.extra["auto"]["files"])
+            rows.append((s + i, per_image))
+    out_rows = []
+    dec = lambda d: from_image(decode_file(d, cache=_DECODERS, native=True)[2])  # noqa: E731
+    ms, dts = measure(dec, files, inputs.targets, False, True)
+    for (i, sec), d, m, dt in zip(rows, files, ms, dts):
+        out_rows.append(_row(inputs.names[i], label, "fixed", "auto", None, len(d), inputs.resolution, m, sec, dt))
+    names = [f"{c.mode_key}:{c.name}" for c in codec.candidates]
+    (cache / "candidates.json").write_text(json.dumps(names))
+    for k, name in enumerate(names):
+        data = [c[k] for c in cand_files]
+        cms, _ = measure(dec, data, inputs.targets, False, True)
+        crow = [_row(inputs.names[i], name, "fixed", name, None, len(d), inputs.resolution, m, None, None)
+                for i, (d, m) in enumerate(zip(data, cms))]
+        (cache / _file("candidate " + name)).write_text(json.dumps(
+            {"key": key, "rows": json.loads(dumps(crow)), "files": [d.hex() for d in data]}))
+    return out_rows, files
+
+
 def _describe_choice(data: bytes) -> str:
+    """``MODE:MODEL`` of a file, from its header (what ``invcomp decode`` finds)."""
     from invcomp import bitstream
-    from invcomp.codecs.table import mode_name
+    from invcomp.codecs.table import modes
+    from invcomp.generators.registry import name_for_id
 
     h = bitstream.unpack(data)[0]
-    return f"{mode_name(h.mode).split(' (')[0]} {h.model_id.hex()}"
+    return f"{modes()[h.mode].mode_key}:{name_for_id(h.model_id) or h.model_id.hex()}"
 
 
 def picture(items: list, before: str, after: str) -> bytes:
@@ -230,7 +314,7 @@ def picture(items: list, before: str, after: str) -> bytes:
     from PIL import Image, ImageDraw
 
     r, lab = 128, 30
-    heads = ["original", f"invcomp before\n{before}", f"invcomp after\n{after}", "WebP, lowest"]
+    heads = ["original", "invcomp before\n(inversion)", "invcomp after\n(auto)", "WebP, lowest\nsetting"]
     W, H = (r + 6) * 4 + 6, lab + (r + 16) * len(items) + 4
     canvas = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(canvas)

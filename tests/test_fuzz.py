@@ -55,13 +55,15 @@ def test_structural_mutations_keep_the_crc_and_reach_the_field_checks(kind: str)
     assert reasons or kind == "swap"  # some are refused by the parser (a swap is refused by the codec, later)
 
 
-def test_fuzz_by_header_covers_both_modes_without_a_crash() -> None:
-    """The ``invcomp decode`` path over files of both modes, with mode and model-id swaps between them."""
+def test_fuzz_by_header_covers_every_mode_without_a_crash() -> None:
+    """The ``invcomp decode`` path over files of the three modes (inversion, VAE-GAN, inversion with its tone
+    record), with mode and model-id swaps between them."""
     from invcomp.codecs import load_codec
     from invcomp.fuzz import codec_seeds
 
     rng = random.Random(5)
     codecs = [load_codec(n, for_decode=True) for n in ("dcgan-utkface64", "vaegan-utkface64-c2")]
+    codecs.append(load_codec("dcgan-utkface64", mode="inversion-tone", for_decode=True))
     seeds = [s for c in codecs for s in codec_seeds(c, rng, 4)]
     ids = [c.model_id for c in codecs] + [c.model_id_v2 for c in codecs]
     stats = run_fuzz(900, seed=5, seeds=seeds, by_header=True, model_ids=ids)

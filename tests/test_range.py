@@ -113,14 +113,15 @@ def test_tone_files_in_both_containers_round_trip_and_refuse_truncation(tone_cod
 
 # --- --mode auto ---------------------------------------------------------------------------------------------
 
-def test_choose_is_a_lagrangian_decision_within_the_budget() -> None:
+def test_choose_keeps_the_smallest_file_that_draws_the_face_within_the_budget() -> None:
     scores, sizes = [0.60, 0.80, 0.81], [50, 100, 200]
     assert choose(scores, sizes, 0.0, None) == 2  # quality only
-    assert choose(scores, sizes, 0.001, None) == 1  # 0.8 - 0.1 beats 0.6 - 0.05 and 0.81 - 0.2
-    assert choose(scores, sizes, 1.0, None) == 0  # bytes only
+    assert choose(scores, sizes, 0.02, None) == 1  # 0.80 is within 0.02 of 0.81 and half the bytes
+    assert choose(scores, sizes, 0.5, None) == 0  # anything goes: the smallest
     assert choose(scores, sizes, 0.0, 150) == 1  # the best that fits
     assert choose(scores, sizes, 0.0, 40) is None
-    assert choose([0.7, 0.7], [60, 50], 0.0, None) == 1  # a tie goes to the smaller file
+    assert choose([0.7, 0.7], [60, 50], 0.0, None) == 1  # the same score: the smaller file
+    assert choose([0.7, 0.75], [50, 50], 0.1, None) == 1  # the same size: the higher score
 
 
 SIDE = 4
@@ -183,7 +184,7 @@ def test_auto_picks_the_better_of_two_toy_modes(toys: tuple[Codec, Codec]) -> No
     images = [_noise(0), Image.new("RGB", (SIDE, SIDE), (200, 30, 90))]
     sizes = {c.mode: [len(e.data) for e in c.encode(images)] for c in (flat, exact)}
     assert all(a < b for a, b in zip(sizes[5], sizes[6]))  # the flat file is the smaller one
-    auto = AutoCodec([flat, exact], decoder_for=codec_for_header, rd_lambda=0.0)
+    auto = AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=0.0)
     picked = auto.encode(images)
     # noise: only the exact mode draws it; a flat image: both draw it exactly, so the smaller (flat) file wins
     assert [e.header.mode for e in picked] == [6, 5]
@@ -192,12 +193,12 @@ def test_auto_picks_the_better_of_two_toy_modes(toys: tuple[Codec, Codec]) -> No
         header, x = auto.decode(e.data)
         assert torch.equal(x, e.recon) and header.mode == e.header.mode
     # a budget under the exact file leaves the flat one; a budget under both fails that image alone
-    capped = AutoCodec([flat, exact], decoder_for=codec_for_header, rd_lambda=0.0, max_bytes=sizes[6][0] - 1)
+    capped = AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=0.0, max_bytes=sizes[6][0] - 1)
     assert capped.encode(images[:1])[0].header.mode == 5
     none = AutoCodec([flat, exact], decoder_for=codec_for_header, max_bytes=sizes[5][0] - 1).encode(images)
     assert isinstance(none[0], InvcompError) and "no mode fits" in str(none[0])
-    # a large lambda prefers bytes
-    assert AutoCodec([flat, exact], decoder_for=codec_for_header, rd_lambda=1.0).encode(images[:1])[0].header.mode == 5
+    # a tolerance of 1 takes any file: the smallest
+    assert AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=1.0).encode(images[:1])[0].header.mode == 5
 
 
 def test_auto_is_the_cli_default_and_records_its_choice(tmp_path: Path) -> None:

@@ -40,12 +40,13 @@ def rates(n_bytes: int, target: Any) -> dict:
 @click.option("--model", default=None, help=f"Registered model name, a .pt state_dict, a TorchScript file, MODE:MODEL, or "
               "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
               f"[default: {DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]")
-@click.option("--mode", default=None, help="Codec mode: auto (code with every mode below, keep the file with the best "
-              "SSIM - LAMBDA x bytes; see --auto-lambda), inversion (search G's latent), inversion-tone (the same plus an "
+@click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
+              "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
               "8-byte colour and tone correction) or vaegan (one pass of a VAE-GAN codec, no search).  "
               "[default: auto without --model, else the model's]")
-@click.option("--auto-lambda", "auto_lambda", default=None, type=click.FloatRange(min=0),
-              help="With --mode auto: the SSIM a file must gain per extra byte to be chosen.  [default: 0.0005]")
+@click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
+              help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
+                   "[default: 0.03]")
 @click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
               "picks the registered vaegan-utkface64-cC unless --model names one.")
 @click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
@@ -94,7 +95,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
            fit: str, scaling: Optional[str], rounding: str, coder: str, no_quant_aware: bool, init: Optional[str],
            warm_start: Optional[str], max_pixels: int, force: bool, as_json: bool, rate_weight: Optional[float],
            target_bytes: Optional[int], target_bpp: Optional[float], target_ssim: Optional[float],
-           auto_lambda: Optional[float]) -> None:
+           auto_tolerance: Optional[float]) -> None:
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
@@ -116,7 +117,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
                               iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
                               quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
-                       warm_start=warm_start, channels=channels, rd_lambda=auto_lambda)
+                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance)
     goal = None
     if goals:
         n = target_bytes if target_bytes is not None else (

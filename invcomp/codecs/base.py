@@ -130,15 +130,17 @@ class Codec(ABC):
                 "iters": 0, "init": "none"}
 
     # --- the contract, shared -------------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None) -> list[Encoded]:
-        """Encode RGB images: fit each to ``R x R``, find its symbols, quantise and code them.
+    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None,
+               init: Optional[torch.Tensor] = None) -> list[Encoded]:
+        """Encode RGB images: fit each to ``R x R``, find its symbols, quantise and code them. ``init``: the
+        symbols ``(N, D)`` a search starts from instead of its own start (modes that search only).
 
         An image's bytes do not depend on the other images in the call, nor on its position.
         """
         if not images:
             return []
         target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
-        z, extras = self.find_symbols(target, progress)
+        z, extras = self.find_symbols(target, progress) if init is None else self.find_symbols(target, progress, init=init)  # type: ignore[call-arg]
         return self.encode_symbols(z, images, target=target, extras=extras)
 
     def encode_symbols(self, z: torch.Tensor, images: list[Image.Image], *, target: Optional[torch.Tensor] = None,

@@ -98,7 +98,8 @@ class InversionCodec(Codec):
         assert self.warm_start is not None
         return predict_latents(self.warm_start.module, target)
 
-    def find_symbols(self, target: torch.Tensor, progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
+    def find_symbols(self, target: torch.Tensor, progress: Optional[Progress],
+                     init: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[dict]]:
         """Search each image on its own (its restarts batched together), one image per CPU thread.
 
         Batched convolutions do not give bit-identical rows for every batch size, and 200 Adam steps amplify
@@ -109,14 +110,14 @@ class InversionCodec(Codec):
         n = target.shape[0]
         workers = max(1, min(n, torch.get_num_threads()))
         if self.device.type != "cpu":
-            return self._search_rows(target, range(n), progress)
+            return self._search_rows(target, range(n), progress, init)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             if workers == 1:
-                return self._search_rows(target, range(n), progress)
+                return self._search_rows(target, range(n), progress, init)
             with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(lambda i: self._search_rows(target, [i], progress), range(n)))
+                parts = list(pool.map(lambda i: self._search_rows(target, [i], progress, init), range(n)))
         finally:
             torch.set_num_threads(threads)
         return torch.cat([z for z, _ in parts]), [e for _, ex in parts for e in ex]
@@ -144,15 +145,15 @@ class InversionCodec(Codec):
 
         return QuantSpec(s.bits, s.scaling, quantise=quantise, rate=rate, rate_weight=s.rate_weight or 0.0)  # type: ignore[arg-type]
 
-    def _search_rows(self, target: torch.Tensor, rows: Iterable[int],
-                     progress: Optional[Progress]) -> tuple[torch.Tensor, list[dict]]:
+    def _search_rows(self, target: torch.Tensor, rows: Iterable[int], progress: Optional[Progress],
+                     init: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[dict]]:
         s, zs, extras = self.settings, [], []
         quant = self.quant_spec()
         for i in rows:
             x = target[i:i + 1]
             res = invert(
                 self.gen.module, x, loss=self.search_loss(), iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
-                init=self.start(x), prior=self.prior, norm_weight=s.norm_weight,
+                init=self.start(x) if init is None else init[i:i + 1], prior=self.prior, norm_weight=s.norm_weight,
                 quant=quant,
                 quant_fraction=s.quant_fraction, seed=s.seed,
                 callback=(lambda *_: progress(1)) if progress is not None else None,

@@ -123,17 +123,18 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
 def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: str, options: dict) -> Any:
     """``--mode auto``: GAN inversion on generator ``spec`` (default ``dcgan-utkface64``) with and without its tone
     record, and the shipped VAE-GAN codecs; ``settings`` go to the inversion candidates (the VAE-GANs keep their
-    own bits); options ``rd_lambda`` and ``max_bytes`` set the decision."""
+    own bits); options ``tolerance`` and ``max_bytes`` set the decision."""
     from . import auto
 
-    lam, max_bytes = options.pop("rd_lambda", auto.DEFAULT_LAMBDA), options.pop("max_bytes", auto.DEFAULT_MAX_BYTES)
+    tol, max_bytes = options.pop("tolerance", auto.DEFAULT_TOLERANCE), options.pop("max_bytes", auto.DEFAULT_MAX_BYTES)
     if options:
         raise InvcompError(f"{', '.join(sorted(options))} do not apply to --mode auto")
     settings, spec = settings or EncodeSettings(), spec or auto.AUTO_MODEL
     cands = [load_codec(spec, settings, mode=m, device=device) for m in ("inversion", "inversion-tone")]
+    cands[1].auto_refine = auto.TONE_REFINE  # the tone search refines the plain one's latent
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
-    return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), rd_lambda=lam,
+    return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), tolerance=tol,
                           max_bytes=max_bytes)
 
 
