@@ -79,7 +79,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The demo image coded once with the shipped model: the folder, the .ivc path and the JSON row."""
     d = tmp_path_factory.mktemp("demo")
     out = d / "out.ivc"
-    r = run("encode", DEMO_IMAGE, "--iters", 2, "--json", "-o", out, "--coder", "elias")  # a version-1 file: its bytes are edited below
+    r = run("encode", DEMO_IMAGE, "--model", "dcgan-utkface64", "--iters", 2, "--json", "-o", out,
+            "--coder", "elias")  # a version-1 inversion file: its bytes are edited below
     assert r.exit_code == 0, r.output
     rows = json_lines(r)
     assert len(rows) == 1

@@ -105,7 +105,7 @@ def test_a_file_larger_than_any_legal_one_is_refused_unread(tmp_path: Path) -> N
 
 
 def test_decode_checks_the_declared_size_against_a_pixel_limit(tmp_path: Path) -> None:
-    r = _run("encode", DEMO_IMAGE, "--iters", 0, "-o", tmp_path / "a.ivc", "--coder", "elias")
+    r = _run("encode", DEMO_IMAGE, "--model", "dcgan-utkface64", "--iters", 0, "-o", tmp_path / "a.ivc", "--coder", "elias")
     assert r.exit_code == 0, r.stderr
     header, payload, nbits = bitstream.unpack((tmp_path / "a.ivc").read_bytes())
     huge = bitstream.Header(**{**header.__dict__, "width": 16384, "height": 16384})
@@ -153,7 +153,7 @@ def test_a_memory_error_while_loading_one_image_does_not_stop_the_batch(tmp_path
 
 
 def test_a_mode_that_disagrees_with_its_model_id_fails_alone_in_a_batch(tmp_path: Path) -> None:
-    r = _run("encode", DEMO_IMAGE, "--iters", 0, "-o", tmp_path / "a.ivc", "--coder", "elias")
+    r = _run("encode", DEMO_IMAGE, "--model", "dcgan-utkface64", "--iters", 0, "-o", tmp_path / "a.ivc", "--coder", "elias")
     assert r.exit_code == 0, r.stderr
     header, payload, nbits = bitstream.unpack((tmp_path / "a.ivc").read_bytes())
     liar = bitstream.Header(**{**header.__dict__, "mode": bitstream.MODE_VAEGAN})  # CRC-valid, DCGAN id, mode 1

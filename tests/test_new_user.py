@@ -83,7 +83,7 @@ def test_restarts_from_a_warm_start_are_warned_about(tmp_path: Path, caplog: pyt
 
 
 def test_decoding_with_a_model_of_another_mode_names_the_modes(tmp_path: Path) -> None:
-    assert _run("encode", DEMO_IMAGE, "--iters", 0, "-o", tmp_path / "inv.ivc").exit_code == 0
+    assert _run("encode", DEMO_IMAGE, "--model", "dcgan-utkface64", "--iters", 0, "-o", tmp_path / "inv.ivc").exit_code == 0
     r = _run("decode", tmp_path / "inv.ivc", "--model", "vaegan-utkface64-c4", "-o", tmp_path / "x.png")
     assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "this is a GAN-inversion (mode 0) file, not VAE-GAN (mode 1)" in r.stderr

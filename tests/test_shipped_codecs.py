@@ -67,7 +67,8 @@ def test_shipped_encoder_recovers_latents_of_its_generator(name: str) -> None:
 
 def test_auto_init_uses_the_shipped_encoder_and_its_default_iterations(tmp_path: Path) -> None:
     out = tmp_path / "a.ivc"
-    r = cli_runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--device", "cpu", "--iters", "0", "--json"])
+    r = cli_runner().invoke(cli, ["encode", str(DEMO_IMAGE), "-o", str(out), "--model", "dcgan-utkface64", "--device", "cpu",
+                                  "--iters", "0", "--json"])
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.stdout.splitlines()[0])
     assert row["init"] == "encoder" and row["model"] == "dcgan-utkface64"
