@@ -139,7 +139,7 @@ def test_encode_json_row(demo: dict) -> None:
 
 def test_encode_is_deterministic(demo: dict, tmp_path: Path) -> None:
     again = tmp_path / "again.ivc"
-    r = run("encode", DEMO_IMAGE, "--iters", 2, "-o", again, "--coder", "elias")
+    r = run("encode", DEMO_IMAGE, "--model", "dcgan-utkface64", "--iters", 2, "-o", again, "--coder", "elias")
     assert r.exit_code == 0, r.output
     assert again.read_bytes() == demo["ivc"].read_bytes()
     assert "again.ivc" in r.stdout  # human line

@@ -222,3 +222,18 @@ def test_auto_is_the_cli_default_and_records_its_choice(tmp_path: Path) -> None:
     assert (tmp_path / "c.ivc").stat().st_size <= 60
     r = run(cli, ["encode", str(src), "--mode", "auto", "--channels", "4", "-o", str(tmp_path / "d.ivc")])
     assert r.exit_code == 1 and "do not apply to --mode auto" in r.stderr and not (tmp_path / "d.ivc").exists()
+
+
+def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
+    from invcomp.augment import augment
+
+    x = _smooth(6, 2).clamp(-1, 1)
+    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)
+    assert augment(x, torch.Generator().manual_seed(0), 0.0) is x  # p = 0: untouched
+    a = augment(x, torch.Generator().manual_seed(0), 1.0)
+    b = augment(x, torch.Generator().manual_seed(0), 1.0)
+    assert a.shape == x.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    assert (a - x).abs().amax(dim=(1, 2, 3)).min() > 0.01  # every face changed at p = 1
+    half = augment(x.repeat(20, 1, 1, 1), torch.Generator().manual_seed(1), 0.5)
+    changed = (half - x.repeat(20, 1, 1, 1)).abs().amax(dim=(1, 2, 3)) > 1e-6
+    assert 0.3 < float(changed.float().mean()) < 0.7  # about half of them
