@@ -220,6 +220,9 @@ def test_auto_is_the_cli_default_and_records_its_choice(tmp_path: Path) -> None:
     r = run(cli, ["encode", str(src), "--iters", "2", "--target-bytes", "60", "-o", str(tmp_path / "c.ivc"), "--json"])
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "c.ivc").stat().st_size <= 60
+    r = run(cli, ["encode", str(src), "--mode", "inversion-tone", "--iters", "2", "-o", str(tmp_path / "e.ivc")])
+    assert r.exit_code == 0, r.stderr  # mode 2 alone defaults to the shipped generator, as mode 0 does
+    assert bitstream.unpack((tmp_path / "e.ivc").read_bytes())[0].mode == 2
     r = run(cli, ["encode", str(src), "--mode", "auto", "--channels", "4", "-o", str(tmp_path / "d.ivc")])
     assert r.exit_code == 1 and "do not apply to --mode auto" in r.stderr and not (tmp_path / "d.ivc").exists()
 

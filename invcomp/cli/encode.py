@@ -39,7 +39,8 @@ def rates(n_bytes: int, target: Any) -> dict:
               "[default: beside each input]")
 @click.option("--model", default=None, help=f"Registered model name, a .pt state_dict, a TorchScript file, MODE:MODEL, or "
               "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
-              f"[default: {DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]")
+              f"[default: --mode auto over {DEFAULT_MODEL} and the shipped VAE-GANs; with --mode inversion, "
+              f"{DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]")
 @click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
               "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
               "8-byte colour and tone correction) or vaegan (one pass of a VAE-GAN codec, no search).  "

@@ -90,7 +90,7 @@ def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type
         spec = spec or DEFAULT_MODEL
         ordered = sorted(modes().values(), key=lambda c: c.mode)
         cls = next((c for c in ordered[1:] if c.claims(spec)), ordered[0])
-    if spec is None and cls.mode == 0:
+    if spec is None and cls.searches:  # the inversion modes (0 and 2) default to the shipped generator
         spec = DEFAULT_MODEL
     return cls, spec
 
