@@ -35,8 +35,8 @@ DEFAULT_TOLERANCE = 0.03
 DEFAULT_MAX_BYTES: Optional[int] = None
 # A candidate with ``auto_refine = (k, iters, lr)`` starts its search from candidate k's latents, for ``iters``
 # steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
-# 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.822 on 12 recoloured faces;
-# 0.811 after 50 steps at 0.1) at half its cost, so auto encodes in about 1.5x the time of one inversion.
+# 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.823 on 12 recoloured faces; 0.811
+# after 50 steps at 0.1: experiments/tone_refine.py) at half its cost: auto encodes in about 1.5x one inversion's time.
 TONE_REFINE = (0, 100, 0.2)
 
 

@@ -189,6 +189,14 @@ class ToneInversionCodec(InversionCodec):
     def claims(cls, spec: str) -> bool:
         return False  # asked for by --mode only
 
+    @classmethod
+    def sharing(cls, codec: InversionCodec) -> "ToneInversionCodec":
+        """The tone mode over the generator, warm-start network and resolved settings of a loaded mode-0 codec
+        (nothing loaded or resolved again)."""
+        out = cls.__new__(cls)
+        out.__dict__.update(codec.__dict__)
+        return out
+
     def search_loss(self) -> Union[str, LossFn]:
         base = make_loss(self.settings.loss) if isinstance(self.settings.loss, str) else self.settings.loss
 

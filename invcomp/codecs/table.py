@@ -7,7 +7,6 @@ A mode is one module with one :class:`~invcomp.codecs.base.Codec` subclass decor
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..errors import InvcompError
@@ -132,12 +131,7 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
         raise InvcompError(f"{', '.join(sorted(options))} do not apply to --mode auto")
     settings, spec = settings or EncodeSettings(), spec or auto.AUTO_MODEL
     cands = [load_codec(spec, settings, mode="inversion", device=device)]
-    quiet = logging.getLogger("invcomp.codecs.settings")
-    quiet.disabled = True  # a settings warning (e.g. restarts from a warm start) was given once, for the first
-    try:
-        cands.append(load_codec(spec, settings, mode="inversion-tone", device=device))
-    finally:
-        quiet.disabled = False
+    cands.append(mode_by_key("inversion-tone").sharing(cands[0]))  # the same generator and settings, loaded once
     cands[1].auto_refine = auto.TONE_REFINE  # the tone search refines the plain one's latent
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
