@@ -240,3 +240,24 @@ def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
     half = augment(x.repeat(20, 1, 1, 1), torch.Generator().manual_seed(1), 0.5)
     changed = (half - x.repeat(20, 1, 1, 1)).abs().amax(dim=(1, 2, 3)) > 1e-6
     assert 0.3 < float(changed.float().mean()) < 0.7  # about half of them
+
+
+def test_bench_codes_auto_as_encode_does(tmp_path: Path) -> None:
+    import csv
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    src = Path(__file__).resolve().parents[1] / "experiments/data/portraits/grace-hopper.png"
+    (faces / "g.png").write_bytes(src.read_bytes())
+    run = cli_runner().invoke
+    r = run(cli, ["bench", str(faces), "--codecs", "invcomp:auto,webp", "--iters", "2", "--out", str(tmp_path / "out"),
+                  "--no-plots", "--no-lpips", "--no-identity"])
+    assert r.exit_code == 0, r.stderr
+    rows = [x for x in csv.DictReader((tmp_path / "out" / "per_image.csv").open())
+            if x["codec"] == "invcomp:auto" and x["mode"] == "fixed"]
+    assert len(rows) == 1
+    r = run(cli, ["encode", str(faces / "g.png"), "--iters", "2", "-o", str(tmp_path / "g.ivc")])  # the default: auto
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "g.ivc").stat().st_size == int(rows[0]["bytes"])
+    api = load_codec(settings=EncodeSettings(iters=2)).encode([Image.open(faces / "g.png").convert("RGB")])[0].data
+    assert api == (tmp_path / "g.ivc").read_bytes()
