@@ -38,6 +38,9 @@ from invcomp.bench.codecs import build_codecs  # noqa: E402
 from invcomp.bench.run import Coded, load_inputs, measure, run_invcomp, warm_up  # noqa: E402
 from invcomp.outputs import dumps  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from auto_tolerance import _file, load_candidates, replay  # noqa: E402  # beside this file
+
 log = logging.getLogger("invcomp.experiments.range_study")
 # label -> (model spec, mode, settings): what `invcomp encode --model SPEC --mode MODE` with those options codes
 RUNS: dict[str, tuple[Optional[str], Optional[str], dict]] = {
@@ -56,10 +59,6 @@ HELD_OUT = "utkface-holdout"
 def _mean(v: list) -> Optional[float]:
     v = [float(x) for x in v if x is not None]
     return float(np.mean(v)) if v else None
-
-
-def _file(label: str) -> str:
-    return label.replace(" ", "_").replace("=", "").replace("(", "").replace(")", "").replace("+", "-") + ".json"
 
 
 def decoded_of(hex_file: str):  # type: ignore[no-untyped-def]
@@ -224,8 +223,6 @@ def main(sets: tuple[str, ...], out: Path, runs: str, default: str, before: str,
             s["runs"][label] = summarise(doc["rows"])
             if label in (before, after):
                 decoded[label] = [(len(bytes.fromhex(h)), decoded_of(h)) for h in doc["files"]]
-        from auto_tolerance import load_candidates, replay  # type: ignore[import-not-found]  # beside this file
-
         for spec_ in candidates_to_add:  # a candidate auto does not have yet: coded alone, added to the replay
             cand = load_codec(spec_, EncodeSettings())
             rows, files = run_invcomp(cand, inputs, label=spec_, with_lpips=False, with_identity=True)
