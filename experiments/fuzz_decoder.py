@@ -58,6 +58,9 @@ def make_seeds(rng: random.Random) -> tuple[list[bytes], list[bytes]]:
     for coder in ("auto", "elias"):  # mode 2: inversion with its tone record, in both containers
         seeds += codec_seeds(load_codec("dcgan-utkface64", EncodeSettings(coder=coder, init="random"),
                                         mode="inversion-tone"), rng, 4)
+    for res, plan in ((64, "tone,3"), (128, "tone,1,5"), (128, "2@64,4@128")):  # mode 3: layered files
+        seeds += codec_seeds(load_codec("dcgan-utkface64", EncodeSettings(init="random"), mode="layered", resolution=res,
+                                        layer_rates=plan), rng, 3)
     gen = load_codec("dcgan-utkface64", for_decode=True)
     seeds += seed_streams(rng, [gen.model_id, b"\x00\x01\x02\x03"], [gen.latent_dim, 8])
     demo = load_image(ROOT / "experiments" / "data" / "portraits" / "astronaut-face.png")

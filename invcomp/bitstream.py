@@ -14,7 +14,8 @@ bytes  field      meaning
                   bit 3 scaling (0 max, 1 l2); bit 4 norm-free (no norm
                   field); bits 5-7 mode (0 GAN inversion, 1 VAE-GAN,
                   2 inversion+tone, whose payload starts with its
-                  8-byte tone record; others refused by the table)
+                  8-byte tone record; 3 layered, version 2 only, see
+                  :mod:`invcomp.layers`; others refused by the table)
 1      quant      ``bits << 2 | coder``; bits 2..16, coder 0 gamma,
                   1 delta, 2 omega; bit 7 is 0
 var    latent     latent dimension D, varint (1..65535); in mode 1 the
@@ -59,19 +60,20 @@ parses re-packs to the same bytes.
 """
 from __future__ import annotations
 
-import binascii
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
+from . import layers
 from .errors import BitstreamError
+from .framing import _Reader, _varint, crc16  # noqa: F401  (re-exported: bitstream.crc16)
 
 MAGIC = b"IVC"
 VERSION = 1
 MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
-MODE_INVERSION, MODE_VAEGAN, MODE_INVERSION_TONE = 0, 1, 2
+MODE_INVERSION, MODE_VAEGAN, MODE_INVERSION_TONE, MODE_LAYERED = 0, 1, 2, 3
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
 MAGIC_V2 = 0xB2
 MODEL_ID_BYTES_V2 = 2
@@ -136,11 +138,6 @@ def validate_v2(h: "Header") -> None:
             raise BitstreamError(f"invalid .ivc field: {msg}")
 
 
-def crc16(data: bytes) -> bytes:
-    """CRC-16/CCITT of ``data`` (initial 0xFFFF), big-endian: catches every error burst of up to 16 bits."""
-    return struct.pack(">H", binascii.crc_hqx(data, 0xFFFF))
-
-
 def pack_v2(header: "Header", norm_code: "int | None", payload: bytes) -> bytes:
     """A version-2 file: ``norm_code`` is the norm byte (``None``: norm-free) and ``payload`` the coded levels."""
     validate_v2(header)
@@ -195,43 +192,6 @@ def max_payload_bits(latent_dim: int) -> int:
     return 32 * latent_dim + 64
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if self.pos + n > len(self.data):
-            raise BitstreamError(f"truncated .ivc file: ends inside the {what} field at byte {len(self.data)}")
-        out = self.data[self.pos: self.pos + n]
-        self.pos += n
-        return out
-
-    def varint(self, what: str, limit: int) -> int:
-        n = shift = 0
-        max_bytes = max(1, -(-limit.bit_length() // 7))  # a minimal varint of a value <= limit is never longer
-        while True:
-            if shift >= 7 * max_bytes:
-                raise BitstreamError(f"invalid .ivc field: {what} is longer than {max_bytes} bytes")
-            b = self.take(1, what)[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if n > limit:
-                raise BitstreamError(f"invalid .ivc field: {what} exceeds {limit}")
-            if not b & 0x80:
-                if b == 0 and shift > 7:
-                    raise BitstreamError(f"invalid .ivc field: {what} is not a minimal varint")
-                return n
-
-
 def pack(header: Header, payload: bytes, nbits: int) -> bytes:
     """A header and an Elias payload of ``nbits`` bits as version-1 ``.ivc`` bytes."""
     if header.version != VERSION:
@@ -270,6 +230,9 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
         if MAGIC.startswith(data):
             raise BitstreamError(f"truncated .ivc file: only {len(data)} bytes")
         raise BitstreamError("not an .ivc file: bad magic (expected b'IVC')")
+    if data[0] == MAGIC_V2 and layers.is_layered(data):  # mode 3: its base record; invcomp.layers reads the layers
+        header, rest, nbits = _unpack_v2(layers.base_file(data))
+        return replace(header, mode=layers.MODE_LAYERED), rest, nbits
     if data[0] == MAGIC_V2:
         return _unpack_v2(data)
     if data[:3] != MAGIC:

@@ -112,7 +112,7 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str
     if not folder.is_dir():
         raise InvcompError(f"{folder} is not a folder of images")
     settings = EncodeSettings(iters=iters, init=init)
-    inv = _load_codecs([n for n in names if is_invcomp(n)], model, settings, bit_list, _device(device))
+    inv = _load_codecs([n for n in names if is_invcomp(n)], model, settings, bit_list, _device(device), size)
     res = _resolution(inv, size)
     inputs = load_inputs(folder, res, limit, split)  # type: ignore[arg-type]
     classic = build_codecs()
@@ -155,16 +155,19 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str
 
 
 def _load_codecs(labels: list[str], model: str, settings: EncodeSettings, bit_list: list[Optional[int]],
-                 device: str) -> dict[str, list[Any]]:
-    """Each invcomp entry of --codecs -> its codec at each bits setting (``None``: the codec's own)."""
+                 device: str, size: Optional[int] = None) -> dict[str, list[Any]]:
+    """Each invcomp entry of --codecs -> its codec at each bits setting (``None``: the codec's own). A layered entry
+    (``invcomp:layered:MODEL``) codes at ``--size`` (its output resolution is a setting)."""
     from ..codecs import load_codec
+    from ..codecs.table import mode_for_spec
 
     out: dict[str, list[Any]] = {}
     for label in labels:
         spec = model if label == "invcomp" else label.split(":", 1)[1]
-        base = load_codec(spec, _settings_for(spec, settings), device=device)
+        opts = {"resolution": size} if size and spec != "auto" and mode_for_spec(spec)[0].mode_key == "layered" else {}
+        base = load_codec(spec, _settings_for(spec, settings), device=device, **opts)
         out[label] = [base if b is None or b == base.settings.bits else load_codec(
-            spec, replace(_settings_for(spec, settings), bits=b), device=device) for b in bit_list]
+            spec, replace(_settings_for(spec, settings), bits=b), device=device, **opts) for b in bit_list]
     return out
 
 

@@ -23,6 +23,8 @@ from .common import check_writable, device_option, expand_inputs, output_paths, 
               "checked against the file's model id and mode.  [default: the installed model the file names]")
 @click.option("--weights", "weights_path", default=None, help="State_dict for a user model.")
 @click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
+@click.option("--layers", "keep_layers", default=None, type=click.IntRange(1),
+              help="Layered files (--mode layered): decode only the first K layers (1: the base).  [default: all]")
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
               help="Refuse a file whose declared original size is larger (checked from the header, before any work).")
 @device_option()
@@ -30,7 +32,7 @@ from .common import check_writable, device_option, expand_inputs, output_paths, 
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout, in input order.")
 @guard
 def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], weights_path: Optional[str], native: bool,
-           max_pixels: int, device: str, force: bool, as_json: bool) -> None:
+           keep_layers: Optional[int], max_pixels: int, device: str, force: bool, as_json: bool) -> None:
     """Decode .ivc FILES (files, folders of .ivc files, or - for stdin) to PNG: one generator pass each.
 
     With --fit crop (the encoder's default) only the centre square of a non-square
@@ -47,7 +49,7 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     debug = click.get_current_context().find_root().params.get("debug", False)
     for src, dst in tqdm(list(zip(inputs, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
         try:
-            row, human = _decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev)
+            row, human = _decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev, keep_layers)
         except InvcompError as e:
             report.failure(str(src), str(e))
             continue
@@ -61,13 +63,16 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
 
 
 def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
-                force: bool, cache: dict, device: str) -> tuple[dict, str]:
-    from .. import bitstream
+                force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
+    from .. import bitstream, layers
     from ..codecs.table import decode_file
     from ..imageio import crop_box
 
     check_writable(dst, force)
-    data = read_bytes(src, bitstream.max_file_bytes(), ".ivc file")
+    data = read_bytes(src, max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES), ".ivc file")
+    total = layers.count(data) if layers.is_layered(data) else 1
+    if keep_layers is not None:
+        data = layers.truncate(data, keep_layers)
     t0 = time.perf_counter()
     header, codec, img = decode_file(data, cache=cache, model=model, weights=weights, native=native,
                                      max_pixels=max_pixels, device=device, name=str(src))
@@ -76,7 +81,8 @@ def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[st
     img.save(buf, "PNG")
     write_bytes(dst, buf.getvalue(), force)
     row: dict[str, Any] = {"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
-                           "model": codec.name, "mode": codec.mode_key, "seconds": round(seconds, 4), "coded_box": None}
+                           "model": codec.name, "mode": codec.mode_key, "seconds": round(seconds, 4), "coded_box": None,
+                           "layers": keep_layers or total, "layers_in_file": total}
     human = f"{src} -> {dst}: {img.width}x{img.height}, {seconds * 1000:.0f} ms"
     if not native and header.fit == "crop" and header.width != header.height:
         left, top, side = crop_box(header.width, header.height)

@@ -48,6 +48,13 @@ def rates(n_bytes: int, target: Any) -> dict:
 @click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
               help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
                    "[default: 0.03]")
+@click.option("--resolution", default=None, type=click.IntRange(16, 4080),
+              help="With --mode layered: the output side R, a multiple of 16 (the base is the 64-px face, upsampled).  "
+                   "[default: 64]")
+@click.option("--layer-rates", "layer_rates", default=None, metavar="PLAN",
+              help="With --mode layered: its layers after the base, e.g. tone,3 (the tone record, then one residual "
+                   "layer at rate index 3 of 0..7), tone,1,4 (two residual layers), 2@64,5@128, or none.  "
+                   "A --target-* chooses it per image instead.  [default: tone,3]")
 @click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
               "picks the registered vaegan-utkface64-cC unless --model names one.")
 @click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
@@ -96,7 +103,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
            fit: str, scaling: Optional[str], rounding: str, coder: str, no_quant_aware: bool, init: Optional[str],
            warm_start: Optional[str], max_pixels: int, force: bool, as_json: bool, rate_weight: Optional[float],
            target_bytes: Optional[int], target_bpp: Optional[float], target_ssim: Optional[float],
-           auto_tolerance: Optional[float]) -> None:
+           auto_tolerance: Optional[float], resolution: Optional[int], layer_rates: Optional[str]) -> None:
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
@@ -112,13 +119,16 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
     goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
     if len(goals) > 1:
         raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
+    if goals and layer_rates is not None:
+        raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
     if goals and bits is not None:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
     settings = EncodeSettings(bits=bits, coder=coder, fit=fit, scaling=scaling, rounding=rounding, seed=seed,
                               iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
                               quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
-                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance)
+                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
+                       layer_rates=layer_rates)
     goal = None
     if goals:
         n = target_bytes if target_bytes is not None else (
@@ -199,6 +209,10 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
                 chosen = e.extra["auto"]["chosen"]
                 row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])
                 human += f" [auto: {chosen}]"
+            if "layers" in e.extra:  # layered: what each prefix of the file costs
+                row["layers"] = e.extra["layers"]
+                human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
+                                                   f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
             if goal is not None:
                 row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
                                  "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}

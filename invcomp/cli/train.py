@@ -172,6 +172,33 @@ def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool
     _run("warmstart", "train_warm_start", "best encoder", device, no_resume, generator=generator, data=data, out=out, **kw)
 
 
+@train.command("residual")
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Faces and their base pictures: the .pt that experiments/layered_bases.py writes.")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, model.pt/.json, train.log.")
+@click.option("--steps", default=12000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--batch-size", default=16, show_default=True, type=int, help="Half 64-px faces, half 64x64 crops of 128-px faces.")
+@click.option("--N", "N", default=48, show_default=True, type=int, help="Channels inside the network.")
+@click.option("--M", "M", default=64, show_default=True, type=int, help="Latent channels.")
+@click.option("--rates", default=8, show_default=True, type=int, help="Operating points (rate indices) of the one network.")
+@click.option("--lambda-low", default=2.5e-4, show_default=True, type=float, help="Distortion weight of rate 0.")
+@click.option("--lambda-high", default=1.6e-2, show_default=True, type=float, help="Distortion weight of the top rate.")
+@click.option("--lr", default=1e-4, show_default=True, type=float, help="Adam learning rate.")
+@click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score this often.")
+@click.option("--eval-faces", default=64, show_default=True, type=int, help="The file's last faces, held out for scoring.")
+@click.option("--threads", default=None, type=int, help="torch threads.  [default: torch's]")
+@_run_options
+@guard
+def residual(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train the layered mode's residual layer (one network, several rates, 64 and 128 px) on the CPU, e.g.
+
+    \b
+      python experiments/layered_bases.py --data ../shared/data/utkface --out runs/layered --limit 1500
+      invcomp train residual --data runs/layered/bases_train.pt --out runs/layered/residual --minutes 60
+    """
+    _run("residual", "train_residual", "best residual network", device, no_resume, data=data, out=out, **kw)
+
+
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,
                        help="Old name of warm-start.")
 train.add_command(_alias)

@@ -57,6 +57,7 @@ class AutoCodec:
     mode_key = "auto"
     title = "auto"
     searches = True
+    controls_rate = True  # rate.encode_images hands a goal to encode()
 
     def __init__(self, candidates: list[Any], *, decoder_for: Callable[[Any], Any], tolerance: float = DEFAULT_TOLERANCE,
                  max_bytes: Optional[int] = DEFAULT_MAX_BYTES) -> None:
@@ -97,6 +98,9 @@ class AutoCodec:
         per: list[list[Any]] = []
         for c in self.candidates:
             ref = getattr(c, "auto_refine", None)
+            if goal is None and getattr(c, "auto_goal_only", False):  # e.g. layered: with no budget it only grows
+                per.append([InvcompError(f"{c.mode_key} runs with a target only")] * len(images))
+                continue
             if goal is None and ref is not None and not any(isinstance(e, Exception) for e in per[ref[0]]):
                 refining = copy.copy(c)
                 refining.settings = replace(c.settings, iters=ref[1], lr=ref[2])
@@ -142,3 +146,18 @@ class AutoCodec:
 def _ssim(enc: Any) -> float:
     """SSIM of an :class:`~invcomp.codecs.base.Encoded`'s reconstruction, on the 8-bit pixels a decoder writes."""
     return float(ssim(quantize_pixels(enc.recon[None]), enc.target[None]))
+
+
+def layered_candidate(inversion: Any) -> Any:
+    """The layered mode over a loaded inversion codec's generator and settings, as a candidate that runs only with
+    a target (with no budget, its layers would only add bytes); ``None`` when its residual network cannot load."""
+    from .table import mode_by_key
+
+    try:
+        cls = mode_by_key("layered")
+        c = cls(inversion.gen, inversion.settings, inversion.warm_start)
+    except InvcompError as e:
+        log.info("--mode auto runs without the layered candidate: %s", e)
+        return None
+    c.auto_goal_only = True
+    return c

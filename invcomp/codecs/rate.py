@@ -283,8 +283,8 @@ def _expected_bytes(codec: Any, bits: int) -> float:
 def encode_images(codec: Any, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
     """Encode ``images`` to ``goal``: one search per image (at :func:`search_bits`), then :func:`control`.
     Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order."""
-    if getattr(codec, "mode_key", None) == "auto":
-        return codec.encode(images, progress=progress, goal=goal, to_goal=encode_images)  # each to the goal, then choose
+    if getattr(codec, "controls_rate", False):  # auto (each candidate to the goal, then choose), layered (its plans)
+        return codec.encode(images, progress=progress, goal=goal, to_goal=encode_images)
     targets = torch.stack([prepare(im, codec.resolution, codec.settings.fit) for im in images])
     groups: dict[int, list[int]] = {}
     for i in range(len(images)):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 MODES: dict[int, type] = {}
 """Mode number (0..7, the header's bits 5-7) -> codec class."""
-BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan")  # gan_inversion holds modes 0 and 2
+BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan", "invcomp.codecs.layered")  # gan_inversion: modes 0, 2
 MODE_TITLES: dict[int, str] = {}
 AUTO = "auto"  # --mode auto: not a file mode (it writes the chosen mode's file), see invcomp.codecs.auto
 """Mode number -> human name, for messages."""
@@ -135,6 +135,8 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
     cands[1].auto_refine = auto.TONE_REFINE  # the tone search refines the plain one's latent
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
+    layered = auto.layered_candidate(cands[0])
+    cands += [layered] if layered is not None else []
     return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), tolerance=tol,
                           max_bytes=max_bytes)
 

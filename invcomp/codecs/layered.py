@@ -1,0 +1,315 @@
+"""Mode 3, layered: a GAN-inversion base and refinement layers; any prefix of the layers decodes.
+
+- **Layer 0 (base):** the inversion latent of the 64-px face, found and range-coded exactly as mode 0 does
+  (same search, same levels), so the base alone decodes to the plain inversion file's picture.
+- **Layer 1 (tone):** the 8-byte colour and tone correction of :mod:`invcomp.tone`, fitted to the base.
+- **Layers 2+ (residual):** the learned residual coder of :mod:`invcomp.residual` at the output resolution R
+  (64, 128, any multiple of 16), conditioned on the lower layers' picture upsampled to R; each has its own rate
+  index (the layer's rate parameter). A second residual layer refines the first one's picture.
+
+The file layout is :mod:`invcomp.layers`. The plan of layers is ``layer_rates``: ``tone,3`` (default: the tone
+record, then one residual layer at rate 3 at R), ``tone,1,4``, ``2@64,5@128`` (a residual at 64 px, then one at
+128 px), or ``none`` (the base alone). With a goal (:class:`invcomp.codecs.rate.RateTarget`) the plan is chosen per
+image: the best-SSIM file within the bytes, or the smallest reaching the SSIM, among the base, base+tone, and
+base+tone+one residual layer at each rate.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import bitstream, layers, tone
+from ..errors import BitstreamError, InvcompError
+from ..files import load_state_dict, sha256_file
+from ..imageio import quantize_pixels
+from ..metrics import ssim
+from ..quantize import dequantize
+from . import entropy
+from .base import Encoded, Progress, prepare
+from .gan_inversion import InversionCodec
+from .settings import EncodeSettings
+from .table import register_mode
+
+DEFAULT_RESIDUAL = "residual-utkface"
+DEFAULT_PLAN = "tone,3"
+BASE_RESOLUTION = 64
+EXTRA = "pip install invcomp[peers]  (CompressAI)"
+
+
+def tone_layer(base: torch.Tensor, target: torch.Tensor) -> tuple[bytes, torch.Tensor]:
+    """Layer 1, the colour and tone record: the base picture ``(3, 64, 64)`` and the 64-px target, both in [-1, 1]
+    -> the 8-byte record and the corrected picture ``(1, 3, 64, 64)`` in [-1, 1] (what the decoder gets)."""
+    record = tone.pack(tone.fit(base[None].float(), target[None].float())[0])
+    return record, apply_tone(base[None], record)
+
+
+def apply_tone(base: torch.Tensor, record: bytes) -> torch.Tensor:
+    """``(N, 3, r, r)`` in [-1, 1] corrected by a tone record."""
+    return tone.apply(base, tone.unpack(record)[None].expand(base.shape[0], 3, 3))
+
+
+def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Lower layers' picture ``(N, 3, r, r)`` in [-1, 1] -> ``(N, 3, size, size)`` in [0, 1] (bicubic), the residual
+    layer's conditioning picture."""
+    x = (x.float() + 1) / 2
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return x.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A loaded residual network: ``module`` (:class:`~invcomp.residual.ResidualCoder`), its ``name``, ``key``
+    (2 bytes of its weights' sha256: the layer CRCs' decoder key), ``base`` (the generator it was trained over)."""
+
+    name: str
+    module: Any
+    key: bytes
+    base: str
+    rates: int
+
+
+def residual_dir() -> Path:
+    from ..generators.registry import pretrained_dir
+
+    return pretrained_dir() / "layered"
+
+
+def load_residual(spec: str = DEFAULT_RESIDUAL) -> Residual:
+    """A shipped residual network by name (``pretrained/layered/NAME.json``), or a ``.pt`` with its ``.json`` beside
+    it; weights loaded with ``weights_only=True`` (fp16 stored, fp32 used), sha256-checked when the JSON has one."""
+    from ..residual import ResidualCoder
+    path = Path(spec)
+    cfg_path = path.with_suffix(".json") if path.suffix == ".pt" else residual_dir() / f"{spec}.json"
+    if not cfg_path.is_file():
+        raise InvcompError(f"no residual network {spec!r} (looked for {cfg_path})")
+    cfg = json.loads(cfg_path.read_text())
+    weights = path if path.suffix == ".pt" else cfg_path.parent / cfg["weights"]
+    digest = sha256_file(weights)
+    if cfg.get("sha256") and cfg["sha256"] != digest:
+        raise InvcompError(f"{weights} does not match the sha256 in {cfg_path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # CompressAI's torch.jit.script on import
+            import compressai  # noqa: F401
+    except ImportError:
+        raise InvcompError(f"the layered mode needs CompressAI ({EXTRA})") from None
+    module = ResidualCoder(int(cfg["N"]), int(cfg["M"]), int(cfg["rates"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(str(weights)).items()
+             if not k.startswith("gaussian.")}  # the entropy tables are rebuilt below
+    try:
+        module.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise InvcompError(f"{weights} does not fit a residual network of its config: {str(e).splitlines()[-1].strip()}") from None
+    module.update()
+    module.eval()
+    return Residual(cfg_path.stem if path.suffix != ".pt" else path.stem, module, bytes.fromhex(digest)[:2],
+                    cfg.get("base", "dcgan-utkface64"), int(cfg["rates"]))
+
+
+def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, int]]:
+    """``"tone,3@128"`` -> ``[(KIND_TONE, 0, 0), (KIND_RESIDUAL, 3, 128)]``; a bare rate is at ``resolution``."""
+    out: list[tuple[int, int, int]] = []
+    tokens = [t.strip() for t in plan.split(",") if t.strip()]
+    if tokens == ["none"]:
+        return out
+    for t in tokens:
+        if t == "tone":
+            out.append((layers.KIND_TONE, 0, 0))
+            continue
+        rate, _, res = t.partition("@")
+        try:
+            r, size = int(rate), int(res) if res else resolution
+        except ValueError:
+            raise InvcompError(f"bad layer {t!r} in --layer-rates {plan!r}: use tone, RATE or RATE@SIZE") from None
+        if not 0 <= r < rates:
+            raise InvcompError(f"layer rate {r} out of range 0..{rates - 1}")
+        check_resolution(size)
+        out.append((layers.KIND_RESIDUAL, r, size))
+    try:
+        layers.check_order([layers.Layer(k, b"\0" * 8 if k == layers.KIND_TONE else b"\0", r, s) for k, r, s in out])
+    except BitstreamError as e:
+        raise InvcompError(f"--layer-rates {plan!r}: {str(e).split(': ', 1)[-1]}") from None
+    return out
+
+
+def check_resolution(size: int) -> None:
+    if not (size % 16 == 0 and 16 <= size <= 4080):
+        raise InvcompError(f"layered resolution {size} must be a multiple of 16 in 16..4080")
+
+
+@register_mode
+class LayeredCodec(InversionCodec):
+    """Mode 3 (see the module doc): an inversion codec of generator ``gen`` plus ``residual`` layers at ``resolution``."""
+
+    mode = layers.MODE_LAYERED
+    mode_key = "layered"
+    title = "layered"
+    controls_rate = True  # rate.encode_images hands a goal to encode()
+
+    def __init__(self, gen: Any, settings: Optional[EncodeSettings] = None, warm_start: Any = None, *,
+                 residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN) -> None:
+        super().__init__(gen, settings, warm_start)
+        if self.resolution != BASE_RESOLUTION:
+            raise InvcompError(f"the layered mode's base is a {BASE_RESOLUTION}-px generator; {gen.name!r} draws "
+                               f"{self.resolution} px")
+        if entropy.container(self) != 2:
+            raise InvcompError(f"the layered mode needs a model that ships a prior (a version-2 file); {gen.name!r} "
+                               "does not, or --coder asks for Elias codes")
+        check_resolution(resolution)
+        self.residual = residual or load_residual()
+        if self.residual.base != gen.name:
+            raise InvcompError(f"residual network {self.residual.name!r} was trained over {self.residual.base!r}, "
+                               f"not {gen.name!r}")
+        self.resolution, self.plan_text = resolution, plan
+        self.plan = parse_plan(plan, resolution, self.residual.rates)
+
+    @classmethod
+    def load(cls, spec: str, settings: Optional[EncodeSettings] = None, *, device: str = "cpu", for_decode: bool = False,
+             resolution: Optional[int] = None, layer_rates: Optional[str] = None, residual: Optional[str] = None,
+             **options: Any) -> "LayeredCodec":
+        """``spec``: the base generator (default ``dcgan-utkface64``); ``resolution``: the output side R;
+        ``layer_rates``: the plan (module doc); ``residual``: a residual network name or ``.pt``."""
+        base = InversionCodec.load(spec, settings, device=device, for_decode=for_decode, **options)
+        res = load_residual(residual or DEFAULT_RESIDUAL)
+        return cls(base.gen, base.settings, base.warm_start, residual=res, resolution=resolution or BASE_RESOLUTION,
+                   plan=layer_rates or DEFAULT_PLAN)
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return False  # asked for by --mode only
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "layers": self.plan_text, "residual": self.residual.name}
+
+    # --- encoding ---------------------------------------------------------------------------------------
+    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None,
+               init: Optional[torch.Tensor] = None, goal: Any = None, to_goal: Any = None) -> list[Any]:
+        """Encode RGB images to layered files (see the module doc); with ``goal``, an :class:`InvcompError` takes
+        the place of an image that no plan fits."""
+        if not images:
+            return []
+        t64 = torch.stack([prepare(im, BASE_RESOLUTION, self.settings.fit) for im in images])
+        z, extras = self.find_symbols(t64, progress, init=init)
+        return self.encode_symbols(z, images, target=t64, extras=extras, goal=goal)
+
+    def encode_symbols(self, z: torch.Tensor, images: list[Image.Image], *, target: Optional[torch.Tensor] = None,
+                       extras: Optional[list[dict]] = None, goal: Any = None) -> list[Any]:
+        """Code given float latents ``z`` ``(N, D)`` of ``images`` (no search) as layered files; ``target``: the
+        64-px targets ``(N, 3, 64, 64)`` if already made."""
+        fit = self.settings.fit
+        t64 = target if target is not None else torch.stack([prepare(im, BASE_RESOLUTION, fit) for im in images])
+        tR = t64 if self.resolution == BASE_RESOLUTION else torch.stack([prepare(im, self.resolution, fit) for im in images])
+        extras = extras or [{} for _ in images]
+        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free, prior=self.entropy_prior)
+        zq, out = dequantize(q), []
+        for i, im in enumerate(images):
+            plain, header = entropy.pack_rows(self, _row(q, i), [im.size])[0]
+            base_pic = self.synthesise(zq[i:i + 1])
+            plans = [self.plan] if goal is None else self.goal_plans()
+            files = [self.code_layers(plain, base_pic, t64[i], tR[i], p) for p in plans]
+            pick = 0 if goal is None else choose_file(files, tR[i], goal)
+            if isinstance(pick, InvcompError):
+                out.append(pick)
+                continue
+            data, recon, steps = files[pick]
+            extra = {**extras[i], "layers": steps, "reached": True, "trims": 0}
+            out.append(Encoded(data, header, tR[i], recon[0], z[i].detach().float().cpu(), q.levels[i], extra))
+        return out
+
+    def goal_plans(self) -> list[list[tuple[int, int, int]]]:
+        """What rate control chooses from: the base, base+tone, and base+tone+one residual at each rate."""
+        tone_ = (layers.KIND_TONE, 0, 0)
+        return [[], [tone_]] + [[tone_, (layers.KIND_RESIDUAL, r, self.resolution)] for r in range(self.residual.rates)]
+
+    def code_layers(self, plain: bytes, base_pic: torch.Tensor, t64: torch.Tensor, tR: torch.Tensor,
+                    plan: list[tuple[int, int, int]]) -> tuple[bytes, torch.Tensor, list[dict]]:
+        """The file, its reconstruction ``(1, 3, S, S)`` in [-1, 1] and per-layer sizes for one image."""
+        pic, recs = base_pic, []
+        steps = [{"layer": 0, "kind": "base", "bytes": len(layers.join(plain, [], self.residual.key))}]
+        for kind, rate, size in plan:
+            if kind == layers.KIND_TONE:
+                record, pic = tone_layer(pic[0], t64)
+                recs.append(layers.Layer(kind, record))
+            else:
+                target = tR if size == self.resolution else t64 if size == BASE_RESOLUTION else prepare_like(tR, size)
+                with torch.no_grad():
+                    stage = int(any(r.kind == layers.KIND_RESIDUAL for r in recs))  # 1: over a residual's picture
+                    data, rec01 = self.residual.module.compress(((target + 1) / 2)[None], upsample(pic, size), rate, stage)
+                recs.append(layers.Layer(kind, data, rate, size))
+                pic = rec01 * 2 - 1
+            steps.append({"layer": len(recs), "kind": layers.KINDS[kind], "rate": rate, "resolution": size or BASE_RESOLUTION,
+                          "bytes": steps[-1]["bytes"] + len(recs[-1].record(self.residual.key))})
+        data = layers.join(plain, recs, self.residual.key)
+        out = pic if pic.shape[-1] == self.resolution else upsample(pic, self.resolution) * 2 - 1
+        return data, out, steps
+
+    # --- decoding ---------------------------------------------------------------------------------------
+    def decode(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:
+        """Layered bytes (any prefix of layers) -> header and the picture ``(3, S, S)`` in [-1, 1]: S is the last
+        residual layer's side (64 when there is none), upsampled to this codec's resolution when below it (as
+        :meth:`encode` reports it)."""
+        plain, recs = layers.split(data)
+        header, z, _ = entropy.read_with_side(plain, _Mode0(self))
+        header = replace(header, mode=self.mode)
+        pic, stage = self.synthesise(z), 0
+        for k, (layer, record) in enumerate(recs, start=1):
+            layers.check(layer, record, self.residual.key, k)
+            if layer.kind == layers.KIND_TONE:
+                pic = apply_tone(pic, layer.payload)
+            else:
+                if layer.rate >= self.residual.rates:
+                    raise BitstreamError(f"invalid .ivc field: layer {k}'s rate {layer.rate} (0..{self.residual.rates - 1})")
+                with torch.no_grad():
+                    pic = self.residual.module.decompress(layer.payload, upsample(pic, layer.resolution), layer.rate,
+                                                          stage) * 2 - 1
+                stage = 1
+        if pic.shape[-1] < self.resolution:
+            pic = upsample(pic, self.resolution) * 2 - 1
+        return header, pic[0]
+
+
+class _Mode0:
+    """A view of a layered codec as the mode-0 codec whose file its base record holds (for the entropy stage)."""
+
+    mode = bitstream.MODE_INVERSION
+
+    def __init__(self, codec: Any) -> None:
+        self._codec = codec
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._codec, name)
+
+
+def _row(q: Any, i: int) -> Any:
+    return replace(q, levels=q.levels[i:i + 1], norm=q.norm[i:i + 1])
+
+
+def prepare_like(target: torch.Tensor, size: int) -> torch.Tensor:
+    """A target ``(3, R, R)`` in [-1, 1] resized to ``size`` (area), for a residual layer below the output size."""
+    return F.interpolate(target[None], size=(size, size), mode="area")[0]
+
+
+def choose_file(files: list[tuple[bytes, torch.Tensor, list[dict]]], target: torch.Tensor, goal: Any) -> Any:
+    """Index of the file that meets ``goal``: the best SSIM within ``goal.max_bytes``, or the smallest reaching
+    ``goal.min_ssim``; an :class:`InvcompError` when none does."""
+    scores = [float(ssim(quantize_pixels(rec), target[None])) for _, rec, _ in files]
+    sizes = [len(d) for d, _, _ in files]
+    if goal.max_bytes is not None:
+        fits = [i for i, n in enumerate(sizes) if n <= goal.max_bytes]
+        if not fits:
+            return InvcompError(f"no layered file fits {goal.max_bytes} B (the base alone is {min(sizes)} B; use "
+                                "--mode inversion for smaller files)")
+        return max(fits, key=lambda i: (scores[i], -sizes[i]))
+    reach = [i for i, s in enumerate(scores) if s >= goal.min_ssim]
+    if not reach:
+        return InvcompError(f"no layered file reaches SSIM {goal.min_ssim} (the best is {max(scores):.4f} at "
+                            f"{sizes[scores.index(max(scores))]} B)")
+    return min(reach, key=lambda i: sizes[i])

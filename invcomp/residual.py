@@ -1,0 +1,161 @@
+"""The layered mode's learned residual layer: a conditional, variable-rate transform coder (CompressAI layers).
+
+It codes what the lower layers of a layered file (:mod:`invcomp.codecs.layered`) got wrong, at the output
+resolution, and is conditioned on their decoded picture ``base`` ``(N, 3, H, W)`` at both ends:
+
+- the **encoder** ``g_a`` sees the image and the base side by side (and the stage plane, below) and maps them to a latent
+  ``y`` ``(N, M, H/16, W/16)``;
+- the **entropy model** is CompressAI's :class:`~compressai.entropy_models.GaussianConditional`, whose means
+  and scales are predicted from the base alone (``c_a``), which the decoder has too: no hyperprior and no
+  side stream, so a layer costs only its symbols plus the rANS coder's flush;
+- the **decoder** ``g_s`` upsamples ``y_hat`` together with the base's features, and ``fuse`` adds the
+  correction to the base at full resolution: ``x_hat = base + fuse(g_s(...), base)``.
+
+**Rates.** One network serves ``rates`` operating points through per-rate channel gains (Cui et al. 2021,
+"Asymmetric gained deep image compression"): ``y`` is multiplied by ``gain[r]`` before rounding (and the
+predicted means and scales with it) and ``y_hat`` by ``inv_gain[r]`` after. The rate index is the layer's
+rate parameter, stored in the file.
+
+**Stages.** A residual layer over another residual layer's picture (a second layer) gets ``stage`` 1, a
+constant input plane: its base is already sharp, and it must not sharpen it again (trained with chained passes).
+
+**Sizes.** It is fully convolutional and trained on crops, so any size that is a multiple of 16 works
+(others are padded by edge replication and cropped back), e.g. the 64- and 128-px faces.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRIDE = 16
+SCALE_BOUND = 0.11  # CompressAI's default lower bound on the Gaussian scales
+
+
+def _modules(N: int, M: int) -> dict[str, nn.Module]:
+    from compressai.layers import GDN
+    from compressai.models.utils import conv, deconv
+
+    return {
+        "g_a": nn.Sequential(conv(7, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)),
+        "c_a": nn.Sequential(conv(4, N), nn.LeakyReLU(0.1), conv(N, N), nn.LeakyReLU(0.1), conv(N, N),
+                             nn.LeakyReLU(0.1), conv(N, N)),
+        "params": nn.Sequential(nn.Conv2d(N, N, 1), nn.LeakyReLU(0.1), nn.Conv2d(N, 2 * M, 1)),
+        "g_s": nn.Sequential(deconv(M + N, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+                             deconv(N, N), GDN(N, inverse=True), deconv(N, N // 2)),
+        "fuse": nn.Sequential(nn.Conv2d(N // 2 + 3, N // 2, 3, padding=1), nn.LeakyReLU(0.1),
+                              nn.Conv2d(N // 2, N // 2, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(N // 2, 3, 3, padding=1)),
+    }
+
+
+class ResidualCoder(nn.Module):
+    """The residual layer's network; images are in [0, 1]. See the module doc.
+
+    ``N`` channels inside, ``M`` latent channels, ``rates`` operating points.
+    """
+
+    def __init__(self, N: int = 48, M: int = 64, rates: int = 8) -> None:
+        super().__init__()
+        from compressai.entropy_models import GaussianConditional
+
+        self.N, self.M, self.rates = N, M, rates
+        for name, module in _modules(N, M).items():
+            self.add_module(name, module)
+        nn.init.zeros_(self.fuse[-1].weight)  # an untrained layer changes nothing: x_hat = base
+        nn.init.zeros_(self.fuse[-1].bias)
+        start = torch.linspace(math.log(0.5), math.log(4.0), rates)[:, None].expand(rates, M)  # finer steps up the rates
+        self.log_gain = nn.Parameter(start.clone())
+        self.log_inv_gain = nn.Parameter(-start.clone())
+        self.gaussian = GaussianConditional(None, scale_bound=SCALE_BOUND)
+
+    def config(self) -> dict[str, int]:
+        return {"N": self.N, "M": self.M, "rates": self.rates}
+
+    # --- pieces ----------------------------------------------------------------------------------------
+    def _gains(self, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row gains ``(N, M, 1, 1)`` and inverse gains for rate indices ``rate`` ``(N,)``."""
+        return self.log_gain[rate].exp()[..., None, None], self.log_inv_gain[rate].exp()[..., None, None]
+
+    def context(self, base: torch.Tensor, rate: torch.Tensor, stage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Base ``(N, 3, H, W)`` -> its features ``(N, N, H/16, W/16)``, and the gained means and scales of ``y``."""
+        h = self.c_a(with_stage(base, stage))
+        means, scales = self.params(h).chunk(2, dim=1)
+        gain = self._gains(rate)[0]
+        return h, means * gain, F.softplus(scales) * gain
+
+    def synthesise(self, y_hat: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+        """Gained symbols ``y_hat`` and the base's features -> the reconstruction ``(N, 3, H, W)``."""
+        feat = self.g_s(torch.cat([y_hat * self._gains(rate)[1], h], dim=1))
+        return base + self.fuse(torch.cat([feat, base], dim=1))
+
+    # --- training --------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, base: torch.Tensor, rate: torch.Tensor,
+                stage: Optional[torch.Tensor] = None) -> dict[str, Any]:
+        """Noisy-quantisation pass for training: ``x_hat`` and the likelihoods of ``y`` (both per pixel / symbol).
+        ``x``, ``base`` ``(N, 3, H, W)`` with H, W multiples of 16; ``rate`` ``(N,)`` indices; ``stage`` ``(N,)``:
+        0 over the lower layers' picture, 1 over an earlier residual layer's (default 0)."""
+        stage = torch.zeros_like(rate) if stage is None else stage
+        h, means, scales = self.context(base, rate, stage)
+        y = self.g_a(torch.cat([x, with_stage(base, stage)], dim=1)) * self._gains(rate)[0]
+        y_hat, likelihoods = self.gaussian(y, scales, means=means)
+        return {"x_hat": self.synthesise(y_hat, h, base, rate), "likelihoods": likelihoods}
+
+    # --- coding ----------------------------------------------------------------------------------------
+    def compress(self, x: torch.Tensor, base: torch.Tensor, rate: int, stage: int = 0) -> tuple[bytes, torch.Tensor]:
+        """One image ``x`` ``(1, 3, H, W)`` over ``base`` at rate index ``rate`` (``stage`` as in :meth:`forward`) ->
+        the layer's bytes and the decoder's reconstruction ``(1, 3, H, W)`` in [0, 1] (what :meth:`decompress` gives)."""
+        x, base, (hh, ww) = pad(x), pad(base), x.shape[-2:]
+        r, st = torch.tensor([rate]), torch.tensor([stage])
+        h, means, scales = self.context(base, r, st)
+        y = self.g_a(torch.cat([x, with_stage(base, st)], dim=1)) * self._gains(r)[0]
+        indexes = self.gaussian.build_indexes(scales)
+        data = self.gaussian.compress(y, indexes, means=means)[0]
+        y_hat = self.gaussian.decompress([data], indexes, means=means)
+        return data, finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
+
+    def decompress(self, data: bytes, base: torch.Tensor, rate: int, stage: int = 0) -> torch.Tensor:
+        """The layer's bytes over ``base`` ``(1, 3, H, W)`` -> the reconstruction ``(1, 3, H, W)`` in [0, 1]."""
+        hh, ww = base.shape[-2:]
+        base, r, st = pad(base), torch.tensor([rate]), torch.tensor([stage])
+        h, means, scales = self.context(base, r, st)
+        y_hat = self.gaussian.decompress([data], self.gaussian.build_indexes(scales), means=means)
+        return finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
+
+    def update(self) -> None:
+        """Build the entropy coder's tables (CompressAI's default scale table)."""
+        from compressai.models.google import get_scale_table
+
+        self.gaussian.update_scale_table(get_scale_table(), force=True)
+
+
+def finite(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1], NaN to 0: a forged layer (valid CRC, garbage symbols) still decodes to a picture."""
+    return torch.nan_to_num(x, nan=0.0).clamp(0, 1)
+
+
+def with_stage(base: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` and stages ``(N,)`` -> ``(N, 4, H, W)``: the picture and a constant plane of its stage."""
+    plane = stage.to(base.dtype)[:, None, None, None].expand(base.shape[0], 1, *base.shape[-2:])
+    return torch.cat([base, plane], dim=1)
+
+
+def pad(x: torch.Tensor) -> torch.Tensor:
+    """Pad ``(N, C, H, W)`` by edge replication to multiples of :data:`STRIDE`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % STRIDE, (-w) % STRIDE
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def bits(likelihoods: torch.Tensor) -> torch.Tensor:
+    """Bits per row ``(N,)`` from symbol likelihoods ``(N, ...)``."""
+    return -torch.log2(likelihoods.clamp(min=1e-9)).flatten(1).sum(1)
+
+
+def rate_lambdas(rates: int, low: float, high: float) -> list[float]:
+    """The distortion weights of the ``rates`` operating points, geometric from ``low`` to ``high``."""
+    if rates == 1:
+        return [high]
+    return [low * math.exp(math.log(high / low) * i / (rates - 1)) for i in range(rates)]
