@@ -67,7 +67,10 @@ def main(run: Path, name: str, data: str, limit: int, base: str) -> None:
     from invcomp.residual import ResidualCoder
 
     names = {n for n, _ in ResidualCoder(info["N"], info["M"], info["rates"]).named_parameters()}
-    cfg = {"N": info["N"], "M": info["M"], "rates": info["rates"], "base": base, "lambdas": info["lambdas"],
+    cfg = {"description": f"conditional variable-rate residual coder (CompressAI layers, N={info['N']}, M={info['M']}, "
+                          f"{info['rates']} rates) over {base}'s pictures, trained on UTKFace train crops at 64 and 128 px "
+                          "on the CPU (non-commercial research use)",
+           "N": info["N"], "M": info["M"], "rates": info["rates"], "base": base, "lambdas": info["lambdas"],
            "ssim_weight": info["ssim_weight"], "training": info["training"]}
     out = residual_dir()
     out.mkdir(parents=True, exist_ok=True)

@@ -24,13 +24,22 @@ constant input plane: its base is already sharp, and it must not sharpen it agai
 """
 from __future__ import annotations
 
+import json
 import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InvcompError
+from .files import load_state_dict, sha256_file
+
+DEFAULT_RESIDUAL = "residual-utkface"
+EXTRA = "pip install invcomp[peers]  (CompressAI)"
 STRIDE = 16
 SCALE_BOUND = 0.11  # CompressAI's default lower bound on the Gaussian scales
 
@@ -159,3 +168,52 @@ def rate_lambdas(rates: int, low: float, high: float) -> list[float]:
     if rates == 1:
         return [high]
     return [low * math.exp(math.log(high / low) * i / (rates - 1)) for i in range(rates)]
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A loaded residual network: ``module`` (:class:`~invcomp.residual.ResidualCoder`), its ``name``, ``key``
+    (2 bytes of its weights' sha256: the layer CRCs' decoder key), ``base`` (the generator it was trained over)."""
+
+    name: str
+    module: Any
+    key: bytes
+    base: str
+    rates: int
+
+
+def residual_dir() -> Path:
+    from .generators.registry import pretrained_dir
+
+    return pretrained_dir() / "layered"
+
+
+def load_residual(spec: str = DEFAULT_RESIDUAL) -> Residual:
+    """A shipped residual network by name (``pretrained/layered/NAME.json``), or a ``.pt`` with its ``.json`` beside
+    it; weights loaded with ``weights_only=True`` (fp16 stored, fp32 used), sha256-checked when the JSON has one."""
+    path = Path(spec)
+    cfg_path = path.with_suffix(".json") if path.suffix == ".pt" else residual_dir() / f"{spec}.json"
+    if not cfg_path.is_file():
+        raise InvcompError(f"no residual network {spec!r} (looked for {cfg_path})")
+    cfg = json.loads(cfg_path.read_text())
+    weights = path if path.suffix == ".pt" else cfg_path.parent / cfg["weights"]
+    digest = sha256_file(weights)
+    if cfg.get("sha256") and cfg["sha256"] != digest:
+        raise InvcompError(f"{weights} does not match the sha256 in {cfg_path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # CompressAI's torch.jit.script on import
+            import compressai  # noqa: F401
+    except ImportError:
+        raise InvcompError(f"the layered mode needs CompressAI ({EXTRA})") from None
+    module = ResidualCoder(int(cfg["N"]), int(cfg["M"]), int(cfg["rates"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(str(weights)).items()
+             if not k.startswith("gaussian.")}  # the entropy tables are rebuilt below
+    try:
+        module.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise InvcompError(f"{weights} does not fit a residual network of its config: {str(e).splitlines()[-1].strip()}") from None
+    module.update()
+    module.eval()
+    return Residual(cfg_path.stem if path.suffix != ".pt" else path.stem, module, bytes.fromhex(digest)[:2],
+                    cfg.get("base", "dcgan-utkface64"), int(cfg["rates"]))

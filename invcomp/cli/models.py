@@ -59,6 +59,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
                      "resolution": cfg.resolution, "prior": cfg.prior,
                      "encoder": str(e.warm_start) if e.warm_start else None})
+    rows += _residual_rows()
     for name, u in sorted(user_models().items()):
         rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
                      "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
@@ -69,7 +70,10 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
     if not rows:
         click.echo(f"no models registered in {registry.pretrained_dir()}")
     for r in rows:
-        if r["source"] == "user":
+        if r.get("kind") == "residual":
+            click.echo(f"{r['name']}  key {r['key']}  layered mode's residual layer over {r['base']}, {r['rates']} rates, "
+                       f"any size (multiple of 16)  {r['description']}")
+        elif r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
         elif r["kind"] == "vaegan":
             click.echo(f"{r['name']}  {_ids(r)}  VAE-GAN codec, C={r['channels']} at "
@@ -79,6 +83,21 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
             click.echo(f"{r['name']}  {_ids(r)}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
                        f"{r['resolution']}x{r['resolution']}{'  + warm-start network' if r['encoder'] else ''}  "
                        f"{r['description']}")
+
+
+def _residual_rows() -> list[dict]:
+    """The shipped residual networks of the layered mode (``pretrained/layered/*.json``)."""
+    from ..codecs.layered import residual_dir
+
+    rows = []
+    for cfg_path in sorted(residual_dir().glob("*.json")):
+        cfg = json.loads(cfg_path.read_text())
+        card = cfg_path.with_suffix(".md")
+        rows.append({"name": cfg_path.stem, "source": "shipped", "kind": "residual", "sha256": cfg.get("sha256"),
+                     "key": str(cfg.get("sha256", ""))[:4], "weights": str(cfg_path.parent / cfg["weights"]),
+                     "card": str(card) if card.exists() else None, "base": cfg.get("base"), "rates": cfg.get("rates"),
+                     "description": cfg.get("description", "")})
+    return rows
 
 
 def _ids(r: dict) -> str:

@@ -146,18 +146,3 @@ class AutoCodec:
 def _ssim(enc: Any) -> float:
     """SSIM of an :class:`~invcomp.codecs.base.Encoded`'s reconstruction, on the 8-bit pixels a decoder writes."""
     return float(ssim(quantize_pixels(enc.recon[None]), enc.target[None]))
-
-
-def layered_candidate(inversion: Any) -> Any:
-    """The layered mode over a loaded inversion codec's generator and settings, as a candidate that runs only with
-    a target (with no budget, its layers would only add bytes); ``None`` when its residual network cannot load."""
-    from .table import mode_by_key
-
-    try:
-        cls = mode_by_key("layered")
-        c = cls(inversion.gen, inversion.settings, inversion.warm_start)
-    except InvcompError as e:
-        log.info("--mode auto runs without the layered candidate: %s", e)
-        return None
-    c.auto_goal_only = True
-    return c

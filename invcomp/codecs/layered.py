@@ -15,10 +15,7 @@ base+tone+one residual layer at each rate.
 """
 from __future__ import annotations
 
-import json
-import warnings
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, Optional
 
 import torch
@@ -27,7 +24,7 @@ from PIL import Image
 
 from .. import bitstream, layers, tone
 from ..errors import BitstreamError, InvcompError
-from ..files import load_state_dict, sha256_file
+from ..residual import DEFAULT_RESIDUAL, Residual, load_residual, residual_dir  # noqa: F401  (re-exported)
 from ..imageio import quantize_pixels
 from ..metrics import ssim
 from ..quantize import dequantize
@@ -37,10 +34,8 @@ from .gan_inversion import InversionCodec
 from .settings import EncodeSettings
 from .table import register_mode
 
-DEFAULT_RESIDUAL = "residual-utkface"
 DEFAULT_PLAN = "tone,3"
 BASE_RESOLUTION = 64
-EXTRA = "pip install invcomp[peers]  (CompressAI)"
 
 
 def tone_layer(base: torch.Tensor, target: torch.Tensor) -> tuple[bytes, torch.Tensor]:
@@ -62,56 +57,6 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
     return x.clamp(0, 1)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """A loaded residual network: ``module`` (:class:`~invcomp.residual.ResidualCoder`), its ``name``, ``key``
-    (2 bytes of its weights' sha256: the layer CRCs' decoder key), ``base`` (the generator it was trained over)."""
-
-    name: str
-    module: Any
-    key: bytes
-    base: str
-    rates: int
-
-
-def residual_dir() -> Path:
-    from ..generators.registry import pretrained_dir
-
-    return pretrained_dir() / "layered"
-
-
-def load_residual(spec: str = DEFAULT_RESIDUAL) -> Residual:
-    """A shipped residual network by name (``pretrained/layered/NAME.json``), or a ``.pt`` with its ``.json`` beside
-    it; weights loaded with ``weights_only=True`` (fp16 stored, fp32 used), sha256-checked when the JSON has one."""
-    from ..residual import ResidualCoder
-    path = Path(spec)
-    cfg_path = path.with_suffix(".json") if path.suffix == ".pt" else residual_dir() / f"{spec}.json"
-    if not cfg_path.is_file():
-        raise InvcompError(f"no residual network {spec!r} (looked for {cfg_path})")
-    cfg = json.loads(cfg_path.read_text())
-    weights = path if path.suffix == ".pt" else cfg_path.parent / cfg["weights"]
-    digest = sha256_file(weights)
-    if cfg.get("sha256") and cfg["sha256"] != digest:
-        raise InvcompError(f"{weights} does not match the sha256 in {cfg_path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # CompressAI's torch.jit.script on import
-            import compressai  # noqa: F401
-    except ImportError:
-        raise InvcompError(f"the layered mode needs CompressAI ({EXTRA})") from None
-    module = ResidualCoder(int(cfg["N"]), int(cfg["M"]), int(cfg["rates"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(str(weights)).items()
-             if not k.startswith("gaussian.")}  # the entropy tables are rebuilt below
-    try:
-        module.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise InvcompError(f"{weights} does not fit a residual network of its config: {str(e).splitlines()[-1].strip()}") from None
-    module.update()
-    module.eval()
-    return Residual(cfg_path.stem if path.suffix != ".pt" else path.stem, module, bytes.fromhex(digest)[:2],
-                    cfg.get("base", "dcgan-utkface64"), int(cfg["rates"]))
 
 
 def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, int]]:

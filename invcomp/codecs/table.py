@@ -135,8 +135,12 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
     cands[1].auto_refine = auto.TONE_REFINE  # the tone search refines the plain one's latent
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
-    layered = auto.layered_candidate(cands[0])
-    cands += [layered] if layered is not None else []
+    try:  # the layered mode over the same generator and settings; it runs with a target only (with no budget,
+        layered = mode_by_key("layered")(cands[0].gen, cands[0].settings, cands[0].warm_start)  # layers only add bytes)
+        layered.auto_goal_only = True
+        cands.append(layered)
+    except InvcompError as e:  # e.g. CompressAI is not installed
+        auto.log.info("--mode auto runs without the layered candidate: %s", e)
     return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), tolerance=tol,
                           max_bytes=max_bytes)
 
