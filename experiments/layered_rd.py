@@ -200,8 +200,10 @@ def rd_plot(inv: list[dict], others: dict[str, list[dict]], title: str) -> bytes
 @click.option("--iters", default=None, type=int, help="Search steps [default: as invcomp encode].")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--figure", default=None, type=click.Path(path_type=Path), help="Also draw one face at 5 rates here.")
+@click.option("--extra-peers", default=None, type=click.Path(exists=True, path_type=Path),
+              help="A folder with a peers.json (experiments/pack_peers.py --out) of peers not shipped, e.g. trained at 128 px.")
 def main(data: str, split: str, limit: int, resolution: int, out: Path, anchors: str, peers: str, iters: Optional[int],
-         threads: int, figure: Optional[Path]) -> None:
+         threads: int, figure: Optional[Path], extra_peers: Optional[Path]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,6 +218,9 @@ def main(data: str, split: str, limit: int, resolution: int, out: Path, anchors:
     inv = [{**point(rows[p], p), "plan": p} for p in plan_list]
     classic = build_codecs()
     names = [a for a in anchors.split(",") if a]
+    if extra_peers is not None:
+        classic.update(extra_peer_codecs(extra_peers))
+        names += [n for n in classic if n.endswith("@extra")]
     peer_names = [n for n in classic if n.startswith("compressai")] if peers == "all" else \
         [] if peers == "none" else peers.split(",")
     others: dict[str, list[dict]] = {}
@@ -253,6 +258,21 @@ def main(data: str, split: str, limit: int, resolution: int, out: Path, anchors:
         figure.write_bytes(draw(codec, inputs, files, plan_list, coded, summary))
     for line in summary["checks"]:
         log.info("%s", line)
+
+
+def extra_peer_codecs(root: Path) -> dict:
+    """The peers of ``root/peers.json`` as bench codecs named ``NAME-RES@extra`` (as the bench builds its own)."""
+    from invcomp.bench import learned
+    from invcomp.bench.codecs import ClassicCodec
+    from invcomp.bench.search import Knob
+
+    out = {}
+    for fam in learned.read_manifest(root).values():
+        n, name = len(fam.models), f"{fam.name}-{fam.resolution}px@extra"
+        out[name] = ClassicCodec(name, fam.describe(), lambda im, q, f=fam: learned.encode(f, im, q),
+                                 lambda d, f=fam: learned.decode(f, d), tuple(range(n)), Knob(0, n - 1), "model",
+                                 learned.compressai_unavailable, label=fam.label)
+    return out
 
 
 def tables(s: dict) -> str:

@@ -37,17 +37,24 @@ def _packed(state: dict[str, torch.Tensor], param_names: set[str]) -> dict[str, 
 
 
 def _measure(weights: Path, cfg: dict, images: list, sizes: tuple[int, ...]) -> dict[str, tuple[float, float]]:
+    from dataclasses import replace
+
+    from invcomp.codecs.base import prepare
+    from invcomp.codecs.layered import parse_plan
+
     with tempfile.TemporaryDirectory() as tmp:
         pt, js = Path(tmp) / "r.pt", Path(tmp) / "r.json"
         pt.write_bytes(weights.read_bytes())
         js.write_text(json.dumps({**cfg, "weights": "r.pt"}))
-        out = {}
+        out, z = {}, None
         for size in sizes:
+            codec = load_codec("dcgan-utkface64", mode="layered", residual=str(pt), resolution=size)
+            codec.settings = replace(codec.settings, iters=50)
+            t64 = torch.stack([prepare(im, 64, "crop") for im in images])
+            z = codec.find_symbols(t64, None)[0] if z is None else z  # one search, every size and rate
             for rate in range(int(cfg["rates"])):
-                codec = load_codec("dcgan-utkface64", mode="layered", residual=str(pt), resolution=size,
-                                   layer_rates=f"tone,{rate}")
-                codec.settings = codec.settings.__class__(**{**codec.settings.__dict__, "iters": 50})
-                enc = codec.encode(images)
+                codec.plan = parse_plan(f"tone,{rate}", size, codec.residual.rates)
+                enc = codec.encode_symbols(z, images, target=t64)
                 n = sum(len(e.data) for e in enc) / len(enc)
                 p = float(torch.stack([psnr(quantize_pixels(e.recon[None]), e.target[None])[0] for e in enc]).mean())
                 out[f"{size}px rate {rate}"] = (n, p)

@@ -8,8 +8,12 @@ resolution, and is conditioned on their decoded picture ``base`` ``(N, 3, H, W)`
 - the **entropy model** is CompressAI's :class:`~compressai.entropy_models.GaussianConditional`, whose means
   and scales are predicted from the base alone (``c_a``), which the decoder has too: no hyperprior and no
   side stream, so a layer costs only its symbols plus the rANS coder's flush;
-- the **decoder** ``g_s`` upsamples ``y_hat`` together with the base's features, and ``fuse`` adds the
-  correction to the base at full resolution: ``x_hat = base + fuse(g_s(...), base)``.
+- the **decoder** ``g_s`` upsamples ``y_hat`` together with the base's features to a picture, and ``fuse``
+  turns that picture and the base into the correction at full resolution: ``x_hat = base + fuse(g_s(...), base)``.
+
+**Start.** ``g_a`` and ``g_s`` have the layer shapes of CompressAI's ``mbt2018-mean`` (plus extra input channels),
+so training starts from a trained peer's transforms (:func:`init_from_peer`): the encoder sees the image as that
+peer does, the base-dependent inputs start at zero, and ``fuse`` learns how to combine the two pictures.
 
 **Rates.** One network serves ``rates`` operating points through per-rate channel gains (Cui et al. 2021,
 "Asymmetric gained deep image compression"): ``y`` is multiplied by ``gain[r]`` before rounding (and the
@@ -54,9 +58,9 @@ def _modules(N: int, M: int) -> dict[str, nn.Module]:
                              nn.LeakyReLU(0.1), conv(N, N)),
         "params": nn.Sequential(nn.Conv2d(N, N, 1), nn.LeakyReLU(0.1), nn.Conv2d(N, 2 * M, 1)),
         "g_s": nn.Sequential(deconv(M + N, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-                             deconv(N, N), GDN(N, inverse=True), deconv(N, N // 2)),
-        "fuse": nn.Sequential(nn.Conv2d(N // 2 + 3, N // 2, 3, padding=1), nn.LeakyReLU(0.1),
-                              nn.Conv2d(N // 2, N // 2, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(N // 2, 3, 3, padding=1)),
+                             deconv(N, N), GDN(N, inverse=True), deconv(N, 3)),
+        "fuse": nn.Sequential(nn.Conv2d(6 + 1, N, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(N, N, 3, padding=1),
+                              nn.LeakyReLU(0.1), nn.Conv2d(N, 3, 3, padding=1)),
     }
 
 
@@ -66,15 +70,16 @@ class ResidualCoder(nn.Module):
     ``N`` channels inside, ``M`` latent channels, ``rates`` operating points.
     """
 
-    def __init__(self, N: int = 48, M: int = 64, rates: int = 8) -> None:
+    def __init__(self, N: int = 32, M: int = 48, rates: int = 8) -> None:
         super().__init__()
         from compressai.entropy_models import GaussianConditional
 
         self.N, self.M, self.rates = N, M, rates
         for name, module in _modules(N, M).items():
             self.add_module(name, module)
-        nn.init.zeros_(self.fuse[-1].weight)  # an untrained layer changes nothing: x_hat = base
-        nn.init.zeros_(self.fuse[-1].bias)
+        with torch.no_grad():  # a small correction at first (zero would block every gradient behind it)
+            self.fuse[-1].weight.mul_(0.1)
+            self.fuse[-1].bias.zero_()
         start = torch.linspace(math.log(0.5), math.log(4.0), rates)[:, None].expand(rates, M)  # finer steps up the rates
         self.log_gain = nn.Parameter(start.clone())
         self.log_inv_gain = nn.Parameter(-start.clone())
@@ -97,8 +102,8 @@ class ResidualCoder(nn.Module):
 
     def synthesise(self, y_hat: torch.Tensor, h: torch.Tensor, base: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
         """Gained symbols ``y_hat`` and the base's features -> the reconstruction ``(N, 3, H, W)``."""
-        feat = self.g_s(torch.cat([y_hat * self._gains(rate)[1], h], dim=1))
-        return base + self.fuse(torch.cat([feat, base], dim=1))
+        pic = self.g_s(torch.cat([y_hat * self._gains(rate)[1], h], dim=1))
+        return base + self.fuse(torch.cat([pic, with_stage(base, rate.new_zeros(rate.shape[0]))], dim=1))
 
     # --- training --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, base: torch.Tensor, rate: torch.Tensor,
@@ -138,6 +143,28 @@ class ResidualCoder(nn.Module):
         from compressai.models.google import get_scale_table
 
         self.gaussian.update_scale_table(get_scale_table(), force=True)
+
+
+def init_from_peer(model: ResidualCoder, peer: nn.Module) -> None:
+    """Copy a CompressAI ``mbt2018-mean``/``bmshj2018-hyperprior`` model's ``g_a`` and ``g_s`` (same N and M) into
+    ``model``; the input channels that the peer lacks (the base, the stage; the base's features into ``g_s``) start
+    at zero."""
+    own, theirs = model.state_dict(), peer.state_dict()
+    with torch.no_grad():
+        for k, v in theirs.items():
+            if not (k.startswith("g_a.") or k.startswith("g_s.")) or k not in own:
+                continue
+            mine = own[k]
+            if mine.shape == v.shape:
+                mine.copy_(v)
+            elif k == "g_a.0.weight":  # (N, 7, 5, 5) <- (N, 3, 5, 5)
+                mine.zero_()
+                mine[:, :3].copy_(v)
+            elif k == "g_s.0.weight":  # transposed conv (M + N, N, 5, 5) <- (M, N, 5, 5)
+                mine.zero_()
+                mine[: v.shape[0]].copy_(v)
+            else:
+                raise ValueError(f"{k}: peer {tuple(v.shape)} does not fit {tuple(mine.shape)}")
 
 
 def finite(x: torch.Tensor) -> torch.Tensor:

@@ -178,8 +178,10 @@ def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool
 @click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, model.pt/.json, train.log.")
 @click.option("--steps", default=12000, show_default=True, type=int, help="Stop after this many steps in total.")
 @click.option("--batch-size", default=16, show_default=True, type=int, help="Half 64-px faces, half 64x64 crops of 128-px faces.")
-@click.option("--N", "N", default=48, show_default=True, type=int, help="Channels inside the network.")
-@click.option("--M", "M", default=64, show_default=True, type=int, help="Latent channels.")
+@click.option("--N", "N", default=32, show_default=True, type=int, help="Channels inside the network.")
+@click.option("--M", "M", default=48, show_default=True, type=int, help="Latent channels.")
+@click.option("--peer", default="compressai-mbt-mean", show_default=True,
+              help="Start the transforms from this shipped CompressAI peer's top-rate model (its N, M), or none.")
 @click.option("--rates", default=8, show_default=True, type=int, help="Operating points (rate indices) of the one network.")
 @click.option("--lambda-low", default=2.5e-4, show_default=True, type=float, help="Distortion weight of rate 0.")
 @click.option("--lambda-high", default=1.6e-2, show_default=True, type=float, help="Distortion weight of the top rate.")
@@ -189,14 +191,15 @@ def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool
 @click.option("--threads", default=None, type=int, help="torch threads.  [default: torch's]")
 @_run_options
 @guard
-def residual(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+def residual(data: str, out: str, device: str, no_resume: bool, peer: str, **kw: object) -> None:
     """Train the layered mode's residual layer (one network, several rates, 64 and 128 px) on the CPU, e.g.
 
     \b
       python experiments/layered_bases.py --data ../shared/data/utkface --out runs/layered --limit 1500
       invcomp train residual --data runs/layered/bases_train.pt --out runs/layered/residual --minutes 60
     """
-    _run("residual", "train_residual", "best residual network", device, no_resume, data=data, out=out, **kw)
+    _run("residual", "train_residual", "best residual network", device, no_resume, data=data, out=out,
+         peer=None if peer == "none" else peer, **kw)
 
 
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,

@@ -39,12 +39,13 @@ class ResidualTrainConfig:
     minutes: Optional[float] = None
     batch_size: int = 16
     crop: int = 64
-    N: int = 48
-    M: int = 64
+    N: int = 32
+    M: int = 48
     rates: int = 8
     lambda_low: float = 2.5e-4
     lambda_high: float = 1.6e-2
     chain: float = 0.25
+    rate_warmup: int = 500
     lr: float = 1e-4
     aux_lr: float = 1e-3
     clip: float = 1.0
@@ -53,6 +54,7 @@ class ResidualTrainConfig:
     seed: int = 0
     threads: Optional[int] = None
     init: Optional[str] = None
+    peer: Optional[str] = "compressai-mbt-mean"  # start g_a/g_s from this shipped peer's top-rate model (N, M must match)
     device: str = "cpu"
 
 
@@ -70,8 +72,10 @@ def conditioning(x64: torch.Tensor, base64: torch.Tensor, size: int) -> torch.Te
 
 
 def rd_terms(model: ResidualCoder, x: torch.Tensor, base: torch.Tensor, rate: torch.Tensor,
-             lambdas: torch.Tensor, stage: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-    """Per-batch means of the loss terms for images ``x`` over ``base`` ``(N, 3, H, W)`` in [0, 1]."""
+             lambdas: torch.Tensor, stage: Optional[torch.Tensor] = None, rate_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-batch means of the loss terms for images ``x`` over ``base`` ``(N, 3, H, W)`` in [0, 1]; ``rate_weight``
+    scales the rate term (the trainer ramps it up over the first steps, so that the encoder does not learn to send
+    nothing before the decoder has learnt to use what it is sent)."""
     from pytorch_msssim import ssim
 
     out = model(x, base, rate, stage)
@@ -80,7 +84,7 @@ def rd_terms(model: ResidualCoder, x: torch.Tensor, base: torch.Tensor, rate: to
     mse = (x_hat - x).pow(2).flatten(1).mean(1)
     s = ssim(x_hat, x, data_range=1.0, size_average=False)
     dist = 255.0 ** 2 * mse + SSIM_WEIGHT * (1 - s)
-    loss = bpp + lambdas[rate] * dist
+    loss = rate_weight * bpp + lambdas[rate] * dist
     return {"loss": loss.mean(), "bpp": bpp.mean(), "psnr": (-10 * torch.log10(mse.clamp(min=1e-10))).mean(),
             "ssim": s.mean()}
 
@@ -114,6 +118,15 @@ class ResidualTrainer(Trainer):
         self.model = ResidualCoder(cfg.N, cfg.M, cfg.rates)
         if cfg.init:
             self.model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True), strict=False)
+        elif cfg.peer:
+            from ..bench.learned import load_model, read_manifest
+            from ..residual import init_from_peer
+
+            family = read_manifest().get(cfg.peer)
+            if family is None or (family.N, family.M) != (cfg.N, cfg.M):
+                raise InvcompError(f"peer {cfg.peer!r} is not shipped with N={cfg.N}, M={cfg.M}; pass --peer none or its N, M")
+            init_from_peer(self.model, load_model(family, len(family.models) - 1))
+            log.info("g_a and g_s start from %s at λ=%g", cfg.peer, family.models[-1]["lmbda"])
         data = torch.load(cfg.data, map_location="cpu", weights_only=True)
         n = data["x64"].shape[0]
         if n <= cfg.eval_faces:
@@ -167,7 +180,7 @@ class ResidualTrainer(Trainer):
         else:
             stage = torch.zeros_like(rate)
         model.train()
-        terms = rd_terms(model, x, base, rate, self.lambdas, stage)
+        terms = rd_terms(model, x, base, rate, self.lambdas, stage, rate_weight=min(1.0, 0.1 + step / cfg.rate_warmup))
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
