@@ -62,7 +62,9 @@ def point(rows: list[dict], label: str) -> dict:
 
 
 def plans(rates: int) -> list[str]:
-    return ["none", "tone"] + [f"tone,{r}" for r in range(rates)] + [f"tone,{rates // 2},{rates - 1}", f"tone,{rates - 1},{rates - 1}"]
+    """The base, base+tone, one residual layer at every half step of the rate, and two two-residual plans."""
+    return (["none", "tone"] + [f"tone,{r / 2:g}" for r in range(2 * rates - 1)]
+            + [f"tone,{rates // 2},{rates - 1}", f"tone,{rates - 1},{rates - 1}"])
 
 
 def interp(curve: list[dict], bpp: float, key: str) -> Optional[float]:

@@ -17,8 +17,9 @@ peer does, the base-dependent inputs start at zero, and ``fuse`` learns how to c
 
 **Rates.** One network serves ``rates`` operating points through per-rate channel gains (Cui et al. 2021,
 "Asymmetric gained deep image compression"): ``y`` is multiplied by ``gain[r]`` before rounding (and the
-predicted means and scales with it) and ``y_hat`` by ``inv_gain[r]`` after. The rate index is the layer's
-rate parameter, stored in the file.
+predicted means and scales with it) and ``y_hat`` by ``inv_gain[r]`` after. Between two trained rates the log
+gains are interpolated (their continuous rate adaptation). The rate is the layer's rate parameter, stored in
+the file (in quarter steps, :mod:`invcomp.codecs.layered`).
 
 **Stages.** A residual layer over another residual layer's picture (a second layer) gets ``stage`` 1, a
 constant input plane: its base is already sharp, and it must not sharpen it again (trained with chained passes).
@@ -90,8 +91,14 @@ class ResidualCoder(nn.Module):
 
     # --- pieces ----------------------------------------------------------------------------------------
     def _gains(self, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row gains ``(N, M, 1, 1)`` and inverse gains for rate indices ``rate`` ``(N,)``."""
-        return self.log_gain[rate].exp()[..., None, None], self.log_inv_gain[rate].exp()[..., None, None]
+        """Per-row gains ``(N, M, 1, 1)`` and inverse gains for rate positions ``rate`` ``(N,)``: an integer is a
+        trained rate; a fraction between two interpolates their log gains (Cui et al.'s continuous rates)."""
+        r = rate.float().clamp(0, self.rates - 1)
+        lo = r.floor().long()
+        hi, t = (lo + 1).clamp(max=self.rates - 1), (r - lo.float())[:, None]
+        gain = ((1 - t) * self.log_gain[lo] + t * self.log_gain[hi]).exp()
+        inv = ((1 - t) * self.log_inv_gain[lo] + t * self.log_inv_gain[hi]).exp()
+        return gain[..., None, None], inv[..., None, None]
 
     def context(self, base: torch.Tensor, rate: torch.Tensor, stage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Base ``(N, 3, H, W)`` -> its features ``(N, N, H/16, W/16)``, and the gained means and scales of ``y``."""
@@ -118,7 +125,7 @@ class ResidualCoder(nn.Module):
         return {"x_hat": self.synthesise(y_hat, h, base, rate), "likelihoods": likelihoods}
 
     # --- coding ----------------------------------------------------------------------------------------
-    def compress(self, x: torch.Tensor, base: torch.Tensor, rate: int, stage: int = 0) -> tuple[bytes, torch.Tensor]:
+    def compress(self, x: torch.Tensor, base: torch.Tensor, rate: float, stage: int = 0) -> tuple[bytes, torch.Tensor]:
         """One image ``x`` ``(1, 3, H, W)`` over ``base`` at rate index ``rate`` (``stage`` as in :meth:`forward`) ->
         the layer's bytes and the decoder's reconstruction ``(1, 3, H, W)`` in [0, 1] (what :meth:`decompress` gives)."""
         x, base, (hh, ww) = pad(x), pad(base), x.shape[-2:]
@@ -130,7 +137,7 @@ class ResidualCoder(nn.Module):
         y_hat = self.gaussian.decompress([data], indexes, means=means)
         return data, finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
 
-    def decompress(self, data: bytes, base: torch.Tensor, rate: int, stage: int = 0) -> torch.Tensor:
+    def decompress(self, data: bytes, base: torch.Tensor, rate: float, stage: int = 0) -> torch.Tensor:
         """The layer's bytes over ``base`` ``(1, 3, H, W)`` -> the reconstruction ``(1, 3, H, W)`` in [0, 1]."""
         hh, ww = base.shape[-2:]
         base, r, st = pad(base), torch.tensor([rate]), torch.tensor([stage])

@@ -173,7 +173,7 @@ def test_layered_files_decode_at_every_prefix_and_each_layer_helps(portraits: li
     from invcomp.imageio import quantize_pixels
     from invcomp.metrics import mse
 
-    codec = _fast(load_codec(mode="layered", resolution=resolution, layer_rates="tone,2,5"))
+    codec = _fast(load_codec(mode="layered", resolution=resolution, layer_rates="tone,2.5,5"))
     for enc in codec.encode(portraits):
         assert layers.count(enc.data) == 4
         header, x = codec.decode(enc.data)
@@ -231,8 +231,8 @@ def test_auto_with_a_target_can_choose_the_layered_file(portraits: list) -> None
 def test_bad_plans_are_refused() -> None:
     from invcomp.codecs import load_codec
 
-    for plan, why in [("tone,9", "out of range"), ("3,tone", "only be layer 1"), ("2@128,2@64", "below"),
-                      ("x", "bad layer"), ("2@100", "multiple of 16")]:
+    for plan, why in [("tone,9", "out of range"), ("tone,2.3", "steps of 0.25"), ("3,tone", "only be layer 1"),
+                      ("2@128,2@64", "below"), ("x", "bad layer"), ("2@100", "multiple of 16")]:
         with pytest.raises(InvcompError, match=why):
             load_codec(mode="layered", layer_rates=plan)
 

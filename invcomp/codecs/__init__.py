@@ -18,7 +18,7 @@ _EXPORTS = {
     "MODES": "table", "register_mode": "table", "unregister_mode": "table", "load_codec": "table",
     "codec_for_header": "table", "mode_by_key": "table", "modes": "table",
     "mode_name": "table",
-    "InversionCodec": "gan_inversion", "VAEGANCodec": "vaegan",
+    "InversionCodec": "gan_inversion", "VAEGANCodec": "vaegan", "LayeredCodec": "layered",
 }
 __all__ = sorted(_EXPORTS)
 

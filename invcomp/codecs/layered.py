@@ -36,6 +36,7 @@ from .table import register_mode
 
 DEFAULT_PLAN = "tone,3"
 BASE_RESOLUTION = 64
+RATE_STEPS = 4  # a layer's rate index counts quarter steps between the network's trained rates: 0..4 * (rates - 1)
 
 
 def tone_layer(base: torch.Tensor, target: torch.Tensor) -> tuple[bytes, torch.Tensor]:
@@ -60,7 +61,8 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, int]]:
-    """``"tone,3@128"`` -> ``[(KIND_TONE, 0, 0), (KIND_RESIDUAL, 3, 128)]``; a bare rate is at ``resolution``."""
+    """``"tone,3@128"`` -> ``[(KIND_TONE, 0, 0), (KIND_RESIDUAL, 12, 128)]``: a rate is 0..rates-1 in quarter steps
+    (``2.75``), stored as its index in quarter steps; a bare rate is at ``resolution``."""
     out: list[tuple[int, int, int]] = []
     tokens = [t.strip() for t in plan.split(",") if t.strip()]
     if tokens == ["none"]:
@@ -71,11 +73,12 @@ def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, i
             continue
         rate, _, res = t.partition("@")
         try:
-            r, size = int(rate), int(res) if res else resolution
+            value, size = float(rate), int(res) if res else resolution
         except ValueError:
             raise InvcompError(f"bad layer {t!r} in --layer-rates {plan!r}: use tone, RATE or RATE@SIZE") from None
-        if not 0 <= r < rates:
-            raise InvcompError(f"layer rate {r} out of range 0..{rates - 1}")
+        r = round(value * RATE_STEPS)
+        if not 0 <= value <= rates - 1 or abs(r - value * RATE_STEPS) > 1e-9:
+            raise InvcompError(f"layer rate {value:g} out of range: 0..{rates - 1} in steps of {1 / RATE_STEPS:g}")
         check_resolution(size)
         out.append((layers.KIND_RESIDUAL, r, size))
     try:
@@ -172,7 +175,8 @@ class LayeredCodec(InversionCodec):
     def goal_plans(self) -> list[list[tuple[int, int, int]]]:
         """What rate control chooses from: the base, base+tone, and base+tone+one residual at each rate."""
         tone_ = (layers.KIND_TONE, 0, 0)
-        return [[], [tone_]] + [[tone_, (layers.KIND_RESIDUAL, r, self.resolution)] for r in range(self.residual.rates)]
+        top = RATE_STEPS * (self.residual.rates - 1)
+        return [[], [tone_]] + [[tone_, (layers.KIND_RESIDUAL, r, self.resolution)] for r in range(top + 1)]
 
     def code_layers(self, plain: bytes, base_pic: torch.Tensor, t64: torch.Tensor, tR: torch.Tensor,
                     plan: list[tuple[int, int, int]]) -> tuple[bytes, torch.Tensor, list[dict]]:
@@ -187,10 +191,11 @@ class LayeredCodec(InversionCodec):
                 target = tR if size == self.resolution else t64 if size == BASE_RESOLUTION else prepare_like(tR, size)
                 with torch.no_grad():
                     stage = int(any(r.kind == layers.KIND_RESIDUAL for r in recs))  # 1: over a residual's picture
-                    data, rec01 = self.residual.module.compress(((target + 1) / 2)[None], upsample(pic, size), rate, stage)
+                    data, rec01 = self.residual.module.compress(((target + 1) / 2)[None], upsample(pic, size),
+                                                                rate / RATE_STEPS, stage)
                 recs.append(layers.Layer(kind, data, rate, size))
                 pic = rec01 * 2 - 1
-            steps.append({"layer": len(recs), "kind": layers.KINDS[kind], "rate": rate, "resolution": size or BASE_RESOLUTION,
+            steps.append({"layer": len(recs), "kind": layers.KINDS[kind], "rate": rate / RATE_STEPS, "resolution": size or BASE_RESOLUTION,
                           "bytes": steps[-1]["bytes"] + len(recs[-1].record(self.residual.key))})
         data = layers.join(plain, recs, self.residual.key)
         out = pic if pic.shape[-1] == self.resolution else upsample(pic, self.resolution) * 2 - 1
@@ -210,11 +215,12 @@ class LayeredCodec(InversionCodec):
             if layer.kind == layers.KIND_TONE:
                 pic = apply_tone(pic, layer.payload)
             else:
-                if layer.rate >= self.residual.rates:
-                    raise BitstreamError(f"invalid .ivc field: layer {k}'s rate {layer.rate} (0..{self.residual.rates - 1})")
+                if layer.rate > RATE_STEPS * (self.residual.rates - 1):
+                    raise BitstreamError(f"invalid .ivc field: layer {k}'s rate index {layer.rate} "
+                                         f"(0..{RATE_STEPS * (self.residual.rates - 1)})")
                 with torch.no_grad():
-                    pic = self.residual.module.decompress(layer.payload, upsample(pic, layer.resolution), layer.rate,
-                                                          stage) * 2 - 1
+                    pic = self.residual.module.decompress(layer.payload, upsample(pic, layer.resolution),
+                                                          layer.rate / RATE_STEPS, stage) * 2 - 1
                 stage = 1
         if pic.shape[-1] < self.resolution:
             pic = upsample(pic, self.resolution) * 2 - 1
