@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from invcomp import bitstream, elias
+from invcomp import bitstream, elias, layers
 from invcomp.cli import cli
 from invcomp.errors import BitstreamError, InvcompError
 from invcomp.outputs import atomic_write
@@ -93,7 +93,8 @@ def test_a_long_run_of_varint_continuation_bytes_is_refused_at_once() -> None:
 def test_a_file_larger_than_any_legal_one_is_refused_unread(tmp_path: Path) -> None:
     big = tmp_path / "big.ivc"
     with open(big, "wb") as f:
-        f.truncate(bitstream.max_file_bytes() + 1)  # sparse: nothing to read
+        f.truncate(max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES) + 1)  # sparse: nothing to read; the
+        # largest legal file of any mode (a layered file's layers can outgrow every other mode's file)
     r = _run("decode", big)
     assert "larger than the largest legal .ivc file" in _one_line_error(r)
     # the bound is the real largest file: every field at its limit

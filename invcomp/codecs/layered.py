@@ -15,8 +15,9 @@ base+tone+one residual layer at each rate.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,22 @@ def tone_layer(base: torch.Tensor, target: torch.Tensor) -> tuple[bytes, torch.T
 def apply_tone(base: torch.Tensor, record: bytes) -> torch.Tensor:
     """``(N, 3, r, r)`` in [-1, 1] corrected by a tone record."""
     return tone.apply(base, tone.unpack(record)[None].expand(base.shape[0], 3, 3))
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the residual layers' float work on one CPU thread, in the encoder and the decoder alike.
+
+    A residual layer's entropy model takes its scale indexes from a network run on the decoded base, so the
+    decoder must compute the same floats as the encoder did. A convolution's sums are ordered by the thread
+    count, so a file coded with ``--threads 2`` could misdecode at ``--threads 1``; on one thread both sides add in
+    the same order, whatever the machine's core count or the user's settings."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,6 +122,20 @@ class LayeredCodec(InversionCodec):
     def __init__(self, gen: Any, settings: Optional[EncodeSettings] = None, warm_start: Any = None, *,
                  residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN) -> None:
         super().__init__(gen, settings, warm_start)
+        self._layered(residual, resolution, plan)
+
+    @classmethod
+    def sharing(cls, codec: InversionCodec, *, residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION,
+                plan: str = DEFAULT_PLAN) -> "LayeredCodec":
+        """The layered mode over the generator, warm-start network and resolved settings of a loaded mode-0 codec
+        (nothing loaded or resolved again, so no setting is warned about twice)."""
+        out = cls.__new__(cls)
+        out.__dict__.update(codec.__dict__)
+        out._layered(residual, resolution, plan)
+        return out
+
+    def _layered(self, residual: Optional[Residual], resolution: int, plan: str) -> None:
+        gen = self.gen
         if self.resolution != BASE_RESOLUTION:
             raise InvcompError(f"the layered mode's base is a {BASE_RESOLUTION}-px generator; {gen.name!r} draws "
                                f"{self.resolution} px")
@@ -160,15 +191,18 @@ class LayeredCodec(InversionCodec):
         zq, out = dequantize(q), []
         for i, im in enumerate(images):
             plain, header = entropy.pack_rows(self, _row(q, i), [im.size])[0]
-            base_pic = self.synthesise(zq[i:i + 1])
             plans = [self.plan] if goal is None else self.goal_plans()
-            files = [self.code_layers(plain, base_pic, t64[i], tR[i], p) for p in plans]
-            pick = 0 if goal is None else choose_file(files, tR[i], goal)
+            with one_thread():
+                base_pic = self.synthesise(zq[i:i + 1])
+                files = [self.code_layers(plain, base_pic, t64[i], tR[i], p) for p in plans]
+            pick, reached = (0, True) if goal is None else choose_file(files, tR[i], goal)
             if isinstance(pick, InvcompError):
                 out.append(pick)
                 continue
             data, recon, steps = files[pick]
-            extra = {**extras[i], "layers": steps, "reached": True, "trims": 0}
+            extra = {**extras[i], "layers": steps, "reached": reached, "trims": 0}
+            if goal is not None:  # as rate control records it for the other modes
+                extra.update({"target_bytes": goal.max_bytes} if goal.max_bytes is not None else {"target_ssim": goal.min_ssim})
             out.append(Encoded(data, header, tR[i], recon[0], z[i].detach().float().cpu(), q.levels[i], extra))
         return out
 
@@ -209,6 +243,11 @@ class LayeredCodec(InversionCodec):
         plain, recs = layers.split(data)
         header, z, _ = entropy.read_with_side(plain, _Mode0(self))
         header = replace(header, mode=self.mode)
+        with one_thread():
+            return header, self._layers(z, recs)
+
+    def _layers(self, z: torch.Tensor, recs: list) -> torch.Tensor:
+        """The base latent ``(1, D)`` and the layer records after it -> the picture ``(3, S, S)`` in [-1, 1]."""
         pic, stage = self.synthesise(z), 0
         for k, (layer, record) in enumerate(recs, start=1):
             layers.check(layer, record, self.residual.key, k)
@@ -224,7 +263,7 @@ class LayeredCodec(InversionCodec):
                 stage = 1
         if pic.shape[-1] < self.resolution:
             pic = upsample(pic, self.resolution) * 2 - 1
-        return header, pic[0]
+        return pic[0]
 
 
 class _Mode0:
@@ -248,19 +287,20 @@ def prepare_like(target: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(target[None], size=(size, size), mode="area")[0]
 
 
-def choose_file(files: list[tuple[bytes, torch.Tensor, list[dict]]], target: torch.Tensor, goal: Any) -> Any:
-    """Index of the file that meets ``goal``: the best SSIM within ``goal.max_bytes``, or the smallest reaching
-    ``goal.min_ssim``; an :class:`InvcompError` when none does."""
+def choose_file(files: list[tuple[bytes, torch.Tensor, list[dict]]], target: torch.Tensor,
+                goal: Any) -> tuple[Any, bool]:
+    """The index of the file that meets ``goal`` and whether it reached it: the best SSIM within ``goal.max_bytes``
+    (an :class:`InvcompError` in place of the index when none fits), or the smallest reaching ``goal.min_ssim``
+    (when none does, the best-SSIM file, not reached: as every mode's ``--target-ssim``)."""
     scores = [float(ssim(quantize_pixels(rec), target[None])) for _, rec, _ in files]
     sizes = [len(d) for d, _, _ in files]
     if goal.max_bytes is not None:
         fits = [i for i, n in enumerate(sizes) if n <= goal.max_bytes]
         if not fits:
             return InvcompError(f"no layered file fits {goal.max_bytes} B (the base alone is {min(sizes)} B; use "
-                                "--mode inversion for smaller files)")
-        return max(fits, key=lambda i: (scores[i], -sizes[i]))
+                                "--mode inversion for smaller files)"), False
+        return max(fits, key=lambda i: (scores[i], -sizes[i])), True
     reach = [i for i, s in enumerate(scores) if s >= goal.min_ssim]
     if not reach:
-        return InvcompError(f"no layered file reaches SSIM {goal.min_ssim} (the best is {max(scores):.4f} at "
-                            f"{sizes[scores.index(max(scores))]} B)")
-    return min(reach, key=lambda i: sizes[i])
+        return max(range(len(files)), key=lambda i: (scores[i], -sizes[i])), False
+    return min(reach, key=lambda i: sizes[i]), True

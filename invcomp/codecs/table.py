@@ -136,7 +136,7 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
     try:  # the layered mode over the same generator and settings; it runs with a target only (with no budget,
-        layered = mode_by_key("layered")(cands[0].gen, cands[0].settings, cands[0].warm_start)  # layers only add bytes)
+        layered = mode_by_key("layered").sharing(cands[0])  # layers only add bytes)
         layered.auto_goal_only = True
         cands.append(layered)
     except InvcompError as e:  # e.g. CompressAI is not installed

@@ -152,6 +152,8 @@ class ResidualTrainer(Trainer):
             raise InvcompError(f"checkpoint in {self.out} was trained with other {', '.join(differ)}; use another --out")
         self.model.load_state_dict(state["model"], strict=False)
         self.opt.load_state_dict(state["opt"])
+        for group in self.opt.param_groups:  # a resumed run takes this run's --lr (e.g. a lower one to finish)
+            group["lr"] = self.cfg.lr
         self.gen.manual_seed(self.cfg.seed + int(state["step"]))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
