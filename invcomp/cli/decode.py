@@ -35,6 +35,12 @@ def decode_options(fn: Any) -> Any:
     return fn
 
 
+def decode_defaults(**changes: Any) -> dict[str, Any]:
+    """The values of :data:`DECODE_OPTIONS` when none is given, with ``changes`` (the ``options`` of a batch decode)."""
+    out = {p.name: p.default for p in decode_options(lambda: None).__click_params__}  # type: ignore[attr-defined]
+    return {**out, **changes}
+
+
 def check_decode_options(model: Optional[str], weights_path: Optional[str]) -> None:
     """Refuse, before any work, option combinations that cannot work."""
     if weights_path is not None and model is None:

@@ -100,6 +100,17 @@ def codec_options(fn: Any) -> Any:
     return fn
 
 
+def codec_defaults(**changes: Any) -> dict[str, Any]:
+    """The values of :data:`CODEC_OPTIONS` when none is given, with ``changes``: ``invcomp encode``'s defaults, as
+    keyword arguments of :func:`make_encoder` (plus ``max_pixels``), e.g. the ``options`` of :func:`invcomp.batch.run`."""
+    params = codec_options(lambda: None).__click_params__  # type: ignore[attr-defined]
+    out = {p.name: p.default for p in params}
+    unknown = set(changes) - set(out)
+    if unknown:
+        raise ValueError(f"not encode options: {', '.join(sorted(unknown))}")
+    return {**out, **changes}
+
+
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", help="Output .ivc file (one input), a folder, or - for stdout.  "
