@@ -139,3 +139,9 @@ def item_error(e: Exception, debug: bool = False) -> ItemError:
 
 def device_option(default: str = "auto") -> Callable:
     return click.option("--device", default=default, show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+
+
+def option_defaults(options: Callable) -> dict:
+    """What a decorator of click options (``codec_options``) gives a command called with none of them."""
+    cmd = click.Command("defaults", params=list(options(lambda: None).__click_params__))
+    return dict(cmd.make_context("defaults", [], resilient_parsing=True).params)

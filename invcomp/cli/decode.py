@@ -12,7 +12,8 @@ import click
 from ..codecs.settings import DEFAULT_MAX_PIXELS
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .common import check_writable, device_option, expand_inputs, item_error, output_paths, read_bytes, write_bytes
+from .common import (check_writable, device_option, expand_inputs, item_error, option_defaults, output_paths, read_bytes,
+                     write_bytes)
 
 
 DECODE_OPTIONS = [  # how a file is decoded: shared by `invcomp decode` and `invcomp batch decode`
@@ -37,8 +38,7 @@ def decode_options(fn: Any) -> Any:
 
 def decode_defaults(**changes: Any) -> dict[str, Any]:
     """The values of :data:`DECODE_OPTIONS` when none is given, with ``changes`` (the ``options`` of a batch decode)."""
-    out = {p.name: p.default for p in decode_options(lambda: None).__click_params__}  # type: ignore[attr-defined]
-    return {**out, **changes}
+    return {**option_defaults(decode_options), **changes}
 
 
 def check_decode_options(model: Optional[str], weights_path: Optional[str]) -> None:

@@ -14,8 +14,8 @@ from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, D
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, output_paths,
-                     read_bytes, write_bytes)
+from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, option_defaults,
+                     output_paths, read_bytes, write_bytes)
 
 
 def _png_bytes(img: Any) -> int:
@@ -103,8 +103,7 @@ def codec_options(fn: Any) -> Any:
 def codec_defaults(**changes: Any) -> dict[str, Any]:
     """The values of :data:`CODEC_OPTIONS` when none is given, with ``changes``: ``invcomp encode``'s defaults, as
     keyword arguments of :func:`make_encoder` (plus ``max_pixels``), e.g. the ``options`` of :func:`invcomp.batch.run`."""
-    params = codec_options(lambda: None).__click_params__  # type: ignore[attr-defined]
-    out = {p.name: p.default for p in params}
+    out = option_defaults(codec_options)
     unknown = set(changes) - set(out)
     if unknown:
         raise ValueError(f"not encode options: {', '.join(sorted(unknown))}")
