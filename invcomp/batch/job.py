@@ -61,19 +61,25 @@ def prepare(kind: str, src: str, out: Path, manifest: Optional[Path], options: d
     return store, [r for r in todo if r["id"] not in gone], done_before, refused
 
 
-def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
-    """The engine ``opts.ray`` names, and whether Ray was started here (to be shut down after)."""
+def uses_ray(opts: JobOptions) -> bool:
+    """Whether ``opts`` run on Ray; refuses, in one line, what cannot run here (Ray asked for but missing,
+    GPUs without Ray)."""
     from .ray_engine import have_ray
 
     use_ray = opts.ray != "none" and (opts.ray != "auto" or have_ray())
-    if not use_ray:
-        if opts.gpus_per_worker:
-            raise UsageError("--gpus-per-worker needs Ray (pip install 'invcomp[ray]'), which is not installed"
-                             if not have_ray() else "--gpus-per-worker needs Ray: drop --ray none")
-        return LocalEngine(spec, opts.workers), False
-    if not have_ray():
+    if use_ray and not have_ray():
         raise UsageError(f"--ray {opts.ray} needs Ray, which is not installed: pip install 'invcomp[ray]' "
                          "(without --ray, batch runs in local processes)")
+    if opts.gpus_per_worker and not use_ray:
+        raise UsageError("--gpus-per-worker needs Ray (pip install 'invcomp[ray]'), which is not installed"
+                         if not have_ray() else "--gpus-per-worker needs Ray: drop --ray none")
+    return use_ray
+
+
+def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
+    """The engine ``opts.ray`` names, and whether Ray was started here (to be shut down after)."""
+    if not uses_ray(opts):
+        return LocalEngine(spec, opts.workers), False
     from .ray_engine import RayEngine, connect
 
     started = connect(opts.ray)
@@ -90,6 +96,7 @@ def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
 def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
         manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[Report, mf.Store]:
     """Run a batch job end to end and return its report and manifest store."""
+    uses_ray(job)
     store, todo, done_before, refused = prepare(kind, src, out, manifest, options, job.force)
     report = Report(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
                     failed=len(refused), failures=[[r["id"], r["error"]] for r in refused])

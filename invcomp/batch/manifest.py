@@ -162,13 +162,13 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class Store:
-    """The manifest on disk: :meth:`update` persists changed rows (an append for JSONL, a rewrite for Parquet)."""
+    """The manifest on disk, rewritten once as ``state`` when opened; then :meth:`update` persists changed rows
+    (an append for JSONL, a rewrite for Parquet)."""
 
     def __init__(self, path: Path, state: dict[str, dict[str, Any]]) -> None:
         self.path, self.state, self.writes = Path(path), state, 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            self.compact()
+        self.compact()  # one line per item, and no torn last line for the appends to follow
 
     @classmethod
     def open(cls, path: Path) -> tuple[dict[str, dict[str, Any]], bool]:

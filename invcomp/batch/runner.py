@@ -149,16 +149,22 @@ def _one_line(e: BaseException) -> str:
 
 
 class LocalEngine:
-    """``workers`` processes on this machine (spawned, so nothing of the driver's torch state is inherited),
-    each loading the codec once in its initializer. A process that dies breaks the pool: its batches, and
-    the others in flight, are retried on a new pool."""
+    """``workers`` processes on this machine, each loading the codec once in its initializer. They are forked
+    from a fresh server process that has imported torch and invcomp (``forkserver``; ``spawn`` where there is
+    none), so nothing of the driver's threads is inherited and a start does not import torch again. A
+    process that dies breaks the pool: its batches, and the others in flight, are retried on a new pool."""
 
     name = "local"
 
     def __init__(self, spec: JobSpec, workers: int) -> None:
         import multiprocessing
 
-        self.spec, self.workers, self._ctx = spec, workers, multiprocessing.get_context("spawn")
+        self.spec, self.workers = spec, workers
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self._ctx = multiprocessing.get_context("forkserver")
+            self._ctx.set_forkserver_preload(["torch", "invcomp.cli.encode", "invcomp.batch.work"])
+        else:
+            self._ctx = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
