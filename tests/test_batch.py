@@ -298,7 +298,7 @@ def _kill_driver_and_rerun(tmp_path: Path, images: list[Path], ray_flag: str) ->
     src.mkdir()
     for p in images:
         (src / p.name).write_bytes(p.read_bytes())
-    args = ["--model", "dcgan-utkface64", "--iters", "40"]  # slow enough to be killed mid-job
+    args = ["--model", "dcgan-utkface64", "--iters", "30"]  # slow enough to be killed mid-job
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "invcomp.cli", "batch", "encode", str(src), "--out", str(out),
                              "--ray", ray_flag, "--workers", "1", "--batch-size", "1", *args],
@@ -312,7 +312,7 @@ def _kill_driver_and_rerun(tmp_path: Path, images: list[Path], ray_flag: str) ->
     done = {i for i, r in before.items() if r["status"] == "done"}
     assert 2 <= len(done) < len(images)
     stats = {i: os.stat(before[i]["output"]) for i in done}
-    report, _ = run("encode", str(src), out, options=codec_defaults(model="dcgan-utkface64", iters=40),
+    report, _ = run("encode", str(src), out, options=codec_defaults(model="dcgan-utkface64", iters=30),
                     job=JobOptions(ray=ray_flag, workers=2, batch_size=2, progress=False))
     assert (report.skipped, report.done, report.failed) == (len(done), len(images) - len(done), 0)
     after = _rows(out / "manifest.jsonl")
@@ -331,7 +331,7 @@ def _kill_driver_and_rerun(tmp_path: Path, images: list[Path], ray_flag: str) ->
 
 
 def test_killing_the_driver_then_rerunning_redoes_only_the_unfinished_items(faces: Any, tmp_path: Path) -> None:
-    _kill_driver_and_rerun(tmp_path, faces[0][:7], "none")
+    _kill_driver_and_rerun(tmp_path, faces[0][:6], "none")
 
 
 # --- on a real local Ray cluster ---------------------------------------------------------------------------
@@ -362,12 +362,12 @@ def test_ray_encodes_40_images_to_the_bytes_of_single_process_encodes(ray_cluste
 
 def test_killing_a_ray_worker_mid_job_loses_and_duplicates_nothing(ray_cluster: Any, faces: Any, tmp_path: Path) -> None:
     images, _ = faces
-    images = images[:16]
+    images = images[:10]
     src = tmp_path / "src"
     src.mkdir()
     for p in images:
         (src / p.name).write_bytes(p.read_bytes())
-    opts = codec_defaults(model="dcgan-utkface64", iters=40)
+    opts = codec_defaults(model="dcgan-utkface64", iters=20)
     killed: list[Any] = []
 
     def kill_a_busy_worker(engine: Any, n_results: int) -> None:
@@ -377,16 +377,16 @@ def test_killing_a_ray_worker_mid_job_loses_and_duplicates_nothing(ray_cluster: 
             killed.append(victim)
 
     report, store = run("encode", str(src), tmp_path / "out", options=opts, on_result=kill_a_busy_worker,
-                        job=JobOptions(ray="auto", workers=2, batch_size=2, progress=False))
+                        job=JobOptions(ray="auto", workers=2, batch_size=1, progress=False))
     assert killed and report.worker_losses >= 1 and report.retried >= 1
-    assert (report.done, report.failed) == (16, 0)
+    assert (report.done, report.failed) == (10, 0)
     rows = _rows(tmp_path / "out" / "manifest.jsonl")
     assert sorted(r["id"] for r in rows) == sorted(p.name for p in images)  # each item once
     assert {r["status"] for r in rows} == {"done"} and max(r["attempts"] for r in rows) == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".ivc") == sorted(
         f"{p.stem}.ivc" for p in images)
     _no_temporaries(tmp_path / "out")
-    ref = _reference(images, tmp_path / "ref", "--model", "dcgan-utkface64", "--iters", "40")
+    ref = _reference(images, tmp_path / "ref", "--model", "dcgan-utkface64", "--iters", "20")
     for p in images:
         assert (tmp_path / "out" / f"{p.stem}.ivc").read_bytes() == ref[p.stem], p.name
 
@@ -394,7 +394,7 @@ def test_killing_a_ray_worker_mid_job_loses_and_duplicates_nothing(ray_cluster: 
 def test_killing_a_ray_driver_then_rerunning_redoes_only_the_unfinished_items(ray_cluster: Any, faces: Any,
                                                                                tmp_path: Path) -> None:
     address = ray_cluster.get_runtime_context().gcs_address
-    _kill_driver_and_rerun(tmp_path, faces[0][10:16], address)
+    _kill_driver_and_rerun(tmp_path, faces[0][10:15], address)
 
 
 def test_ray_decode_of_a_mixed_folder_with_a_truncated_file(ray_cluster: Any, faces: Any, tmp_path: Path) -> None:
