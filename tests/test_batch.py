@@ -52,6 +52,14 @@ def _images(folder: Path, n: int, start: int = 0) -> list[Path]:
     return out
 
 
+def _copy(images: list[Path], folder: Path) -> Path:
+    """``folder`` holding copies of ``images``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
 def _rows(manifest: Path) -> list[dict]:
     """The manifest's lines as JSON; a torn last line (being appended while we read) is left out."""
     text = manifest.read_text()
@@ -92,10 +100,7 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[st
 
 def test_local_processes_write_what_encode_writes_and_a_rerun_skips_them(faces: Any, tmp_path: Path) -> None:
     images, ref = faces
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in images[:8]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = _copy(images[:8], tmp_path / "src")
     r = _cli("batch", "encode", src, "--out", tmp_path / "out", "--ray", "none", "--workers", "2", "--batch-size", 3,
              "--json", *FAST)
     assert r.exit_code == 0, r.stderr
@@ -148,9 +153,7 @@ def test_a_glob_and_jsonl_and_parquet_manifests_are_sources(faces: Any, tmp_path
              "--json", *FAST)
     assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "g").glob("*.ivc")) == ["img000.ivc", "img001.ivc", "img002.ivc"]
-    (tmp_path / "src").mkdir()
-    for p in images[3:5]:
-        (tmp_path / "src" / p.name).write_bytes(p.read_bytes())
+    _copy(images[3:5], tmp_path / "src")
     listing = tmp_path / "inputs.jsonl"
     listing.write_text("".join(json.dumps({"path": f"src/{p.name}"}) + "\n" for p in images[3:5]))
     r = _cli("batch", "encode", listing, "--out", tmp_path / "j", "--ray", "none", *FAST)
@@ -202,10 +205,7 @@ def test_a_rerun_with_other_settings_is_refused(faces: Any, tmp_path: Path) -> N
 
 def test_an_output_that_is_not_the_jobs_is_not_overwritten(faces: Any, tmp_path: Path) -> None:
     images, ref = faces
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in images[:2]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = _copy(images[:2], tmp_path / "src")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "img000.ivc").write_bytes(b"someone else's file")
     r = _cli("batch", "encode", src, "--out", tmp_path / "out", "--ray", "none", *FAST)
@@ -294,10 +294,7 @@ def _wait_for(manifest: Path, done: int, proc: subprocess.Popen, limit: float = 
 def _kill_driver_and_rerun(tmp_path: Path, images: list[Path], ray_flag: str) -> None:
     """Start the driver as a process, SIGKILL it (and its workers) after some items, rerun: only what was not
     done runs again, and every file is the one a single uninterrupted run writes."""
-    src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir()
-    for p in images:
-        (src / p.name).write_bytes(p.read_bytes())
+    src, out = _copy(images, tmp_path / "src"), tmp_path / "out"
     args = ["--model", "dcgan-utkface64", "--iters", "30"]  # slow enough to be killed mid-job
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "invcomp.cli", "batch", "encode", str(src), "--out", str(out),
@@ -363,10 +360,7 @@ def test_ray_encodes_40_images_to_the_bytes_of_single_process_encodes(ray_cluste
 def test_killing_a_ray_worker_mid_job_loses_and_duplicates_nothing(ray_cluster: Any, faces: Any, tmp_path: Path) -> None:
     images, _ = faces
     images = images[:10]
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in images:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = _copy(images, tmp_path / "src")
     opts = codec_defaults(model="dcgan-utkface64", iters=20)
     killed: list[Any] = []
 
@@ -425,10 +419,7 @@ def test_ray_decode_of_a_mixed_folder_with_a_truncated_file(ray_cluster: Any, fa
 @pytest.mark.slow
 def test_ray_with_the_default_settings_writes_what_encode_writes(ray_cluster: Any, faces: Any, tmp_path: Path) -> None:
     images, _ = faces
-    src = tmp_path / "src"
-    src.mkdir()
-    for p in images[20:22]:
-        (src / p.name).write_bytes(p.read_bytes())
+    src = _copy(images[20:22], tmp_path / "src")
     r = _cli("batch", "encode", src, "--out", tmp_path / "out", "--workers", "2", "--batch-size", "1")
     assert r.exit_code == 0, r.stderr
     ref = _reference(images[20:22], tmp_path / "ref")

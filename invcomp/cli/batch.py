@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import click
 
@@ -35,6 +35,7 @@ JOB_OPTIONS = [
 
 
 def job_options(fn: Callable) -> Callable:
+    """Apply :data:`JOB_OPTIONS` to a click command (in their order, first on top)."""
     for option in reversed(JOB_OPTIONS):
         fn = option(fn)
     return fn
@@ -57,15 +58,20 @@ def batch() -> None:
     """
 
 
-def _run(kind: str, src: str, out: Path, manifest: Optional[Path], ray_address: str, workers: int,
-         gpus_per_worker: float, threads_per_worker: int, batch_size: int, max_attempts: int, force: bool,
-         as_json: bool, options: dict[str, Any]) -> None:
+JOB_NAMES = ("out", "manifest", "ray_address", "workers", "gpus_per_worker", "threads_per_worker", "batch_size",
+             "max_attempts", "force", "as_json")
+
+
+def _run(kind: str, src: str, params: dict[str, Any]) -> None:
+    """Run the job: ``params`` are the command's, the job options of :data:`JOB_OPTIONS` and the codec's."""
     from ..batch import JobOptions, run
 
-    job = JobOptions(ray=ray_address, workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size,
-                     max_attempts=max_attempts, threads_per_worker=threads_per_worker, force=force)
-    report, store = run(kind, src, out, options=options, job=job, manifest=manifest)
-    if as_json:
+    j = {k: params.pop(k) for k in JOB_NAMES}
+    job = JobOptions(ray=j["ray_address"], workers=j["workers"], gpus_per_worker=j["gpus_per_worker"],
+                     batch_size=j["batch_size"], max_attempts=j["max_attempts"],
+                     threads_per_worker=j["threads_per_worker"], force=j["force"])
+    report, store = run(kind, src, j["out"], options=params, job=job, manifest=j["manifest"])
+    if j["as_json"]:
         click.echo(dumps({**report.as_dict(), "manifest": str(store.path)}))
     for item, reason in report.failures:
         click.echo(f"invcomp: error: {item}: {reason}", err=True)
@@ -78,15 +84,13 @@ def _run(kind: str, src: str, out: Path, manifest: Optional[Path], ray_address: 
 @job_options
 @codec_options
 @guard
-def encode(src: str, out: Path, manifest: Optional[Path], ray_address: str, workers: int, gpus_per_worker: float,
-           threads_per_worker: int, batch_size: int, max_attempts: int, force: bool, as_json: bool,
-           **options: Any) -> None:
+def encode(src: str, **params: Any) -> None:
     """Encode every image of SRC to OUT/<its relative path>.ivc: the file `invcomp encode IMAGE` writes."""
     from .encode import make_encoder
 
-    make_encoder(**{**{k: v for k, v in options.items() if k != "max_pixels"}, "device": "cpu"})  # bad options: now
-    _run("encode", src, out, manifest, ray_address, workers, gpus_per_worker, threads_per_worker, batch_size,
-         max_attempts, force, as_json, options)
+    codec = {k: v for k, v in params.items() if k not in JOB_NAMES and k != "max_pixels"}
+    make_encoder(**{**codec, "device": "cpu"})  # bad options fail here, in one line, before any work
+    _run("encode", src, params)
 
 
 @batch.command("decode")
@@ -94,10 +98,7 @@ def encode(src: str, out: Path, manifest: Optional[Path], ray_address: str, work
 @job_options
 @decode_options
 @guard
-def decode(src: str, out: Path, manifest: Optional[Path], ray_address: str, workers: int, gpus_per_worker: float,
-           threads_per_worker: int, batch_size: int, max_attempts: int, force: bool, as_json: bool,
-           **options: Any) -> None:
+def decode(src: str, **params: Any) -> None:
     """Decode every .ivc file of SRC to OUT/<its relative path>.png, as `invcomp decode` does."""
-    check_decode_options(options["model"], options["weights_path"])
-    _run("decode", src, out, manifest, ray_address, workers, gpus_per_worker, threads_per_worker, batch_size,
-         max_attempts, force, as_json, options)
+    check_decode_options(params["model"], params["weights_path"])
+    _run("decode", src, params)
