@@ -327,6 +327,27 @@ def _kill_driver_and_rerun(tmp_path: Path, images: list[Path], ray_flag: str) ->
     _no_temporaries(out)
 
 
+def test_a_local_worker_killed_mid_job_is_replaced_and_its_items_redone(faces: Any, tmp_path: Path) -> None:
+    images, _ = faces
+    src = _copy(images[:6], tmp_path / "src")
+    killed: list[int] = []
+
+    def kill_a_worker(engine: Any, n_results: int) -> None:
+        if n_results == 1:
+            killed.append(engine.pids()[0])
+            os.kill(killed[0], signal.SIGKILL)
+
+    report, _ = run("encode", str(src), tmp_path / "out", options=codec_defaults(model="dcgan-utkface64", iters=30),
+                    on_result=kill_a_worker, job=JobOptions(ray="none", workers=2, batch_size=1, progress=False))
+    assert killed and report.worker_losses >= 1 and (report.done, report.failed) == (6, 0)
+    rows = _rows(tmp_path / "out" / "manifest.jsonl")
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"done"} and max(r["attempts"] for r in rows) == 2
+    ref = _reference(images[:6], tmp_path / "ref", "--model", "dcgan-utkface64", "--iters", "30")
+    for p in images[:6]:
+        assert (tmp_path / "out" / f"{p.stem}.ivc").read_bytes() == ref[p.stem], p.name
+    _no_temporaries(tmp_path / "out")
+
+
 def test_killing_the_driver_then_rerunning_redoes_only_the_unfinished_items(faces: Any, tmp_path: Path) -> None:
     _kill_driver_and_rerun(tmp_path, faces[0][:6], "none")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UsageError
-from . import manifest as mf
+from .manifest import FAILED, Store, check_job, plan, to_run
 from .runner import LocalEngine, Report, run_job
 from .sources import items_for, stray_outputs
 from .work import DECODE, ENCODE, JobSpec
@@ -40,21 +40,21 @@ def input_suffixes(kind: str) -> tuple[str, ...]:
 
 
 def prepare(kind: str, src: str, out: Path, manifest: Optional[Path], options: dict[str, Any],
-            force: bool = False) -> tuple[mf.Store, list[dict[str, Any]], int, list[dict[str, Any]]]:
+            force: bool = False) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]]]:
     """Open (or create) the manifest for ``src`` -> ``out``: the store, the rows to run, how many were done
     before, and the rows refused: items that never ran and whose output exists (a file this job did not
     write) fail at once, unless ``force``."""
     out = Path(out)
     path = Path(manifest) if manifest is not None else out / "manifest.jsonl"
     items = items_for(src, out, input_suffixes(kind), SUFFIXES[kind])
-    state, existed = mf.Store.open(path)
-    mf.check_job(path, {"kind": kind, "options": options}, existed)
-    state = mf.plan(state, items, str(path))
+    state, existed = Store.open(path)
+    check_job(path, {"kind": kind, "options": options}, existed)
+    state = plan(state, items, str(path))
     wanted = {it["id"] for it in items}
-    todo = [r for r in mf.to_run(state) if r["id"] in wanted]
+    todo = [r for r in to_run(state) if r["id"] in wanted]
     done_before = len(wanted) - len(todo)
-    store = mf.Store(path, state)
-    refused = [] if force else [{**r, "status": mf.FAILED, "error": f"{r['output']} exists (use --force to overwrite)"}
+    store = Store(path, state)
+    refused = [] if force else [{**r, "status": FAILED, "error": f"{r['output']} exists (use --force to overwrite)"}
                                 for r in stray_outputs(todo)]
     store.update(refused)
     gone = {r["id"] for r in refused}
@@ -94,7 +94,7 @@ def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
 
 
 def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
-        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[Report, mf.Store]:
+        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[Report, Store]:
     """Run a batch job end to end and return its report and manifest store."""
     uses_ray(job)
     store, todo, done_before, refused = prepare(kind, src, out, manifest, options, job.force)
