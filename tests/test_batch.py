@@ -23,7 +23,7 @@ from PIL import Image
 from .conftest import REPO, cli_runner
 from invcomp.batch import JobOptions, run
 from invcomp.batch import manifest as mf
-from invcomp.batch.runner import Report, run_job
+from invcomp.batch.runner import JobReport, run_job
 from invcomp.cli import cli
 from invcomp.cli.decode import decode_defaults
 from invcomp.cli.encode import codec_defaults
@@ -263,7 +263,7 @@ class _FlakyEngine:
 def test_lost_batches_are_retried_up_to_the_limit(tmp_path: Path, lose: int, status: str, attempts: int) -> None:
     state = {"a": mf.new_row("a", str(tmp_path / "a.png"), str(tmp_path / "a.ivc"))}
     store = mf.Store(tmp_path / "m.jsonl", state)
-    report = run_job(store, list(state.values()), _FlakyEngine(lose), batch_size=4, max_attempts=3, report=Report(),
+    report = run_job(store, list(state.values()), _FlakyEngine(lose), batch_size=4, max_attempts=3, report=JobReport(),
                      progress=False)
     row = _state(tmp_path / "m.jsonl")["a"]
     assert (row["status"], row["attempts"]) == (status, attempts)

@@ -9,13 +9,12 @@ from typing import Any, Callable, Optional
 
 from ..errors import UsageError
 from .manifest import FAILED, Store, check_job, plan, to_run
-from .runner import LocalEngine, Report, run_job
+from .runner import LocalEngine, JobReport, run_job
 from .sources import items_for, stray_outputs
 from .work import DECODE, ENCODE, JobSpec
 
 log = logging.getLogger(__name__)
 SUFFIXES = {ENCODE: ".ivc", DECODE: ".png"}
-ENGINES = ("auto", "local", "none")  # or a Ray address
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,11 @@ def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
 
 
 def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
-        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[Report, Store]:
+        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[JobReport, Store]:
     """Run a batch job end to end and return its report and manifest store."""
     uses_ray(job)
     store, todo, done_before, refused = prepare(kind, src, out, manifest, options, job.force)
-    report = Report(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
+    report = JobReport(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
                     failed=len(refused), failures=[[r["id"], r["error"]] for r in refused])
     if todo:
         spec = JobSpec(kind, options, job.threads_per_worker)

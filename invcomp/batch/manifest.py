@@ -220,8 +220,3 @@ def check_job(manifest: Path, job: dict[str, Any], existed: bool) -> None:
     where.parent.mkdir(parents=True, exist_ok=True)
     write_json(json.loads(dumps(job)), where)
 
-
-def row_for(old: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A copy of ``old`` with ``changes``."""
-    return {**old, **changes}
-

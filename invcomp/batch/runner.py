@@ -35,7 +35,7 @@ class Engine(Protocol):
 
 
 @dataclass
-class Report:
+class JobReport:
     """What a run did: counts, failures (id, reason), throughput and where the time went."""
 
     total: int = 0
@@ -69,7 +69,7 @@ class Report:
 
 
 def run_job(store: Store, todo: list[dict[str, Any]], engine: Engine, *, batch_size: int, max_attempts: int,
-            report: Report, on_result: Optional[Callable[[Engine, int], None]] = None, progress: bool = True) -> Report:
+            report: JobReport, on_result: Optional[Callable[[Engine, int], None]] = None, progress: bool = True) -> JobReport:
     """Run the rows ``todo`` of ``store`` on ``engine``, ``batch_size`` items per call, until each is done or
     has failed: at once for bad input (it would fail the same way again), after ``max_attempts`` tries
     in this run for anything else. Each batch is recorded (attempts + 1, running) before it is submitted, and
