@@ -21,3 +21,7 @@ class UnknownModelError(InvcompError):
 
 class LpipsUnavailable(InvcompError):
     """LPIPS cannot run because its backbone weights cannot be loaded."""
+
+
+class UsageError(InvcompError):
+    """The command was called wrongly (a missing source, a bad manifest): one line and exit status 2."""

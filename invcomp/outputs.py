@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import InvcompError
+from .errors import InvcompError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,8 @@ def resolve_device(name: str) -> str:
 
 
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1."""
+    """Turn InvcompError (and, without --debug, any exception) into one stderr line and exit 1 (2 for a
+    :class:`~invcomp.errors.UsageError`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -179,7 +180,7 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             click.echo(f"invcomp: error: {e}", err=True)
-            sys.exit(1)
+            sys.exit(2 if isinstance(e, UsageError) else 1)
         except Exception as e:  # a bug, not bad input: still one line unless --debug
             if debug:
                 raise

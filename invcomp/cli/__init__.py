@@ -25,6 +25,7 @@ COMMANDS = {  # name -> (module, attribute)
     "models": ("models", "models"),
     "convert": ("models", "convert"),
     "train": ("train", "train"),
+    "batch": ("batch", "batch"),
 }
 
 

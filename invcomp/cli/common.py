@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import click
@@ -41,7 +42,7 @@ def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> lis
     it). Without ``out``, each output sits beside its input (stdin's goes to stdout).
     """
     if out is None:
-        return _distinct(inputs, [STDIO if str(p) == "-" else p.with_name(p.stem + suffix) for p in inputs])
+        return distinct_outputs(inputs, [STDIO if str(p) == "-" else p.with_name(p.stem + suffix) for p in inputs])
     if out == "-":
         if len(inputs) > 1:
             raise InvcompError(f"-o - (stdout) takes one input, not {len(inputs)}")
@@ -49,16 +50,16 @@ def output_paths(inputs: Sequence[Path], out: Optional[str], suffix: str) -> lis
     o = Path(out)
     as_dir = o.is_dir() or out.endswith(("/", os.sep)) or len(inputs) > 1
     if not as_dir:
-        return _distinct(inputs, [o])
+        return distinct_outputs(inputs, [o])
     if o.exists() and not o.is_dir():
         raise InvcompError(f"-o {out} must be a folder when there are {len(inputs)} inputs")
     if not o.exists() and not out.endswith(("/", os.sep)) and o.suffix.lower() == suffix[suffix.rfind('.'):].lower():
         raise InvcompError(f"-o {out} names one {o.suffix} file, but there are {len(inputs)} inputs; "
                            f"give a folder (e.g. -o {o.with_suffix('')}/)")
-    return _distinct(inputs, [o / ("stdin" + suffix if str(p) == "-" else p.stem + suffix) for p in inputs])
+    return distinct_outputs(inputs, [o / ("stdin" + suffix if str(p) == "-" else p.stem + suffix) for p in inputs])
 
 
-def _distinct(inputs: Sequence[Path], outs: list[Path]) -> list[Path]:
+def distinct_outputs(inputs: Sequence[Path], outs: list[Path]) -> list[Path]:
     """Refuse, before any work and whatever the flags, two inputs with one output, or an output that is an input."""
     seen: dict[Path, Path] = {}
     ins = {p.resolve() for p in inputs if str(p) != "-"}
@@ -118,5 +119,29 @@ def write_bytes(dst: Path, data: bytes, force: bool) -> None:
         raise InvcompError(f"cannot write {dst}: {e.strerror or e}") from None
 
 
+@dataclass(frozen=True)
+class ItemError:
+    """Why one item of a batch failed: its one-line ``reason``, and whether it is ``permanent`` (bad input, an
+    :class:`InvcompError`: the same on every try) or not (a bug, ``MemoryError``: worth another try)."""
+
+    reason: str
+    permanent: bool
+
+
+def item_error(e: Exception, debug: bool = False) -> ItemError:
+    """The :class:`ItemError` of an exception raised by one item; with ``debug`` a non-InvcompError is re-raised."""
+    if isinstance(e, InvcompError):
+        return ItemError(str(e), True)
+    if debug:
+        raise e
+    return ItemError(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", False)
+
+
 def device_option(default: str = "auto") -> Callable:
     return click.option("--device", default=default, show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+
+
+def option_defaults(options: Callable) -> dict:
+    """What a decorator of click options (``codec_options``) gives a command called with none of them."""
+    cmd = click.Command("defaults", params=list(options(lambda: None).__click_params__))
+    return dict(cmd.make_context("defaults", [], resilient_parsing=True).params)

@@ -12,22 +12,46 @@ import click
 from ..codecs.settings import DEFAULT_MAX_PIXELS
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .common import check_writable, device_option, expand_inputs, output_paths, read_bytes, write_bytes
+from .common import (check_writable, device_option, expand_inputs, item_error, option_defaults, output_paths, read_bytes,
+                     write_bytes)
+
+
+DECODE_OPTIONS = [  # how a file is decoded: shared by `invcomp decode` and `invcomp batch decode`
+    click.option("--model", default=None, help="Model to decode with (as for encode; a user model runs its file's code); "
+                 "checked against the file's model id and mode.  [default: the installed model the file names]"),
+    click.option("--weights", "weights_path", default=None, help="State_dict for a user model."),
+    click.option("--native", is_flag=True, help="Write the model resolution instead of the original size."),
+    click.option("--layers", "keep_layers", default=None, type=click.IntRange(1),
+                 help="Layered files (--mode layered): decode only the first K layers (1: the base).  [default: all]"),
+    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
+                 help="Refuse a file whose declared original size is larger (checked from the header, before any work)."),
+    device_option(),
+]
+
+
+def decode_options(fn: Any) -> Any:
+    """Apply :data:`DECODE_OPTIONS` to a click command (in their order, first on top)."""
+    for option in reversed(DECODE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def decode_defaults(**changes: Any) -> dict[str, Any]:
+    """The values of :data:`DECODE_OPTIONS` when none is given, with ``changes`` (the ``options`` of a batch decode)."""
+    return {**option_defaults(decode_options), **changes}
+
+
+def check_decode_options(model: Optional[str], weights_path: Optional[str]) -> None:
+    """Refuse, before any work, option combinations that cannot work."""
+    if weights_path is not None and model is None:
+        raise InvcompError("--weights goes with --model (a user model that takes a state_dict)")
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", help="Output .png file (one input), a folder, or - for stdout.  "
               "[default: NAME.decoded.png beside each input]")
-@click.option("--model", default=None, help="Model to decode with (as for encode; a user model runs its file's code); "
-              "checked against the file's model id and mode.  [default: the installed model the file names]")
-@click.option("--weights", "weights_path", default=None, help="State_dict for a user model.")
-@click.option("--native", is_flag=True, help="Write the model resolution instead of the original size.")
-@click.option("--layers", "keep_layers", default=None, type=click.IntRange(1),
-              help="Layered files (--mode layered): decode only the first K layers (1: the base).  [default: all]")
-@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
-              help="Refuse a file whose declared original size is larger (checked from the header, before any work).")
-@device_option()
+@decode_options
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout, in input order.")
 @guard
@@ -40,8 +64,7 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     """
     from tqdm import tqdm
 
-    if weights_path is not None and model is None:
-        raise InvcompError("--weights goes with --model (a user model that takes a state_dict)")
+    check_decode_options(model, weights_path)
     dev = resolve_device(device)
     inputs = expand_inputs(files, (".ivc",))
     outs = output_paths(inputs, output, ".decoded.png")
@@ -49,21 +72,17 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     debug = click.get_current_context().find_root().params.get("debug", False)
     for src, dst in tqdm(list(zip(inputs, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
         try:
-            row, human = _decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev, keep_layers)
-        except InvcompError as e:
-            report.failure(str(src), str(e))
-            continue
+            row, human = decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev, keep_layers)
         except Exception as e:  # noqa: BLE001  (a bug or MemoryError must not abort the rest of the batch)
-            if debug:
-                raise
-            report.failure(str(src), f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
+            report.failure(str(src), item_error(e, debug).reason)
             continue
         report.success(row, human)
     sys.exit(report.finish())
 
 
-def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
-                force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
+def decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
+               force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
+    """Decode ``src`` to the PNG ``dst`` (written atomically) with a codec from ``cache``: its report (row, line)."""
     from .. import bitstream, layers
     from ..codecs.table import decode_file
     from ..imageio import crop_box

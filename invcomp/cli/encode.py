@@ -5,7 +5,7 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import click
 
@@ -14,7 +14,8 @@ from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, D
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .common import IMAGE_SUFFIXES, check_writable, device_option, expand_inputs, output_paths, read_bytes, write_bytes
+from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, option_defaults,
+                     output_paths, read_bytes, write_bytes)
 
 
 def _png_bytes(img: Any) -> int:
@@ -33,89 +34,123 @@ def rates(n_bytes: int, target: Any) -> dict:
             "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
 
 
+CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcomp batch encode`
+    click.option("--model", default=None, help=f"Registered model name, a .pt state_dict, a TorchScript file, MODE:MODEL, or "
+                  "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
+                  f"[default: --mode auto over {DEFAULT_MODEL} and the shipped VAE-GANs; with --mode inversion, "
+                  f"{DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
+    click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
+                  "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
+                  "8-byte colour and tone correction) or vaegan (one pass of a VAE-GAN codec, no search).  "
+                  "[default: auto without --model, else the model's]"),
+    click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
+                  help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
+                       "[default: 0.03]"),
+    click.option("--resolution", default=None, type=click.IntRange(16, 4080),
+                  help="With --mode layered: the output side R, a multiple of 16 (the base is the 64-px face, upsampled).  "
+                       "[default: 64]"),
+    click.option("--layer-rates", "layer_rates", default=None, metavar="PLAN",
+                  help="With --mode layered: its layers after the base, e.g. tone,3 (the tone record, then one residual "
+                       "layer at rate index 3 of 0..7), tone,1,4 (two residual layers), 2@64,5@128, or none.  "
+                       "A --target-* chooses it per image instead.  [default: tone,3]"),
+    click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
+                  "picks the registered vaegan-utkface64-cC unless --model names one."),
+    click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model."),
+    click.option("--iters", default=None, type=click.IntRange(0), help=f"Inversion iterations (0: code the start as it is).  "
+                  f"[default: {ITERS_FROM_WARM_START} from a warm start, {ITERS_FROM_PRIOR} otherwise]"),
+    click.option("--bits", default=None, type=click.IntRange(2, 16),
+                  help=f"Quantiser bits per symbol (sign included).  [default: {DEFAULT_BITS}; VAE-GAN: the model's]"),
+    click.option("--loss", default=None, help=f"Search loss: ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.  "
+                  f"[default: {DEFAULT_LOSS}]"),
+    click.option("--restarts", default=None, type=click.IntRange(1), help=f"Best-of-N starts (batched).  [default: {DEFAULT_RESTARTS}]"),
+    click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {DEFAULT_LR}]"),
+    click.option("--seed", default=0, show_default=True, type=int),
+    device_option(),
+    click.option("--fit", default="crop", show_default=True, type=click.Choice(FITS),
+                  help="crop: code the centre square (decode puts it back in place); squash: the whole frame."),
+    click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]"),
+    click.option("--rounding", default="nearest", show_default=True, type=click.Choice(ROUNDINGS)),
+    click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS),
+                  help="auto: range coding under the model's prior (a version-2 file) where the model ships one, else the "
+                       "shortest Elias code (version 1); prior: insist on the former; elias: the shortest Elias code (version 1); "
+                       "gamma, delta, omega: that Elias code."),
+    click.option("--lambda", "rate_weight", default=None, type=click.FloatRange(min=0),
+                  help="Rate weight of the search's last phase: minimise distortion + LAMBDA x bits under the prior.  "
+                       f"[default: {DEFAULT_RATE_WEIGHT} with a prior]"),
+    click.option("--target-bytes", default=None, type=click.IntRange(1),
+                  help="Rate control: for each image, the best SSIM whose file is at most N bytes (bits and trims chosen)."),
+    click.option("--target-bpp", default=None, type=click.FloatRange(min=0, min_open=True),
+                  help="Rate control: the same, for X bits per pixel at the model resolution."),
+    click.option("--target-ssim", default=None, type=click.FloatRange(-1, 1),
+                  help="Rate control: the smallest file that reaches SSIM S, or the best reachable one, flagged."),
+    click.option("--no-quant-aware", is_flag=True, help="Do not optimise through the quantiser at the end of the search."),
+    click.option("--init", "init", default=None, type=click.Choice(INITS),
+                  help="Start of the search: the model's warm-start network (auto: when it has one, else random), the "
+                       "prior's mean (a dead point of the shipped DCGAN), or a seeded random draw.  [default: auto]"),
+    click.option("--encoder", "--warm-start", "warm_start", default=None, type=click.Path(dir_okay=False),
+                  help="A warm-start network .pt (from `invcomp train warm-start`) for --model."),
+    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images."),
+]
+
+
+def codec_options(fn: Any) -> Any:
+    """Apply :data:`CODEC_OPTIONS` to a click command (in their order, first on top)."""
+    for option in reversed(CODEC_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def codec_defaults(**changes: Any) -> dict[str, Any]:
+    """The values of :data:`CODEC_OPTIONS` when none is given, with ``changes``: ``invcomp encode``'s defaults, as
+    keyword arguments of :func:`make_encoder` (plus ``max_pixels``), e.g. the ``options`` of :func:`invcomp.batch.run`."""
+    out = option_defaults(codec_options)
+    unknown = set(changes) - set(out)
+    if unknown:
+        raise ValueError(f"not encode options: {', '.join(sorted(unknown))}")
+    return {**out, **changes}
+
+
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "output", help="Output .ivc file (one input), a folder, or - for stdout.  "
               "[default: beside each input]")
-@click.option("--model", default=None, help=f"Registered model name, a .pt state_dict, a TorchScript file, MODE:MODEL, or "
-              "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
-              f"[default: --mode auto over {DEFAULT_MODEL} and the shipped VAE-GANs; with --mode inversion, "
-              f"{DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]")
-@click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
-              "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
-              "8-byte colour and tone correction) or vaegan (one pass of a VAE-GAN codec, no search).  "
-              "[default: auto without --model, else the model's]")
-@click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
-              help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
-                   "[default: 0.03]")
-@click.option("--resolution", default=None, type=click.IntRange(16, 4080),
-              help="With --mode layered: the output side R, a multiple of 16 (the base is the 64-px face, upsampled).  "
-                   "[default: 64]")
-@click.option("--layer-rates", "layer_rates", default=None, metavar="PLAN",
-              help="With --mode layered: its layers after the base, e.g. tone,3 (the tone record, then one residual "
-                   "layer at rate index 3 of 0..7), tone,1,4 (two residual layers), 2@64,5@128, or none.  "
-                   "A --target-* chooses it per image instead.  [default: tone,3]")
-@click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
-              "picks the registered vaegan-utkface64-cC unless --model names one.")
-@click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model.")
-@click.option("--iters", default=None, type=click.IntRange(0), help=f"Inversion iterations (0: code the start as it is).  "
-              f"[default: {ITERS_FROM_WARM_START} from a warm start, {ITERS_FROM_PRIOR} otherwise]")
-@click.option("--bits", default=None, type=click.IntRange(2, 16),
-              help=f"Quantiser bits per symbol (sign included).  [default: {DEFAULT_BITS}; VAE-GAN: the model's]")
-@click.option("--loss", default=None, help=f"Search loss: ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.  "
-              f"[default: {DEFAULT_LOSS}]")
-@click.option("--restarts", default=None, type=click.IntRange(1), help=f"Best-of-N starts (batched).  [default: {DEFAULT_RESTARTS}]")
-@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {DEFAULT_LR}]")
-@click.option("--seed", default=0, show_default=True, type=int)
+@codec_options
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="Images coded together (speed only: an image's file does not depend on its batch).")
-@device_option()
-@click.option("--fit", default="crop", show_default=True, type=click.Choice(FITS),
-              help="crop: code the centre square (decode puts it back in place); squash: the whole frame.")
-@click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]")
-@click.option("--rounding", default="nearest", show_default=True, type=click.Choice(ROUNDINGS))
-@click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS),
-              help="auto: range coding under the model's prior (a version-2 file) where the model ships one, else the "
-                   "shortest Elias code (version 1); prior: insist on the former; elias: the shortest Elias code (version 1); "
-                   "gamma, delta, omega: that Elias code.")
-@click.option("--lambda", "rate_weight", default=None, type=click.FloatRange(min=0),
-              help="Rate weight of the search's last phase: minimise distortion + LAMBDA x bits under the prior.  "
-                   f"[default: {DEFAULT_RATE_WEIGHT} with a prior]")
-@click.option("--target-bytes", default=None, type=click.IntRange(1),
-              help="Rate control: for each image, the best SSIM whose file is at most N bytes (bits and trims chosen).")
-@click.option("--target-bpp", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Rate control: the same, for X bits per pixel at the model resolution.")
-@click.option("--target-ssim", default=None, type=click.FloatRange(-1, 1),
-              help="Rate control: the smallest file that reaches SSIM S, or the best reachable one, flagged.")
-@click.option("--no-quant-aware", is_flag=True, help="Do not optimise through the quantiser at the end of the search.")
-@click.option("--init", "init", default=None, type=click.Choice(INITS),
-              help="Start of the search: the model's warm-start network (auto: when it has one, else random), the "
-                   "prior's mean (a dead point of the shipped DCGAN), or a seeded random draw.  [default: auto]")
-@click.option("--encoder", "--warm-start", "warm_start", default=None, type=click.Path(dir_okay=False),
-              help="A warm-start network .pt (from `invcomp train warm-start`) for --model.")
-@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout, in input order.")
 @guard
-def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], mode: Optional[str],
-           channels: Optional[int], weights_path: Optional[str], iters: Optional[int], bits: Optional[int],
-           loss: Optional[str], restarts: Optional[int], lr: Optional[float], seed: int, batch_size: int, device: str,
-           fit: str, scaling: Optional[str], rounding: str, coder: str, no_quant_aware: bool, init: Optional[str],
-           warm_start: Optional[str], max_pixels: int, force: bool, as_json: bool, rate_weight: Optional[float],
-           target_bytes: Optional[int], target_bpp: Optional[float], target_ssim: Optional[float],
-           auto_tolerance: Optional[float], resolution: Optional[int], layer_rates: Optional[str]) -> None:
+def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force: bool, as_json: bool,
+           **options: Any) -> None:
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
     cropped/resized original that was coded, on the pixels the decoder writes.
     """
+    max_pixels = options.pop("max_pixels")
+    codec, goal = make_encoder(**options)
+    inputs = expand_inputs(images, IMAGE_SUFFIXES)
+    outs = output_paths(inputs, output, ".ivc")
+    report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
+    _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report, goal)
+    sys.exit(report.finish())
+
+
+def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],
+                 iters: Optional[int], bits: Optional[int], loss: Optional[str], restarts: Optional[int],
+                 lr: Optional[float], seed: int, device: str, fit: str, scaling: Optional[str], rounding: str,
+                 coder: str, no_quant_aware: bool, init: Optional[str], warm_start: Optional[str],
+                 rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
+                 target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
+                 layer_rates: Optional[str]) -> tuple[Any, Any]:
+    """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
+    what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
     from ..codecs import load_codec
+    from ..codecs.rate import RateTarget, bytes_for_bpp
     from ..losses import parse_loss
 
     if loss is not None:
         parse_loss(loss)
-    from ..codecs.rate import RateTarget, bytes_for_bpp
-
     goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
     if len(goals) > 1:
         raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
@@ -134,11 +169,7 @@ def encode(images: Sequence[Path], output: Optional[str], model: Optional[str], 
         n = target_bytes if target_bytes is not None else (
             bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
         goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
-    inputs = expand_inputs(images, IMAGE_SUFFIXES)
-    outs = output_paths(inputs, output, ".ivc")
-    report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
-    _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report, goal)
-    sys.exit(report.finish())
+    return codec, goal
 
 
 def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels: int, force: bool,
@@ -146,77 +177,93 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
     """Encode ``jobs`` (input, output) in batches; report every item in input order."""
     from tqdm import tqdm
 
+    debug = click.get_current_context().find_root().params.get("debug", False)
+    bar = tqdm(total=codec.work(len(jobs)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        done = encode_chunk(codec, chunk, max_pixels=max_pixels, force=force, goal=goal,
+                            with_identity=report.as_json, progress=bar.update, debug=debug)
+        for (src, _), res in zip(chunk, done):
+            if isinstance(res, ItemError):
+                report.failure(str(src), res.reason)
+            else:
+                report.success(*res)
+    bar.close()
+
+
+def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: int, force: bool, goal: Any = None,
+                 with_identity: bool = False, progress: Optional[Callable[[int], Any]] = None,
+                 debug: bool = False) -> list[Union[tuple[dict, str], ItemError]]:
+    """Encode one batch of (input, output) pairs together and write each output atomically.
+
+    Returns, per pair in order, its report ``(row, human line)`` or its :class:`ItemError`: one bad image
+    never fails the others. An error of the whole batch that is not an :class:`InvcompError` (a bug, a
+    killed device) is raised (``invcomp batch`` retries the batch).
+    """
     from .. import metrics
     from ..codecs import stored_pixels
     from ..imageio import decode_image_bytes
 
-    debug = click.get_current_context().find_root().params.get("debug", False)
-    bar = tqdm(total=codec.work(len(jobs)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
-    desc = codec.describe()
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        results: list[Any] = [None] * len(chunk)
-        loaded = []
-        for k, (src, dst) in enumerate(chunk):
-            try:
-                check_writable(dst, force)
-                loaded.append((k, decode_image_bytes(read_bytes(src), name=str(src), max_pixels=max_pixels)))
-            except InvcompError as e:
-                results[k] = str(e)
-                bar.update(codec.work(1))
-            except Exception as e:  # noqa: BLE001  (MemoryError, a bug: that item's error, not the batch's)
-                if debug:
-                    raise
-                results[k] = f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)"
-                bar.update(codec.work(1))
-        if loaded:
-            t0 = time.perf_counter()
-            try:
-                if goal is None:
-                    done = codec.encode([im for _, im in loaded], progress=bar.update)
-                else:
-                    from ..codecs.rate import encode_images
+    tick = progress or (lambda n: None)
+    results: list[Any] = [None] * len(chunk)
+    loaded = []
+    for k, (src, dst) in enumerate(chunk):
+        try:
+            check_writable(dst, force)
+            loaded.append((k, decode_image_bytes(read_bytes(src), name=str(src), max_pixels=max_pixels)))
+        except Exception as e:  # noqa: BLE001  (MemoryError, a bug: that item's error, not the batch's)
+            results[k] = item_error(e, debug)
+            tick(codec.work(1))
+    if loaded:
+        t0 = time.perf_counter()
+        try:
+            if goal is None:
+                done = codec.encode([im for _, im in loaded], progress=tick)
+            else:
+                from ..codecs.rate import encode_images
 
-                    done = encode_images(codec, [im for _, im in loaded], goal, progress=bar.update)
-            except InvcompError as e:
-                done = None
-                for k, _ in loaded:
-                    results[k] = str(e)
-            if done is not None:
-                seconds = (time.perf_counter() - t0) / len(loaded)
-                for (k, _), e in zip(loaded, done):
-                    if isinstance(e, InvcompError):
-                        results[k] = str(e)
-                        continue
-                    m = metrics.quality(stored_pixels(e.recon[None]), e.target[None], with_identity=report.as_json)[0]
-                    results[k] = (e, m, seconds)
-        for (src, dst), res in zip(chunk, results):
-            if isinstance(res, str):
-                report.failure(str(src), res)
-                continue
-            e, m, seconds = res
-            try:
-                write_bytes(dst, e.data, force)
-            except InvcompError as err:
-                report.failure(str(src), str(err))
-                continue
-            row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **desc,
-                   "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version,
-                   "bits": e.header.bits}
-            human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
-                     f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
-            if "auto" in e.extra:  # the mode decision: what was chosen, and what else was tried
-                chosen = e.extra["auto"]["chosen"]
-                row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])
-                human += f" [auto: {chosen}]"
-            if "layers" in e.extra:  # layered: what each prefix of the file costs
-                row["layers"] = e.extra["layers"]
-                human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
-                                                   f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
-            if goal is not None:
-                row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
-                                 "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}
-                human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
-                          + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
-            report.success(row, human)
-    bar.close()
+                done = encode_images(codec, [im for _, im in loaded], goal, progress=tick)
+        except InvcompError as e:
+            done = None
+            for k, _ in loaded:
+                results[k] = item_error(e)
+        if done is not None:
+            seconds = (time.perf_counter() - t0) / len(loaded)
+            for (k, _), e in zip(loaded, done):
+                if isinstance(e, InvcompError):
+                    results[k] = item_error(e)
+                    continue
+                m = metrics.quality(stored_pixels(e.recon[None]), e.target[None], with_identity=with_identity)[0]
+                results[k] = (e, m, seconds)
+    for k, ((src, dst), res) in enumerate(zip(chunk, results)):
+        if isinstance(res, ItemError):
+            continue
+        try:
+            write_bytes(dst, res[0].data, force)
+        except InvcompError as err:
+            results[k] = item_error(err)
+            continue
+        results[k] = _report(codec, src, dst, *res, goal)
+    return results
+
+
+def _report(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:
+    """The JSON row and the human line of one written file."""
+    row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **codec.describe(),
+           "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version, "bits": e.header.bits}
+    human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
+             f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
+    if "auto" in e.extra:  # the mode decision: what was chosen, and what else was tried
+        chosen = e.extra["auto"]["chosen"]
+        row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])
+        human += f" [auto: {chosen}]"
+    if "layers" in e.extra:  # layered: what each prefix of the file costs
+        row["layers"] = e.extra["layers"]
+        human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
+                                           f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
+    if goal is not None:
+        row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
+                         "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}
+        human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
+                  + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
+    return row, human

@@ -1,0 +1,118 @@
+"""A whole batch job: the inputs of ``SRC`` merged into the manifest, the pending ones run on an engine, the
+manifest compacted, and the report. What ``invcomp batch encode`` and ``invcomp batch decode`` call."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import UsageError
+from .manifest import FAILED, Store, check_job, plan, to_run
+from .runner import LocalEngine, JobReport, run_job
+from .sources import items_for, stray_outputs
+from .work import DECODE, ENCODE, JobSpec
+
+log = logging.getLogger(__name__)
+SUFFIXES = {ENCODE: ".ivc", DECODE: ".png"}
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a job runs (not what it codes): ``ray`` is ``auto`` (a running cluster, else a local Ray; local
+    processes without Ray), ``local`` (start Ray here), ``none`` (local processes) or a cluster address."""
+
+    ray: str = "auto"
+    workers: int = 1
+    gpus_per_worker: float = 0
+    batch_size: int = 4
+    max_attempts: int = 3
+    threads_per_worker: int = 1
+    force: bool = False
+    progress: bool = True
+
+
+def input_suffixes(kind: str) -> tuple[str, ...]:
+    from ..cli.common import IMAGE_SUFFIXES
+
+    return IMAGE_SUFFIXES if kind == ENCODE else (".ivc",)
+
+
+def prepare(kind: str, src: str, out: Path, manifest: Optional[Path], options: dict[str, Any],
+            force: bool = False) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """Open (or create) the manifest for ``src`` -> ``out``: the store, the rows to run, how many were done
+    before, and the rows refused: items that never ran and whose output exists (a file this job did not
+    write) fail at once, unless ``force``."""
+    out = Path(out)
+    path = Path(manifest) if manifest is not None else out / "manifest.jsonl"
+    items = items_for(src, out, input_suffixes(kind), SUFFIXES[kind])
+    state, existed = Store.open(path)
+    check_job(path, {"kind": kind, "options": options}, existed)
+    state = plan(state, items, str(path))
+    wanted = {it["id"] for it in items}
+    todo = [r for r in to_run(state) if r["id"] in wanted]
+    done_before = len(wanted) - len(todo)
+    store = Store(path, state)
+    refused = [] if force else [{**r, "status": FAILED, "error": f"{r['output']} exists (use --force to overwrite)"}
+                                for r in stray_outputs(todo)]
+    store.update(refused)
+    gone = {r["id"] for r in refused}
+    return store, [r for r in todo if r["id"] not in gone], done_before, refused
+
+
+def uses_ray(opts: JobOptions) -> bool:
+    """Whether ``opts`` run on Ray; refuses, in one line, what cannot run here (Ray asked for but missing,
+    GPUs without Ray)."""
+    from .ray_engine import have_ray
+
+    use_ray = opts.ray != "none" and (opts.ray != "auto" or have_ray())
+    if use_ray and not have_ray():
+        raise UsageError(f"--ray {opts.ray} needs Ray, which is not installed: pip install 'invcomp[ray]' "
+                         "(without --ray, batch runs in local processes)")
+    if opts.gpus_per_worker and not use_ray:
+        raise UsageError("--gpus-per-worker needs Ray (pip install 'invcomp[ray]'), which is not installed"
+                         if not have_ray() else "--gpus-per-worker needs Ray: drop --ray none")
+    return use_ray
+
+
+def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
+    """The engine ``opts.ray`` names, and whether Ray was started here (to be shut down after)."""
+    if not uses_ray(opts):
+        return LocalEngine(spec, opts.workers), False
+    from .ray_engine import RayEngine, connect
+
+    started = connect(opts.ray)
+    try:
+        return RayEngine(spec, opts.workers, cpus=opts.threads_per_worker, gpus=opts.gpus_per_worker), started
+    except BaseException:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
+
+
+def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
+        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[JobReport, Store]:
+    """Run a batch job end to end and return its report and manifest store."""
+    uses_ray(job)
+    store, todo, done_before, refused = prepare(kind, src, out, manifest, options, job.force)
+    report = JobReport(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
+                    failed=len(refused), failures=[[r["id"], r["error"]] for r in refused])
+    if todo:
+        spec = JobSpec(kind, options, job.threads_per_worker)
+        engine, started = engine_for(spec, job)
+        report.engine = getattr(engine, "name", "")
+        try:
+            run_job(store, todo, engine, batch_size=job.batch_size, max_attempts=job.max_attempts, report=report,
+                    on_result=on_result, progress=job.progress)
+        finally:
+            engine.close()
+            if started:
+                import ray
+
+                ray.shutdown()
+    store.compact()
+    log.info("manifest: %s (%d rows)", store.path, len(store.state))
+    return report, store
+
