@@ -344,3 +344,30 @@ def test_bench_runs_the_layered_mode_at_128(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert any("layered" in json.dumps(row) for row in rows)
+
+
+# --- the trainer -------------------------------------------------------------------------------------------
+def test_the_residual_trainer_checkpoints_and_resumes(tmp_path: Path) -> None:
+    from invcomp.train.residual import ResidualTrainConfig, train_residual
+
+    g = torch.Generator().manual_seed(0)
+    x128 = (torch.nn.functional.interpolate(torch.rand(6, 3, 16, 16, generator=g), size=(128, 128), mode="bilinear",
+                                            align_corners=False) * 255).round().to(torch.uint8)
+    x64 = torch.nn.functional.interpolate(x128.float(), size=(64, 64), mode="area").round().to(torch.uint8)
+    base = torch.nn.functional.interpolate(x64.float(), scale_factor=0.25, mode="area")
+    base = torch.nn.functional.interpolate(base, size=(64, 64), mode="bilinear", align_corners=False).round().to(torch.uint8)
+    data = tmp_path / "bases.pt"
+    torch.save({"x64": x64, "x128": x128, "base": base, "names": [str(i) for i in range(6)]}, data)
+    cfg = ResidualTrainConfig(data=str(data), out=str(tmp_path / "run"), steps=2, batch_size=4, N=8, M=8, rates=2,
+                              eval_faces=2, snapshot_every=2, peer=None, threads=1)
+    train_residual(cfg, progress=False)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+    from dataclasses import replace
+
+    train_residual(replace(cfg, steps=4, lr=5e-5), progress=False)  # resumes (the entropy tables are rebuilt)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 4 and all(group["lr"] == 5e-5 for group in state["opt"]["param_groups"])
+    assert "resumed from" in (tmp_path / "run" / "train.log").read_text()
+    with pytest.raises(InvcompError, match="other N"):
+        train_residual(replace(cfg, steps=6, N=16), progress=False)

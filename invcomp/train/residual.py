@@ -150,7 +150,9 @@ class ResidualTrainer(Trainer):
         differ = sorted(k for k in ("N", "M", "rates") if theirs.get(k) != getattr(self.cfg, k))
         if differ:
             raise InvcompError(f"checkpoint in {self.out} was trained with other {', '.join(differ)}; use another --out")
-        self.model.load_state_dict(state["model"], strict=False)
+        # the entropy coder's tables (built by update() at each snapshot) are rebuilt, not resumed: their shapes
+        # depend on the scale table, and a fresh model has none yet
+        self.model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("gaussian.")}, strict=False)
         self.opt.load_state_dict(state["opt"])
         for group in self.opt.param_groups:  # a resumed run takes this run's --lr (e.g. a lower one to finish)
             group["lr"] = self.cfg.lr
