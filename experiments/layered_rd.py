@@ -173,11 +173,11 @@ def checks(R: int, inv: list[dict], others: dict[str, list[dict]], webp_eq: dict
     matched = {k: e for k, e in webp_eq.items() if e["faces_compared"]}
     below = [k for k, e in webp_eq.items() if not e["faces_compared"]]
     note = f" (WebP cannot code any face as small as plans {', '.join(below)}: they count for invcomp)" if below else ""
-    lose = [f"{k}: {e['invcomp_same']:.0%} vs WebP {e['webp_same']:.0%}" for k, e in matched.items()
+    lose = [f"{k} ({e['faces_compared']} faces): {e['invcomp_same']:.0%} vs WebP {e['webp_same']:.0%}" for k, e in matched.items()
             if e["invcomp_same"] is not None and e["webp_same"] is not None and e["invcomp_same"] < e["webp_same"]]
     out.append("identity kept at least as often as WebP at equal bytes, every plan WebP can match: "
                + ("met" if not lose else "MISSED: " + "; ".join(lose)) + note)
-    lose = [f"{k}: SSIM {e['invcomp_ssim']:.4f} vs WebP {e['webp_ssim']:.4f}" for k, e in matched.items()
+    lose = [f"{k} ({e['faces_compared']} faces): SSIM {e['invcomp_ssim']:.4f} vs WebP {e['webp_ssim']:.4f}" for k, e in matched.items()
             if e["invcomp_ssim"] < e["webp_ssim"]]
     out.append("SSIM at least WebP's at equal bytes, every plan WebP can match: "
                + ("met" if not lose else "MISSED: " + "; ".join(lose)) + note)

@@ -51,6 +51,26 @@ def fit(x: torch.Tensor, target: torch.Tensor, ridge: float = RIDGE) -> torch.Te
     return torch.linalg.solve(lhs, rhs).squeeze(-1)
 
 
+CONTRASTS = (1.1, 1.2, 1.35, 1.5)  # the gains of :func:`variants` beyond the least-squares fit's
+
+
+def variants(x: torch.Tensor, params: torch.Tensor) -> list[torch.Tensor]:
+    """The records an encoder may choose from for picture ``x`` ``(3, R, R)`` and its least-squares ``params``
+    ``(3, 3)``: the identity, the fit itself, and the fit with its gains (a, b) scaled by each of
+    :data:`CONTRASTS`, offsets moved to keep each channel's mean. A least-squares gain shrinks towards the mean
+    when the two pictures disagree in structure, which lowers contrast, and so SSIM, while it raises PSNR; the
+    scaled ones give some of that contrast back."""
+    mean = x.reshape(3, -1).mean(1)
+    luma = mean.mean()
+    out = [IDENTITY.clone(), params]
+    for s in CONTRASTS:
+        q = params.clone()
+        q[:, :2] *= s
+        q[:, 2] = params[:, 2] + (params[:, 0] - q[:, 0]) * mean + (params[:, 1] - q[:, 1]) * luma
+        out.append(q)
+    return out
+
+
 def apply(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Correct pictures ``x`` ``(N, 3, R, R)`` with ``params`` ``(N, 3, 3)``; clamped to [-1, 1]."""
     A = _design(x)

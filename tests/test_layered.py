@@ -89,6 +89,46 @@ def test_unknown_kinds_and_empty_layers_are_refused() -> None:
             layers.split(body + rec)
 
 
+# --- the tone layer -----------------------------------------------------------------------------------------
+def _smooth(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(64, 64), mode="bilinear",
+                                        align_corners=False)
+    return (x * 2 - 1)[0]
+
+
+def test_tone_variants_start_with_the_identity_and_the_fit_and_keep_each_channels_mean() -> None:
+    from invcomp import tone
+
+    x = _smooth(0) * 0.4  # well inside [-1, 1]: no variant is clamped
+    fit = tone.fit(x[None], (0.7 * x + 0.1)[None])[0]
+    out = tone.variants(x, fit)
+    assert torch.equal(out[0], tone.IDENTITY) and torch.equal(out[1], fit) and len(out) == 2 + len(tone.CONTRASTS)
+    means = [tone.apply(x[None], p[None]).reshape(3, -1).mean(1) for p in out[1:]]
+    for m in means[1:]:  # inside [-1, 1] no clamping happens here, so the means are kept exactly up to rounding
+        assert torch.allclose(m, means[0], atol=1e-5)
+
+
+def test_a_last_tone_layer_never_lowers_ssim_and_under_a_residual_it_is_the_plain_fit() -> None:
+    from invcomp import tone
+    from invcomp.codecs.layered import apply_tone, tone_layer
+    from invcomp.imageio import quantize_pixels
+    from invcomp.metrics import ssim
+
+    lowered = 0
+    for seed in range(12):
+        base, structure = _smooth(seed), _smooth(100 + seed)
+        target = 0.3 * base + 0.7 * structure  # mostly another picture's structure: the fit's gain shrinks
+        floor = float(ssim(quantize_pixels(base[None]), target[None]))
+        plain, pic = tone_layer(base, target)
+        assert plain == tone.pack(tone.fit(base[None], target[None])[0]) and torch.equal(pic, apply_tone(base[None], plain))
+        lowered += float(ssim(quantize_pixels(pic), target[None])) < floor
+        kept, pic = tone_layer(base, target, keep_ssim=True)
+        assert float(ssim(quantize_pixels(pic), target[None])) >= floor
+        assert torch.equal(pic, apply_tone(base[None], kept))  # what the decoder gets from the record
+    assert lowered > 0  # the plain fit does lower SSIM on such faces: the choice is not idle
+
+
 # --- the residual network ---------------------------------------------------------------------------------
 def _blurred(x: torch.Tensor) -> torch.Tensor:
     small = torch.nn.functional.interpolate(x, scale_factor=0.25, mode="area")

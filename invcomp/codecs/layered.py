@@ -40,11 +40,31 @@ BASE_RESOLUTION = 64
 RATE_STEPS = 4  # a layer's rate index counts quarter steps between the network's trained rates: 0..4 * (rates - 1)
 
 
-def tone_layer(base: torch.Tensor, target: torch.Tensor) -> tuple[bytes, torch.Tensor]:
+def tone_layer(base: torch.Tensor, target: torch.Tensor, keep_ssim: bool = False) -> tuple[bytes, torch.Tensor]:
     """Layer 1, the colour and tone record: the base picture ``(3, 64, 64)`` and the 64-px target, both in [-1, 1]
-    -> the 8-byte record and the corrected picture ``(1, 3, 64, 64)`` in [-1, 1] (what the decoder gets)."""
-    record = tone.pack(tone.fit(base[None].float(), target[None].float())[0])
-    return record, apply_tone(base[None], record)
+    -> the 8-byte record and the corrected picture ``(1, 3, 64, 64)`` in [-1, 1] (what the decoder gets).
+
+    The record is the least-squares fit (:func:`invcomp.tone.fit`), which the residual network is trained over.
+    With ``keep_ssim`` (the encoder's choice when the tone is a file's last layer) it is instead the best in PSNR
+    among :func:`invcomp.tone.variants` (the fit, its contrast-kept versions, the identity) whose decoded
+    picture's SSIM is no lower than the base's, so that the layer never lowers SSIM. On 48 held-out faces the
+    fit alone took the mean SSIM from 0.8079 to 0.8035 (PSNR 20.89 to 21.88 dB); the choice gives 0.8096 and
+    21.43 dB. Under a residual layer the plain fit is better (README, "Layered coding"). The decoder is the same."""
+    b, t = base[None].float(), target[None].float()
+    params = tone.fit(b, t)[0]
+    if not keep_ssim:
+        record = tone.pack(params)
+        return record, apply_tone(b, record)
+    floor = float(ssim(quantize_pixels(b), t))
+    best = (-float((quantize_pixels(b) - t).pow(2).mean()), tone.pack(tone.IDENTITY), b.clamp(-1, 1))
+    for candidate in tone.variants(b[0], params)[1:]:  # the identity is the start
+        record = tone.pack(candidate)
+        pic = apply_tone(b, record)
+        q = quantize_pixels(pic)
+        score = -float((q - t).pow(2).mean())
+        if score > best[0] and float(ssim(q, t)) >= floor:
+            best = (score, record, pic)
+    return best[1], best[2]
 
 
 def apply_tone(base: torch.Tensor, record: bytes) -> torch.Tensor:
@@ -219,7 +239,7 @@ class LayeredCodec(InversionCodec):
         steps = [{"layer": 0, "kind": "base", "bytes": len(layers.join(plain, [], self.residual.key))}]
         for kind, rate, size in plan:
             if kind == layers.KIND_TONE:
-                record, pic = tone_layer(pic[0], t64)
+                record, pic = tone_layer(pic[0], t64, keep_ssim=len(plan) == 1)  # the last layer: never lower SSIM
                 recs.append(layers.Layer(kind, record))
             else:
                 target = tR if size == self.resolution else t64 if size == BASE_RESOLUTION else prepare_like(tR, size)
