@@ -281,6 +281,38 @@ def test_a_torn_last_journal_line_is_ignored_and_other_bad_lines_are_refused(tmp
         mf.Store.open(m)
 
 
+def test_a_second_run_on_a_manifest_in_use_is_refused(faces: Any, tmp_path: Path) -> None:
+    images, _ = faces
+    src = _copy(images[:1], tmp_path / "src")
+    held = mf.lock(tmp_path / "out" / "manifest.jsonl")  # as a running driver holds it
+    try:
+        r = _cli("batch", "encode", src, "--out", tmp_path / "out", "--ray", "none", *FAST)
+    finally:
+        held.close()
+    assert r.exit_code == 2 and "in use by another run" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "manifest.jsonl").exists() and not list((tmp_path / "out").glob("*.ivc"))
+
+
+def test_an_image_as_src_and_an_output_outside_out_are_refused(faces: Any, tmp_path: Path) -> None:
+    images, _ = faces
+    r = _cli("batch", "encode", images[0], "--out", tmp_path / "out", "--ray", "none", *FAST)
+    assert r.exit_code == 2 and "is a file, not a folder" in r.stderr, r.stderr
+    listing = tmp_path / "inputs.jsonl"
+    listing.write_text(json.dumps({"path": str(images[0]), "output": "../escaped.ivc"}) + "\n")
+    r = _cli("batch", "encode", listing, "--out", tmp_path / "out", "--ray", "none", *FAST)
+    assert r.exit_code == 2 and "outside --out" in r.stderr, r.stderr
+    assert not (tmp_path / "escaped.ivc").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_ray_address_fails_fast_and_writes_nothing(faces: Any, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    images, _ = faces
+    t0 = time.time()
+    r = _cli("batch", "encode", images[0].parent, "--out", tmp_path / "out", "--ray", "127.0.0.1:1", *FAST)
+    assert r.exit_code == 2 and "cannot reach Ray at 127.0.0.1:1" in r.stderr, r.stderr
+    assert time.time() - t0 < 60 and not (tmp_path / "out").exists()
+
+
 def _wait_for(manifest: Path, done: int, proc: subprocess.Popen, limit: float = 120) -> None:
     t0 = time.time()
     while time.time() - t0 < limit:
@@ -435,6 +467,15 @@ def test_ray_decode_of_a_mixed_folder_with_a_truncated_file(ray_cluster: Any, fa
         assert _cli("decode", src / f"{name}.ivc", "-o", single).exit_code == 0
         assert (tmp_path / "out" / f"{name}.png").read_bytes() == single.read_bytes(), name
     assert decode_defaults()["native"] is False
+
+
+def test_gpus_the_cluster_lacks_are_refused_before_any_manifest(ray_cluster: Any, faces: Any, tmp_path: Path) -> None:
+    if ray_cluster.cluster_resources().get("GPU", 0):
+        pytest.skip("this Ray cluster has a GPU")
+    images, _ = faces
+    r = _cli("batch", "encode", images[0].parent, "--out", tmp_path / "out", "--gpus-per-worker", 1, *FAST)
+    assert r.exit_code == 2 and "no GPU to give" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

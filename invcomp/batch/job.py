@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UsageError
-from .manifest import FAILED, Store, check_job, plan, to_run
+from .manifest import FAILED, Store, check_job, lock, plan, to_run
 from .runner import LocalEngine, JobReport, run_job
 from .sources import items_for, stray_outputs
 from .work import DECODE, ENCODE, JobSpec
@@ -38,14 +38,23 @@ def input_suffixes(kind: str) -> tuple[str, ...]:
     return IMAGE_SUFFIXES if kind == ENCODE else (".ivc",)
 
 
-def prepare(kind: str, src: str, out: Path, manifest: Optional[Path], options: dict[str, Any],
-            force: bool = False) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]]]:
-    """Open (or create) the manifest for ``src`` -> ``out``: the store, the rows to run, how many were done
-    before, and the rows refused: items that never ran and whose output exists (a file this job did not
-    write) fail at once, unless ``force``."""
+def prepare(kind: str, items: list[dict[str, Any]], out: Path, manifest: Optional[Path], options: dict[str, Any],
+            force: bool = False) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]], Any]:
+    """Open (or create) the manifest for ``items`` (:func:`items_for`) -> ``out``: the store, the rows to run,
+    how many were done before, the rows refused (items that never ran and whose output exists, a file this job did not
+    write, fail at once, unless ``force``) and the manifest's lock (close it when the run ends)."""
     out = Path(out)
     path = Path(manifest) if manifest is not None else out / "manifest.jsonl"
-    items = items_for(src, out, input_suffixes(kind), SUFFIXES[kind])
+    held = lock(path)
+    try:
+        return _prepare(kind, path, items, options, force) + (held,)
+    except BaseException:
+        held.close()
+        raise
+
+
+def _prepare(kind: str, path: Path, items: list[dict[str, Any]], options: dict[str, Any],
+             force: bool) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]]]:
     state, existed = Store.open(path)
     check_job(path, {"kind": kind, "options": options}, existed)
     state = plan(state, items, str(path))
@@ -75,44 +84,50 @@ def uses_ray(opts: JobOptions) -> bool:
     return use_ray
 
 
-def engine_for(spec: JobSpec, opts: JobOptions) -> tuple[Any, bool]:
-    """The engine ``opts.ray`` names, and whether Ray was started here (to be shut down after)."""
+def engine_for(spec: JobSpec, opts: JobOptions) -> Any:
+    """The engine ``opts.ray`` names (Ray already connected by :func:`run`)."""
     if not uses_ray(opts):
-        return LocalEngine(spec, opts.workers), False
-    from .ray_engine import RayEngine, connect
+        return LocalEngine(spec, opts.workers)
+    from .ray_engine import RayEngine
 
-    started = connect(opts.ray)
-    try:
-        return RayEngine(spec, opts.workers, cpus=opts.threads_per_worker, gpus=opts.gpus_per_worker), started
-    except BaseException:
-        if started:
-            import ray
-
-            ray.shutdown()
-        raise
+    return RayEngine(spec, opts.workers, cpus=opts.threads_per_worker, gpus=opts.gpus_per_worker)
 
 
 def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
         manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[JobReport, Store]:
     """Run a batch job end to end and return its report and manifest store."""
-    uses_ray(job)
-    store, todo, done_before, refused = prepare(kind, src, out, manifest, options, job.force)
-    report = JobReport(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
-                    failed=len(refused), failures=[[r["id"], r["error"]] for r in refused])
-    if todo:
-        spec = JobSpec(kind, options, job.threads_per_worker)
-        engine, started = engine_for(spec, job)
-        report.engine = getattr(engine, "name", "")
-        try:
-            run_job(store, todo, engine, batch_size=job.batch_size, max_attempts=job.max_attempts, report=report,
-                    on_result=on_result, progress=job.progress)
-        finally:
-            engine.close()
-            if started:
-                import ray
+    use_ray = uses_ray(job)
+    items = items_for(src, Path(out), input_suffixes(kind), SUFFIXES[kind])
+    started = False
+    if use_ray:  # reach Ray (and its GPUs) before any manifest is written: a bad address leaves nothing
+        from .ray_engine import connect
 
-                ray.shutdown()
-    store.compact()
+        started = connect(job.ray)
+    try:
+        if use_ray:
+            from .ray_engine import check_gpus
+
+            check_gpus(job.gpus_per_worker)
+        store, todo, done_before, refused, held = prepare(kind, items, out, manifest, options, job.force)
+        try:
+            report = JobReport(total=len(todo) + done_before + len(refused), skipped=done_before, workers=job.workers,
+                               failed=len(refused), failures=[[r["id"], r["error"]] for r in refused])
+            if todo:
+                engine = engine_for(JobSpec(kind, options, job.threads_per_worker), job)
+                report.engine = getattr(engine, "name", "")
+                try:
+                    run_job(store, todo, engine, batch_size=job.batch_size, max_attempts=job.max_attempts,
+                            report=report, on_result=on_result, progress=job.progress)
+                finally:
+                    engine.close()
+            store.compact()
+        finally:
+            held.close()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     log.info("manifest: %s (%d rows)", store.path, len(store.state))
     return report, store
 

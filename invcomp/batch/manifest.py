@@ -198,6 +198,24 @@ class Store:
         write_rows(self.path, list(self.state.values()))
 
 
+def lock(manifest: Path) -> Any:
+    """Hold the manifest for one run: an exclusive lock on ``M.lock`` (released when the returned file is
+    closed, or the process dies). A second run on the same manifest is refused in one line."""
+    where = Path(manifest).with_name(Path(manifest).name + ".lock")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    f = open(where, "a")
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): no lock
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise UsageError(f"manifest {manifest} is in use by another run (its lock {where} is held)") from None
+    return f
+
+
 def job_file(manifest: Path) -> Path:
     """Where the job's settings are kept, beside its manifest."""
     return Path(manifest).with_name(Path(manifest).name + ".job.json")

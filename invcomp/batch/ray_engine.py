@@ -42,6 +42,8 @@ def connect(address: str, *, num_cpus: Optional[int] = None) -> bool:
         except ConnectionError:
             log.info("no running Ray cluster: starting a local one")
             address = "local"
+    if address != "local":
+        _reachable(address)
     try:
         if address == "local":
             ray.init(num_cpus=num_cpus, **kw)
@@ -52,6 +54,29 @@ def connect(address: str, *, num_cpus: Optional[int] = None) -> bool:
     return True
 
 
+def _reachable(address: str) -> None:
+    """Refuse, in seconds and one line, a ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on (Ray
+    itself retries for minutes)."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--ray {address}: give auto, local, none or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise UsageError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+
+
+def check_gpus(gpus: float) -> None:
+    """Refuse ``--gpus-per-worker`` that the connected Ray cluster cannot give."""
+    import ray
+
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpus and have < gpus:
+        raise UsageError(f"--gpus-per-worker {gpus:g}: this Ray cluster has no GPU to give ({have:g} GPUs)")
+
+
 class RayEngine:
     """``workers`` actors, each with ``cpus`` CPUs and ``gpus`` GPUs, that code batches of a job."""
 
@@ -60,9 +85,7 @@ class RayEngine:
     def __init__(self, spec: JobSpec, workers: int, *, cpus: float = 1, gpus: float = 0) -> None:
         import ray
 
-        if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
-            raise UsageError(f"--gpus-per-worker {gpus}: this Ray cluster has no GPU to give "
-                             f"({ray.cluster_resources().get('GPU', 0):g} GPUs)")
+        check_gpus(gpus)
         self.spec, self.workers, self.deaths = spec, workers, 0
         self._cls = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(Worker)
         self.actors = [self._cls.remote(spec) for _ in range(workers)]

@@ -21,6 +21,15 @@ def output_for(item_id: str, out: Path, suffix: str) -> Path:
     return out.joinpath(*rel.parts).with_suffix(suffix)
 
 
+def _given_output(output: str, out: Path) -> Path:
+    """A manifest row's own ``output``: relative to ``out``, and refused when it leaves ``out``."""
+    full = Path(os.path.normpath(out / output))
+    root = Path(os.path.normpath(out))
+    if full != root and root not in full.parents:
+        raise UsageError(f"output {output} is outside --out {out}")
+    return full
+
+
 def _files(src: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
     """The files of a folder (recursive, with ``suffixes``) or a glob (every file it matches), sorted, and
     the folder their ids are relative to."""
@@ -38,7 +47,8 @@ def _files(src: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
             raise UsageError(f"the pattern {src} matches no file")
         root = Path(src.split("*")[0].split("?")[0].split("[")[0])
         return found, root if root.is_dir() else root.parent
-    raise UsageError(f"SRC {src} does not exist (give a folder, a glob, or a .jsonl/.parquet manifest of inputs)")
+    what = "is a file, not a folder or a .jsonl/.parquet manifest" if p.exists() else "does not exist"
+    raise UsageError(f"SRC {src} {what} (give a folder, a glob, or a .jsonl/.parquet manifest of inputs)")
 
 
 def _manifest_items(src: Path) -> list[tuple[str, Path, Any]]:
@@ -72,7 +82,7 @@ def items_for(src: str, out: Path, suffixes: tuple[str, ...], out_suffix: str) -
 
     p = Path(src)
     if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-        triples = [(i, f, Path(o) if o else output_for(i, out, out_suffix)) for i, f, o in _manifest_items(p)]
+        triples = [(i, f, _given_output(o, out) if o else output_for(i, out, out_suffix)) for i, f, o in _manifest_items(p)]
     else:
         files, root = _files(src, suffixes)
         triples = []
