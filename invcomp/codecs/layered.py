@@ -15,15 +15,13 @@ base+tone+one residual layer at each rate.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .. import bitstream, layers, tone
+from .. import bitstream, layers
 from ..errors import BitstreamError, InvcompError
 from ..residual import DEFAULT_RESIDUAL, Residual, load_residual, residual_dir  # noqa: F401  (re-exported)
 from ..imageio import quantize_pixels
@@ -31,6 +29,7 @@ from ..metrics import ssim
 from ..quantize import dequantize
 from . import entropy
 from .base import Encoded, Progress, prepare
+from .layer_pictures import apply_tone, one_thread, prepare_like, tone_layer, upsample  # noqa: F401  (re-exported)
 from .gan_inversion import InversionCodec
 from .settings import EncodeSettings
 from .table import register_mode
@@ -38,63 +37,6 @@ from .table import register_mode
 DEFAULT_PLAN = "tone,3"
 BASE_RESOLUTION = 64
 RATE_STEPS = 4  # a layer's rate index counts quarter steps between the network's trained rates: 0..4 * (rates - 1)
-
-
-def tone_layer(base: torch.Tensor, target: torch.Tensor, keep_ssim: bool = False) -> tuple[bytes, torch.Tensor]:
-    """Layer 1, the colour and tone record: the base picture ``(3, 64, 64)`` and the 64-px target, both in [-1, 1]
-    -> the 8-byte record and the corrected picture ``(1, 3, 64, 64)`` in [-1, 1] (what the decoder gets).
-
-    The record is the least-squares fit (:func:`invcomp.tone.fit`), which the residual network is trained over.
-    With ``keep_ssim`` (the encoder's choice when the tone is a file's last layer) it is instead the best in PSNR
-    among :func:`invcomp.tone.variants` (the fit, its contrast-kept versions, the identity) whose decoded
-    picture's SSIM is no lower than the base's, so that the layer never lowers SSIM. On 48 held-out faces the
-    fit alone took the mean SSIM from 0.8079 to 0.8035 (PSNR 20.89 to 21.88 dB); the choice gives 0.8096 and
-    21.43 dB. Under a residual layer the plain fit is better (README, "Layered coding"). The decoder is the same."""
-    b, t = base[None].float(), target[None].float()
-    params = tone.fit(b, t)[0]
-    if not keep_ssim:
-        record = tone.pack(params)
-        return record, apply_tone(b, record)
-    floor = float(ssim(quantize_pixels(b), t))
-    best = (-float((quantize_pixels(b) - t).pow(2).mean()), tone.pack(tone.IDENTITY), b.clamp(-1, 1))
-    for candidate in tone.variants(b[0], params)[1:]:  # the identity is the start
-        record = tone.pack(candidate)
-        pic = apply_tone(b, record)
-        q = quantize_pixels(pic)
-        score = -float((q - t).pow(2).mean())
-        if score > best[0] and float(ssim(q, t)) >= floor:
-            best = (score, record, pic)
-    return best[1], best[2]
-
-
-def apply_tone(base: torch.Tensor, record: bytes) -> torch.Tensor:
-    """``(N, 3, r, r)`` in [-1, 1] corrected by a tone record."""
-    return tone.apply(base, tone.unpack(record)[None].expand(base.shape[0], 3, 3))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the residual layers' float work on one CPU thread, in the encoder and the decoder alike.
-
-    A residual layer's entropy model takes its scale indexes from a network run on the decoded base, so the
-    decoder must compute the same floats as the encoder did. A convolution's sums are ordered by the thread
-    count, so a file coded with ``--threads 2`` could misdecode at ``--threads 1``; on one thread both sides add in
-    the same order, whatever the machine's core count or the user's settings."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Lower layers' picture ``(N, 3, r, r)`` in [-1, 1] -> ``(N, 3, size, size)`` in [0, 1] (bicubic), the residual
-    layer's conditioning picture."""
-    x = (x.float() + 1) / 2
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
-    return x.clamp(0, 1)
 
 
 def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, int]]:
@@ -300,11 +242,6 @@ class _Mode0:
 
 def _row(q: Any, i: int) -> Any:
     return replace(q, levels=q.levels[i:i + 1], norm=q.norm[i:i + 1])
-
-
-def prepare_like(target: torch.Tensor, size: int) -> torch.Tensor:
-    """A target ``(3, R, R)`` in [-1, 1] resized to ``size`` (area), for a residual layer below the output size."""
-    return F.interpolate(target[None], size=(size, size), mode="area")[0]
 
 
 def choose_file(files: list[tuple[bytes, torch.Tensor, list[dict]]], target: torch.Tensor,
