@@ -291,9 +291,9 @@ def main(data: Optional[str], limit: int, out_dir: str, batch_size: int, ray_dat
     per_item = max(r["sched_s"] * r["workers"] / r["n"] for r in runs if r["engine"] in ("local", "ray"))
     startup = max(r["startup_s"] for r in runs if r["engine"] == "ray") if have_ray() else one["startup_s"]
     load = os.getloadavg()[0]
-    note = (f"Measured on {platform.node()} ({os.cpu_count()} cores, load average {load:.1f} at the end: another job "
-            f"kept the cores busy during the runs, so absolute times are slower than on an idle machine; the plain "
-            f"encode was measured in the same run, so the ratios are fair). Images: {len(images)} "
+    note = (f"Measured on {platform.node()} ({os.cpu_count()} cores, load average {load:.1f} at the end, the runs' "
+            f"own work included: above 2 on 2 cores, another job shared them and the absolute times are slower than on "
+            f"an idle machine; the plain encode was measured in the same run, so the ratios are fair). Images: {len(images)} "
             f"{'held-out faces of ' + data if data else 'crops of experiments/data/portraits'}; settings: "
             f"`invcomp encode` defaults{' + ' + encode_args if encode_args else ''}; --batch-size {batch_size}.")
     weights = sum(p.stat().st_size for p in (REPO / "pretrained").glob("*.pt")
