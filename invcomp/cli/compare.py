@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -25,36 +25,13 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     bitstream's fit (for crop: the coded centre square), which is what encode
     measured; without it they must be the same size.
     """
-    from .. import bitstream, metrics
-    from ..imageio import fit_image, from_image, load_image
-    from .encode import rates
+    from .. import metrics
+    from ..imageio import load_image
 
     a, b = load_image(original), load_image(reconstruction)
-    row: dict = {"original": str(original), "reconstruction": str(reconstruction)}
-    data = b""
-    if bitstream_path is not None:
-        data = read_bytes(bitstream_path)
-        header = bitstream.unpack(data)[0]
-        if header.version == 2:  # the model implies the resolution: read the file with it
-            from ..codecs import codec_for_header
-            from ..codecs.entropy import parse
-
-            header = parse(data, codec_for_header(header))[0]
-        if b.size not in ((header.width, header.height), (header.resolution, header.resolution)):
-            raise InvcompError(f"{reconstruction} is {b.width}x{b.height}, but {bitstream_path} decodes to "
-                               f"{header.width}x{header.height} (or {header.resolution}x{header.resolution} with --native)")
-        a = fit_image(a, header.resolution, header.fit)  # type: ignore[arg-type]
-        b = fit_image(b, header.resolution, header.fit)  # type: ignore[arg-type]
-    elif a.size != b.size:
-        raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
-                           "to compare at the model resolution")
-    x, y = from_image(a)[None], from_image(b)[None]
-    m = metrics.quality(y, x, with_identity=True)[0]
-    row.update(m)
-    row["resolution"] = [a.width, a.height]
-    if bitstream_path is not None:
-        r = rates(len(data), x[0])
-        row.update({"bytes": r["bytes"], "bpp": r["bpp"], "cr": {"raw_rgb24": r["cr_raw"], "png": r["cr_png"]}})
+    data = read_bytes(bitstream_path) if bitstream_path is not None else None
+    m = measure(a, b, data, names=(str(original), str(reconstruction), str(bitstream_path)))
+    row, (w, h) = m, m["resolution"]
     if as_json:
         click.echo(dumps(row))
         return
@@ -63,8 +40,42 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
     ident = ("n/a (not installed)" if m["identity"] is None else
              f"{m['identity']:.3f} ({'same person' if m['identity'] < SAME_PERSON else 'another person'} at < {SAME_PERSON})")
-    click.echo(f"at {a.width}x{a.height}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
-               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(a.size))} scales), LPIPS {lp}, identity {ident}")
+    click.echo(f"at {w}x{h}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
+               f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(w, h))} scales), LPIPS {lp}, identity {ident}")
     if bitstream_path is not None:
         click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
                    f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")
+
+
+def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, str, str] = ("ORIGINAL",
+            "RECONSTRUCTION", "the bitstream")) -> dict:
+    """What ``invcomp compare`` reports for PIL images ``a`` (original) and ``b`` (reconstruction): the quality
+    metrics, ``resolution`` and, with the ``.ivc`` bytes ``data``, both brought to the model resolution with its
+    fit, plus ``bytes``, ``bpp`` and ``cr``. ``names`` (original, reconstruction, bitstream) go into errors."""
+    from .. import bitstream, metrics
+    from ..imageio import fit_image, from_image
+    from .encode import rates
+
+    row: dict = {"original": names[0], "reconstruction": names[1]}
+    if data is not None:
+        header = bitstream.unpack(data)[0]
+        if header.version == 2:  # the model implies the resolution: read the file with it
+            from ..codecs import codec_for_header
+            from ..codecs.entropy import parse
+
+            header = parse(data, codec_for_header(header))[0]
+        if b.size not in ((header.width, header.height), (header.resolution, header.resolution)):
+            raise InvcompError(f"{names[1]} is {b.width}x{b.height}, but {names[2]} decodes to "
+                               f"{header.width}x{header.height} (or {header.resolution}x{header.resolution} with --native)")
+        a = fit_image(a, header.resolution, header.fit)  # type: ignore[arg-type]
+        b = fit_image(b, header.resolution, header.fit)  # type: ignore[arg-type]
+    elif a.size != b.size:
+        raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
+                           "to compare at the model resolution")
+    x, y = from_image(a)[None], from_image(b)[None]
+    row.update(metrics.quality(y, x, with_identity=True)[0])
+    row["resolution"] = [a.width, a.height]
+    if data is not None:
+        r = rates(len(data), x[0])
+        row.update({"bytes": r["bytes"], "bpp": r["bpp"], "cr": {"raw_rgb24": r["cr_raw"], "png": r["cr_png"]}})
+    return row

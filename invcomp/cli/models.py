@@ -29,9 +29,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
       invcomp models --register mygan --model gen.py:make --weights mygan.pt
     """
     from ..generators import registry
-    from ..generators.config import GeneratorConfig
-    from ..generators.user_registry import register, user_home, user_models
-    from ..vaegan import VAEGANConfig
+    from ..generators.user_registry import register, user_home
 
     if register_name is not None:
         if not model_spec:
@@ -44,25 +42,7 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         return
     if model_spec or weights_path:
         raise InvcompError("--model and --weights go with --register")
-    rows = []
-    for e in registry.list_models():
-        common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
-                  "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description,
-                  "id_v2": e.model_id_v2.hex() if e.model_id_v2 else None,
-                  "entropy_prior": str(e.prior) if e.prior else None}
-        if e.kind == "vaegan":
-            v = VAEGANConfig.from_json(e.config)
-            rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
-                         "bits": v.bits, "resolution": v.resolution})
-            continue
-        cfg = GeneratorConfig.from_json(e.config)
-        rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
-                     "resolution": cfg.resolution, "prior": cfg.prior,
-                     "encoder": str(e.warm_start) if e.warm_start else None})
-    rows += _residual_rows()
-    for name, u in sorted(user_models().items()):
-        rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
-                     "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
+    rows = model_rows()
     if as_json:
         for r in rows:
             click.echo(dumps(r))
@@ -83,6 +63,36 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
             click.echo(f"{r['name']}  {_ids(r)}  {r['architecture']} {r['latent_dim']}-d {r['prior']} -> "
                        f"{r['resolution']}x{r['resolution']}{'  + warm-start network' if r['encoder'] else ''}  "
                        f"{r['description']}")
+
+
+def model_rows() -> list[dict]:
+    """What ``invcomp models --json`` lists: one dict per shipped model (generators, VAE-GAN codecs, the layered
+    mode's residual networks), then the user-registered ones."""
+    from ..generators import registry
+    from ..generators.config import GeneratorConfig
+    from ..generators.user_registry import user_models
+    from ..vaegan import VAEGANConfig
+
+    rows = []
+    for e in registry.list_models():
+        common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
+                  "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description,
+                  "id_v2": e.model_id_v2.hex() if e.model_id_v2 else None,
+                  "entropy_prior": str(e.prior) if e.prior else None}
+        if e.kind == "vaegan":
+            v = VAEGANConfig.from_json(e.config)
+            rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
+                         "bits": v.bits, "resolution": v.resolution})
+            continue
+        cfg = GeneratorConfig.from_json(e.config)
+        rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,
+                     "resolution": cfg.resolution, "prior": cfg.prior,
+                     "encoder": str(e.warm_start) if e.warm_start else None})
+    rows += _residual_rows()
+    for name, u in sorted(user_models().items()):
+        rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
+                     "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
+    return rows
 
 
 def _residual_rows() -> list[dict]:
