@@ -1,0 +1,169 @@
+"""Requests to jobs: uploads checked by decoding them, options checked against the registry, files stored
+under generated names. Every refusal is a :class:`WebError`: an HTTP status and one line.
+
+- An image is decoded with Pillow (as ``invcomp encode`` reads it, :func:`invcomp.imageio.decode_image_bytes`),
+  its pixel count checked from its header first; a ``.ivc`` file is parsed (:func:`invcomp.bitstream.unpack`)
+  and its declared size checked. Extensions and content types are never trusted.
+- Only registered model names, and the modes, fits, coders and starts the CLI knows, are accepted: never a
+  path or a ``file.py:factory`` spec. Numbers are range-checked (the search length against the server's cap).
+- The upload's own name is kept only for display (escaped wherever it is shown); its bytes go to
+  ``DATA/jobs/ID/input``.
+"""
+from __future__ import annotations
+
+import io
+import re
+from typing import Any, Optional
+
+from ..errors import InvcompError
+from ..outputs import atomic_write
+from .config import Limits
+from .store import JobStore, new_id
+
+LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
+
+
+class WebError(Exception):
+    """A refused request: ``status`` and a one-line ``detail``."""
+
+    def __init__(self, status: int, detail: str, headers: Optional[dict] = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, " ".join(detail.split()), headers
+
+
+def display_name(filename: Optional[str], fallback: str = "upload") -> str:
+    """The last part of an upload's name, printable, at most 100 characters: for display only."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:100].strip()
+    return name or fallback
+
+
+def read_limited(upload: Any, limits: Limits, name: str) -> bytes:
+    """An UploadFile's bytes, refused (413) past ``max_upload_bytes`` without reading further."""
+    upload.file.seek(0)
+    data = upload.file.read(limits.max_upload_bytes + 1)
+    if len(data) > limits.max_upload_bytes:
+        raise WebError(413, f"{name} is over the limit of {limits.max_upload_bytes:,} bytes per file")
+    if not data:
+        raise WebError(422, f"{name} is empty")
+    return data
+
+
+def check_count(n: int, limits: Limits, what: str = "files") -> None:
+    if n == 0:
+        raise WebError(422, f"no {what} in the request (send them as multipart field 'files')")
+    if n > limits.max_files:
+        raise WebError(413, f"{n} {what} in one request; the limit is {limits.max_files}")
+
+
+def check_image(data: bytes, name: str, limits: Limits) -> None:
+    """Refuse what is not a decodable image, or has more than ``max_pixels`` pixels (from its header)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..imageio import decode_image_bytes
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        w = h = 0  # let the full decode below give the reason
+    if w * h > limits.max_pixels:
+        raise WebError(413, f"{name} is {w}x{h} = {w * h:,} pixels, over this server's limit of {limits.max_pixels:,}")
+    try:
+        decode_image_bytes(data, name=name, max_pixels=limits.max_pixels)
+    except InvcompError as e:
+        raise WebError(422, str(e)) from None
+
+
+def check_ivc(data: bytes, name: str, limits: Limits) -> None:
+    """Refuse what the ``.ivc`` parser rejects, or a file that declares more than ``max_pixels`` pixels."""
+    from .. import bitstream, layers
+
+    if len(data) > max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES):
+        raise WebError(413, f"{name} is larger than the largest legal .ivc file")
+    try:
+        header = bitstream.unpack(data)[0]
+    except InvcompError as e:
+        raise WebError(422, f"{name}: {e}") from None
+    if header.width * header.height > limits.max_pixels:
+        raise WebError(413, f"{name} declares a {header.width}x{header.height} image, over this server's limit of "
+                            f"{limits.max_pixels:,} pixels")
+
+
+def _number(form: dict, key: str, kind: type, lo: float, hi: float) -> Any:
+    raw = form.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise WebError(422, f"{key} must be {'an integer' if kind is int else 'a number'}, not {str(raw)[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise WebError(422, f"{key} must be between {lo:g} and {hi:g}, not {value:g}")
+    return value
+
+
+def _choice(form: dict, key: str, choices: tuple[str, ...] | list[str]) -> Optional[str]:
+    raw = form.get(key)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        shown = ", ".join(choices) if len(choices) < 20 else f"{len(choices)} names (GET /api/models)"
+        raise WebError(422, f"{key} {str(raw)[:60]!r} is not one of {shown}")
+    return str(raw)
+
+
+def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
+    """Form fields -> keyword arguments of :func:`invcomp.cli.encode.make_encoder` (those given only)."""
+    from ..codecs.settings import CODERS, FITS, INITS
+
+    unknown = set(form) - set(ENCODE_FIELDS)
+    if unknown:
+        raise WebError(422, f"unknown option(s): {', '.join(sorted(unknown))[:200]}")
+    out: dict[str, Any] = {
+        "mode": _choice(form, "mode", catalog.modes()),
+        "model": _choice(form, "model", catalog.model_names()),
+        "bits": _number(form, "bits", int, 2, 16),
+        "target_bytes": _number(form, "target_bytes", int, 1, 1_000_000),
+        "target_bpp": _number(form, "target_bpp", float, 1e-6, 48),
+        "target_ssim": _number(form, "target_ssim", float, -1, 1),
+        "fit": _choice(form, "fit", FITS),
+        "iters": _number(form, "iters", int, 0, limits.max_iters),
+        "resolution": _number(form, "resolution", int, 16, 1024),
+        "channels": _number(form, "channels", int, 1, 256),
+        "seed": _number(form, "seed", int, 0, 2**31 - 1),
+        "coder": _choice(form, "coder", CODERS),
+        "init": _choice(form, "init", INITS),
+        "auto_tolerance": _number(form, "auto_tolerance", float, 0, 1),
+    }
+    rates = form.get("layer_rates")
+    if rates:
+        if not LAYER_RATES.match(str(rates)):
+            raise WebError(422, "layer_rates must be a plan such as tone,3 or 2@64,5@128")
+        out["layer_rates"] = str(rates)
+    if sum(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")) > 1:
+        raise WebError(422, "give one of target_bytes, target_bpp and target_ssim")
+    if out["bits"] is not None and any(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")):
+        raise WebError(422, "rate control chooses the bits: give bits or a target, not both")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "iters", "resolution",
+                 "channels", "seed", "coder", "init", "auto_tolerance", "layer_rates")
+
+
+def queue_job(store: JobStore, limits: Limits, kind: str, name: str, options: dict, files: dict[str, bytes], *,
+              parent: Optional[str] = None) -> dict:
+    """Store ``files`` (fixed name -> bytes) in a new job's folder, atomically, then queue the job."""
+    job_id = new_id()
+    folder = store.folder(job_id)
+    for fname, data in files.items():
+        atomic_write(folder / fname, data, force=True)
+    row = store.create(job_id, kind, name, options, parent=parent, max_queue=limits.max_queue)
+    if row is None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise WebError(503, f"the queue is full ({limits.max_queue} jobs waiting); try again later",
+                       headers={"Retry-After": "10"})
+    return row
