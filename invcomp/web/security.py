@@ -39,10 +39,6 @@ Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 
-class BodyTooLarge(Exception):
-    """A request body passed the limit while it was read."""
-
-
 def session_value(token: str) -> str:
     """What the session cookie holds: derived from the token, so the cookie never carries it."""
     return hmac.new(token.encode(), b"invcomp-session", hashlib.sha256).hexdigest()
@@ -77,7 +73,8 @@ class Guard:
         path, method = scope["path"], scope["method"]
         refusal = self.refuse(req, path, method)
         csrf = req.cookies.get(CSRF)
-        new_csrf = None if csrf and len(csrf) == 64 else secrets.token_hex(32)
+        page = not path.startswith(("/api/", "/static/", "/openapi.json"))  # only pages hand out the CSRF cookie
+        new_csrf = None if (csrf and len(csrf) == 64) or not page else secrets.token_hex(32)
         scope.setdefault("state", {})["csrf"] = new_csrf or csrf
         started = False
 
@@ -106,25 +103,33 @@ class Guard:
                               "in a moment", retry=True)(scope, receive, send_guarded)
             return
         self.uploading += upload
-        limit, seen = self.config.limits.max_request_bytes, 0
+        limit, seen, over = self.config.limits.max_request_bytes, 0, False
 
         async def receive_limited() -> dict:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge()
+                if seen > limit:  # the app sees the client go; the answer is ours
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
+        async def send_unless_over(message: dict) -> None:
+            if not over:
+                await send_guarded(message)
+
         try:
-            await self.app(scope, receive_limited, send_guarded)
-        except BodyTooLarge:
-            if started:
+            await self.app(scope, receive_limited, send_unless_over)
+        except Exception:
+            if not over:
                 raise
-            await _error(413, self.too_large())(scope, receive, send_guarded)
         finally:
             self.uploading -= upload
+        if over and not started:
+            await _error(413, self.too_large())(scope, receive, send_guarded)
 
     def too_large(self) -> str:
         lim = self.config.limits
