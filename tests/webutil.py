@@ -46,6 +46,14 @@ def client(app: Any) -> Any:
     return TestClient(app)
 
 
+def page(c: Any, path: str) -> Any:
+    """GET a page as a browser does: it hands out the CSRF cookie, which the client's later posts then echo."""
+    r = c.get(path)
+    if c.cookies.get("invcomp_csrf"):
+        c.headers["x-csrf-token"] = c.cookies.get("invcomp_csrf")
+    return r
+
+
 def upload(c: Any, files: list[tuple[str, bytes]], url: str = "/api/jobs", field: str = "files", **data: Any) -> Any:
     return c.post(url, files=[(field, (name, body, "application/octet-stream")) for name, body in files],
                   data={k: str(v) for k, v in data.items()})
