@@ -249,7 +249,7 @@ def test_security_headers(api: Any) -> None:
     assert "set-cookie" not in h  # API clients get no cookie, so they need no CSRF token
     h = api.get("/").headers
     assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
-    assert h["referrer-policy"] == "no-referrer" and "frame-ancestors 'none'" in h["content-security-policy"]
+    assert h["referrer-policy"] == "same-origin" and "frame-ancestors 'none'" in h["content-security-policy"]
     assert "script-src 'self';" in h["content-security-policy"] and h["cache-control"] == "no-store"
     assert "unsafe-inline" not in h["content-security-policy"]
     assert "HttpOnly" in h["set-cookie"] and "SameSite=Strict" in h["set-cookie"]

@@ -11,7 +11,8 @@
 - **Body limit:** a declared ``Content-Length`` over the limit is refused unread; a streamed body is cut off
   when it passes it (413 either way).
 - **Headers:** a strict Content-Security-Policy (no inline script; the API docs get what Swagger UI needs),
-  ``nosniff``, ``DENY`` framing, no referrer, ``no-store``.
+  ``nosniff``, ``DENY`` framing, referrers to this origin only (with ``no-referrer`` browsers send ``Origin: null``
+  on form posts), ``no-store``.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; style-src 'self' 'unsafe-inline' "
             "https://cdn.jsdelivr.net; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'")
-HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
+HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin"),
            (b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-resource-policy", b"same-origin"),
            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
 
