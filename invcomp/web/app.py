@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -42,6 +43,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_warm, app.state.catalog)  # before the first request, not during it
         pool = WorkerPool(config, store)
         pool.start()
         app.state.pool = pool
@@ -64,6 +66,15 @@ def create_app(config: WebConfig) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_middleware(Guard, config=config)
     return app
+
+
+def _warm(catalog: Catalog) -> None:
+    """Load what requests use (the registry, the modes, the image decoder and torch under it) once, at start."""
+    import importlib
+
+    catalog.models()
+    catalog.modes()
+    importlib.import_module("invcomp.imageio")
 
 
 def _wants_html(request: Request) -> bool:
