@@ -139,6 +139,7 @@ def run(args: argparse.Namespace, kill: bool, work: Path) -> dict[str, Any]:
     wall = time.monotonic() - t_start
     jobs = httpx.get(f"{url}/api/jobs", params={"limit": 500}, timeout=30).json()["jobs"]
     check = whole(url, jobs, dict(items), options)
+    alone = [] if kill else one_at_a_time(url, items[: args.sequential], options)
     proc.terminate()
     proc.wait(30)
     done = [p for p in posted.values() if p.get("status") == "done"]
@@ -153,8 +154,26 @@ def run(args: argparse.Namespace, kill: bool, work: Path) -> dict[str, Any]:
         "lost": sum(p["done_at"] is None for p in posted.values()),
         "duplicated": len(jobs) - len(posted) + len(jobs) - len({j["name"] for j in jobs}),
         "rerun": sum(j["attempts"] > 1 for j in jobs), **check, **({"fault": killed} if kill else {}),
+        **({"alone_creation_p50": pct([a[0] for a in alone], 0.5), "alone_completion_p50": pct([a[1] for a in alone], 0.5),
+            "alone_n": len(alone)} if alone else {}),
         "jobs_per_second": round(len(done) / wall, 3),
     }
+
+
+def one_at_a_time(url: str, items: list[tuple[str, bytes]], options: dict) -> list[tuple[float, float]]:
+    """After the burst, on an idle queue: (creation, completion) seconds of jobs posted one at a time."""
+    import httpx
+
+    out = []
+    for name, data in items:
+        t0 = time.monotonic()
+        job = httpx.post(f"{url}/api/jobs", files={"files": ("alone-" + name, data, "image/png")}, data=options,
+                         timeout=120).json()["jobs"][0]
+        t1 = time.monotonic()
+        while httpx.get(f"{url}/api/jobs/{job['id']}", timeout=30).json()["status"] not in ("done", "failed"):
+            time.sleep(0.05)
+        out.append((t1 - t0, time.monotonic() - t0))
+    return out
 
 
 def whole(url: str, jobs: list[dict], images: dict[str, bytes], options: dict) -> dict[str, Any]:
@@ -200,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="vaegan")
     ap.add_argument("--model", default="vaegan-utkface64-c4")
     ap.add_argument("--kill-at", type=float, default=0.4, help="kill -9 once this share of the jobs has finished")
+    ap.add_argument("--sequential", type=int, default=10, help="then this many jobs one at a time, on an idle queue")
     ap.add_argument("--port", type=int, default=18731)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.txt")
@@ -223,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['completion_p50']} s p95 {r['completion_p95']} s; {r['files_whole']} result files whole, "
                      f"{r['same_bytes_as_library']} byte-identical to the library's encode; "
                      f"{r['temporary_files_left']} temporary files left; {r['wall_seconds']} s wall")
+        if "alone_n" in r:
+            lines.append(f"  then {r['alone_n']} jobs one at a time on an idle queue: creation p50 {r['alone_creation_p50']} s, "
+                         f"completion p50 {r['alone_completion_p50']} s")
         if r["kill_9"]:
             f = r["fault"]
             lines.append(f"  killed after {f['at_finished']} finished with {f['running_when_killed']} running; workers left "

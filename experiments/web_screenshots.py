@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 d.quit()
             stop(proc)
     for f in sorted(args.out.glob("*.png")):
-        print(f"{f.relative_to(REPO)}: {f.stat().st_size:,} bytes")
+        print(f"{f}: {f.stat().st_size:,} bytes")
     return 0
 
 
