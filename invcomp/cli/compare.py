@@ -27,7 +27,7 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     """
     from .. import bitstream, metrics
     from ..imageio import fit_image, from_image, load_image
-    from .encode import rates
+    from .encode_report import rates
 
     a, b = load_image(original), load_image(reconstruction)
     row: dict = {"original": str(original), "reconstruction": str(reconstruction)}
