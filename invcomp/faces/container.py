@@ -82,7 +82,7 @@ def is_photo(data: bytes) -> bool:
 
 def quantise(p: Placement) -> Placement:
     """The placement as the file stores it (what the decoder will use)."""
-    return Placement(round(2 * p.cx) / 2, round(2 * p.cy) / 2, max(2, round(2 * p.side)) / 2,
+    return Placement(round(2 * p.cx) / 2, round(2 * p.cy) / 2, max(4, round(2 * p.side)) / 2,
                      _angle_code(p.angle) * ANGLE_UNIT)
 
 
