@@ -2,6 +2,7 @@
 real and synthetic photos (the astronaut photo that scikit-image ships; faces pasted at known placements)."""
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -316,3 +317,103 @@ def test_info_describes_every_kind_of_file(tmp_path: Path, tiny_model: str) -> N
     r = run(["info", str(bad)])
     assert r.exit_code == 1 and "CRC" in r.stderr
 
+
+
+# --- hostile photos (the README's hostile-input table) -----------------------------------------------------------
+def _photo_with(face_side: int, centre: tuple[float, float], size: tuple[int, int], angle: float = 0.0) -> Image.Image:
+    face = Image.open(DEMO_IMAGE).convert("RGB")
+    frame = astronaut().resize(size).filter(__import__("PIL.ImageFilter").ImageFilter.GaussianBlur(6))
+    return align.paste(frame, face, align.Placement(centre[0], centre[1], float(face_side), angle), feather=0.05)
+
+
+def encode_json(tmp_path: Path, img_or_bytes, tiny_model: str, *extra: str, name: str = "in.png"):
+    src, out = tmp_path / name, tmp_path / (name + ".ivc")
+    if isinstance(img_or_bytes, bytes):
+        src.write_bytes(img_or_bytes)
+    else:
+        img_or_bytes.save(src)
+    r = run(["encode", str(src), "--model", tiny_model, "--iters", "0", "-o", str(out), "--json", *extra])
+    return r, out
+
+
+@needs_dlib
+def test_a_face_partly_outside_the_frame_is_aligned_with_its_edge_repeated(tmp_path: Path, tiny_model: str) -> None:
+    r, out = encode_json(tmp_path, _photo_with(200, (40, 150), (480, 320)), tiny_model, "--fit", "align")
+    assert r.exit_code == 0, r.stderr
+    p = container.unpack(out.read_bytes()).faces[0].placement
+    assert p is not None and p.cx - p.side / 2 < 0  # the crop reaches past the left edge
+    assert run(["decode", str(out), "--model", tiny_model, "-o", str(tmp_path / "d.png")]).exit_code == 0
+    assert Image.open(tmp_path / "d.png").size == (480, 320)
+
+
+@needs_dlib
+def test_a_tiny_face_is_left_uncoded_with_a_warning(tmp_path: Path, tiny_model: str, caplog) -> None:
+    img = Image.new("RGB", (400, 300), (90, 100, 110))
+    img.paste(Image.open(DEMO_IMAGE).convert("RGB").resize((24, 24), Image.LANCZOS), (200, 150))
+    faces = detect.detect(img)
+    r, out = encode_json(tmp_path, img, tiny_model, "--fit", "align")
+    assert r.exit_code == 0 and not container.is_photo(out.read_bytes())  # the centre crop, said in one line
+    assert ("no face found" in r.stderr + caplog.text) or (faces and faces[0].size < detect.MIN_FACE)
+
+
+@needs_dlib
+def test_a_hundred_faces_code_the_largest_up_to_the_limit(tmp_path: Path, tiny_model: str, caplog) -> None:
+    face = Image.open(DEMO_IMAGE).convert("RGB").resize((90, 90), Image.LANCZOS)
+    img = Image.new("RGB", (1000, 1000), (120, 120, 120))
+    for k in range(100):
+        img.paste(face, (100 * (k % 10) + 5, 100 * (k // 10) + 5))
+    found = len(detect.detect(img))
+    assert found >= 60  # the detector sees most of them
+    r, out = encode_json(tmp_path, img, tiny_model, "--faces", "all")
+    assert r.exit_code == 0, r.stderr
+    assert len(container.unpack(out.read_bytes()).faces) == 16
+    assert f"{found} faces found; coded the 16 largest" in r.stderr + caplog.text
+
+
+@needs_dlib
+def test_an_exif_rotated_photo_is_aligned_upright(tmp_path: Path, tiny_model: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees clockwise
+    buf = io.BytesIO()
+    astronaut().rotate(90, expand=True).save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    r, out = encode_json(tmp_path, buf.getvalue(), tiny_model, "--fit", "align", name="rot.jpg")
+    assert r.exit_code == 0, r.stderr
+    photo = container.unpack(out.read_bytes())
+    assert (photo.width, photo.height) == (512, 512) and abs(photo.faces[0].placement.angle) < 10
+
+
+@needs_dlib
+@pytest.mark.slow
+def test_a_64_megapixel_photo_codes_within_the_pixel_limit(tmp_path: Path, tiny_model: str) -> None:
+    big = _photo_with(1600, (4000, 2600), (8000, 8000))
+    r, out = encode_json(tmp_path, big, tiny_model, "--fit", "align", name="big.png")
+    assert r.exit_code == 0, r.stderr
+    photo = container.unpack(out.read_bytes())
+    assert (photo.width, photo.height) == (8000, 8000) and 1200 < photo.faces[0].placement.side < 2000
+    r = run(["decode", str(out), "--model", tiny_model, "--max-pixels", "1000000", "-o", str(tmp_path / "d.png")])
+    assert r.exit_code == 1 and "over the limit of 1,000,000" in r.stderr and not (tmp_path / "d.png").exists()
+
+
+@needs_dlib
+def test_an_aligned_crop_given_to_align_is_aligned_near_identity(tmp_path: Path, tiny_model: str) -> None:
+    r, out = encode_json(tmp_path, Image.open(DEMO_IMAGE), tiny_model, "--fit", "align")
+    assert r.exit_code == 0, r.stderr
+    p = container.unpack(out.read_bytes()).faces[0].placement
+    c = align.crop_placement(124, 124)
+    assert align.alignment_error(p, c, 64) < 8 and abs(p.angle) < 8
+
+
+def test_fuzzed_photo_files_decode_or_fail_cleanly() -> None:
+    """Photo files around real face files of the shipped generator, mutated (CRC kept valid for the field mutators),
+    through what `invcomp decode` runs: never a crash or a hang."""
+    import random
+
+    from invcomp.codecs import load_codec
+    from invcomp.fuzz import codec_seeds, photo_seeds, run_fuzz
+
+    rng = random.Random(0)
+    faces = codec_seeds(load_codec("dcgan-utkface64"), rng, 3)
+    stats = run_fuzz(1200, seed=1, seeds=photo_seeds(faces, rng, 16), by_header=True, time_limit=30.0)
+    assert stats.slowest_s < 30
+    assert stats.counts["crash"] == 0, stats.crashes[:2]
+    assert stats.counts["hang"] == 0 and stats.counts["ok"] > 0 and stats.counts["error"] > 600

@@ -17,7 +17,6 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from invcomp.codecs.entropy import parse
 from invcomp.cli import cli
 from invcomp.fileinfo import describe
 
