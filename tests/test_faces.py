@@ -417,3 +417,17 @@ def test_fuzzed_photo_files_decode_or_fail_cleanly() -> None:
     assert stats.slowest_s < 30
     assert stats.counts["crash"] == 0, stats.crashes[:2]
     assert stats.counts["hang"] == 0 and stats.counts["ok"] > 0 and stats.counts["error"] > 600
+
+
+@needs_dlib
+def test_compare_with_a_photo_file_measures_the_face_in_the_frame(tmp_path: Path, tiny_model: str) -> None:
+    astronaut().save(tmp_path / "a.png")
+    assert run(["encode", str(tmp_path / "a.png"), "--model", tiny_model, "--iters", "0", "--background", "thumb",
+                "-o", str(tmp_path / "a.ivc")]).exit_code == 0
+    assert run(["decode", str(tmp_path / "a.ivc"), "--model", tiny_model, "-o", str(tmp_path / "d.png")]).exit_code == 0
+    r = run(["compare", str(tmp_path / "a.png"), str(tmp_path / "d.png"), "--bitstream", str(tmp_path / "a.ivc"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert len(row["faces"]) == 1 and 0 < row["faces"][0]["face_ssim"] < 1 and row["bytes"] == (tmp_path / "a.ivc").stat().st_size
+    r = run(["compare", str(tmp_path / "a.png"), str(DEMO_IMAGE), "--bitstream", str(tmp_path / "a.ivc")])
+    assert r.exit_code == 1 and "frame is 512x512" in r.stderr

@@ -33,7 +33,11 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     row: dict = {"original": str(original), "reconstruction": str(reconstruction)}
     data = b""
     if bitstream_path is not None:
-        data = read_bytes(bitstream_path)
+        data = read_bytes(bitstream_path, 1 << 26, ".ivc file")
+        from ..faces import container
+
+        if container.is_photo(data):
+            return _photo(a, b, data, row, as_json)
         header = bitstream.unpack(data)[0]
         if header.version == 2:  # the model implies the resolution: read the file with it
             from ..codecs import codec_for_header
@@ -68,3 +72,27 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     if bitstream_path is not None:
         click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
                    f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")
+
+
+def _photo(a, b, data: bytes, row: dict, as_json: bool) -> None:  # noqa: ANN001  (PIL images)
+    """compare --bitstream for a photo file: each face in the frame (as encode measures it), and the whole frame."""
+    from .. import metrics
+    from ..faces import container, frame
+
+    photo = container.unpack(data)
+    if a.size != b.size or b.size != (photo.width, photo.height):
+        raise InvcompError(f"a photo file's frame is {photo.width}x{photo.height}; the images are {a.width}x{a.height} "
+                           f"and {b.width}x{b.height}")
+    faces = [{"face": i, **frame.face_metrics(a, b, rec.placement, with_identity=True)}
+             for i, rec in enumerate(photo.faces, start=1) if rec.placement is not None]
+    row.update(faces=faces, frame_ssim=frame.frame_ssim(a, b), bytes=len(data),
+               bpp=metrics.bpp(len(data), photo.width, photo.height))
+    if as_json:
+        click.echo(dumps(row))
+        return
+    for f in faces:
+        ident = "n/a" if f["face_identity"] is None else f"{f['face_identity']:.3f}"
+        ssim = "n/a" if f["face_ssim"] is None else f"{f['face_ssim']:.4f}, PSNR {f['face_psnr']:.2f} dB"
+        click.echo(f"face {f['face']} in the frame: SSIM {ssim}, identity {ident}")
+    click.echo(f"frame: SSIM {row['frame_ssim']:.4f} (at <= {frame.FRAME_SIDE} px); {len(data)} B, {row['bpp']:.4f} bpp "
+               f"over {photo.width}x{photo.height}")
