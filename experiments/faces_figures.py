@@ -253,6 +253,47 @@ def _bg_bytes(img: Image.Image, bg: str, p: align.Placement) -> int:
 
 @main.command()
 @click.option("--photos", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--names", default="astronaut-collins.png,obama-oval-office-2012.jpg,kodim15-face-paint.png", show_default=True)
+@click.option("--bytes", "budget", default=100, show_default=True)
+@click.option("--mode", default=None)
+@click.option("--height", default=300, show_default=True, help="Row height of the picture (px).")
+def picture(photos: Path, names: str, budget: int, mode: Optional[str], height: int) -> None:
+    """The README's picture: each photo, then --fit crop, --fit align with a ThumbHash and with WebP q20, at the
+    same face budget, with the bytes of each file."""
+    from PIL import ImageDraw
+
+    arms = [("crop", "none"), ("align", "thumb"), ("align", "webp:20")]
+    cache, rows, info = {}, [], []
+    for name in names.split(","):
+        img = load_image(photos / name)
+        p = container.quantise(align.placement_from_landmarks(detect.detect(img)[0].points))
+        tiles = [("original", img)]
+        for fit, bg in arms:
+            extra = 0 if bg == "none" or fit == "crop" else _bg_bytes(img, bg, p)
+            enc = code(make_codec(fit, mode, bg), img, budget + extra)
+            dec = frame.flat(decoded_frame(enc, cache))
+            tiles.append((f"{fit}{'' if bg == 'none' else ' + ' + bg}: {len(enc.data)} B", dec))
+            info.append({"photo": name, "fit": fit, "background": bg, "bytes": len(enc.data),
+                         **frame.face_metrics(img, dec, p)})
+        rows.append(tiles)
+    w = lambda im: round(im.width * height / im.height)  # noqa: E731
+    width = max(sum(w(t) for _, t in tiles) for tiles in rows)
+    canvas = Image.new("RGB", (width, (height + 18) * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, tiles in enumerate(rows):
+        x = 0
+        for label, t in tiles:
+            canvas.paste(t.convert("RGB").resize((w(t), height), Image.Resampling.LANCZOS), (x, r * (height + 18) + 18))
+            draw.text((x + 4, r * (height + 18) + 3), label, fill=(0, 0, 0))
+            x += w(t)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    canvas.save(RESULTS / "photos.webp", "WEBP", quality=80, method=6)
+    write("picture.json", {"command": f"python experiments/faces_figures.py picture --photos {photos} --names {names} "
+                                      f"--bytes {budget}" + (f" --mode {mode}" if mode else ""), "tiles": info})
+
+
+@main.command()
+@click.option("--photos", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repeats", default=3, show_default=True)
 def speed(photos: Path, repeats: int) -> None:
     """Detection and alignment time per photo at 1, 12 and 24 megapixels (1 thread)."""

@@ -431,3 +431,18 @@ def test_compare_with_a_photo_file_measures_the_face_in_the_frame(tmp_path: Path
     assert len(row["faces"]) == 1 and 0 < row["faces"][0]["face_ssim"] < 1 and row["bytes"] == (tmp_path / "a.ivc").stat().st_size
     r = run(["compare", str(tmp_path / "a.png"), str(DEMO_IMAGE), "--bitstream", str(tmp_path / "a.ivc")])
     assert r.exit_code == 1 and "frame is 512x512" in r.stderr
+
+
+@needs_dlib
+def test_a_byte_target_holds_the_whole_photo_file(tmp_path: Path, tiny_model: str) -> None:
+    pytest.importorskip("thumbhash")
+    sizes = []
+    for n in (75, 100):
+        r, out = encode_json(tmp_path, astronaut(), tiny_model, "--background", "thumb", "--target-bytes", str(n),
+                             name=f"a{n}.png")
+        assert r.exit_code == 0, r.stderr
+        assert container.is_photo(out.read_bytes()) and out.stat().st_size <= n
+        sizes.append(out.stat().st_size)
+    assert sizes[0] <= sizes[1]  # the face gets what the wrapper and the ThumbHash leave
+    r, out = encode_json(tmp_path, astronaut(), tiny_model, "--background", "thumb", "--target-bytes", "30", name="b.png")
+    assert r.exit_code == 1 and "--target-bytes 30" in r.stderr and not out.exists()

@@ -107,7 +107,10 @@ class PhotoCodec:
                 raise InvcompError(f"--fit align: {reason}")
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["codec"], name)
+        codec = self.__dict__.get("codec")
+        if codec is None:  # during unpickling or copying, before __init__'s attributes exist
+            raise AttributeError(name)
+        return getattr(codec, name)
 
     def describe(self) -> dict[str, Any]:
         return {**self.codec.describe(), "fit": self.options.fit, "background": self.options.background}
@@ -209,7 +212,9 @@ def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOpti
         return max_bytes
     bg = plan.background_data
     n = max(1, len(plan.placements))
-    fixed = 9 + (0 if not bg else 1 + len(container._varint(len(bg))) + len(bg))
+    w, h = img.size
+    size = 3 if max(w, h) <= container.SMALL_SIDE else len(container._varint(w)) + len(container._varint(h))
+    fixed = 5 + size + (0 if not bg else 1 + len(container._varint(len(bg))) + len(bg))  # magic, flags, count, CRC
     per = sum(len(container.pack_placement(p)) for p in plan.placements) if plan.fit == "align" else 1
     left = (max_bytes - fixed - per) // n
     return left - (1 if left < 128 else 2 if left < 16384 else 3)
