@@ -235,6 +235,9 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
         return replace(header, mode=layers.MODE_LAYERED), rest, nbits
     if data[0] == MAGIC_V2:
         return _unpack_v2(data)
+    if data[0] == 0xB3:  # invcomp.faces.container.MAGIC
+        raise BitstreamError("this is a photo file (a frame and its face files), not one face file: decode it with "
+                             "`invcomp decode`; `invcomp info` lists its faces")
     if data[:3] != MAGIC:
         raise BitstreamError(f"not an .ivc file: bad magic {data[:3]!r} (expected b'IVC' or 0xB2)")
     r = _Reader(data)

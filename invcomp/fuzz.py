@@ -23,7 +23,6 @@ from PIL import Image
 
 from . import bitstream, elias
 from .codecs import entropy
-from .codecs.table import decode_file
 from .errors import InvcompError
 from .fuzz_structural import EDGES, RawV1, _body, _recrc, structural  # noqa: F401  (re-exported)
 from .quantize import dequantize, levels_for_bits
@@ -85,7 +84,7 @@ def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[
         b = b[: rng.randrange(len(b))]
     elif kind == "header_field":
         body = _body(b)
-        i = rng.randrange(1 if body[:1] == bytes([bitstream.MAGIC_V2]) else 3, max(4, min(len(body), 20)))
+        i = rng.randrange(1 if body[:1] in (bytes([bitstream.MAGIC_V2]), b"\xb3") else 3, max(4, min(len(body), 20)))
         if i < len(body):
             body[i] = rng.randrange(256)
         return _recrc(bytes(body))
@@ -102,6 +101,30 @@ def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[
     return bytes(b)
 
 
+def photo_seeds(faces: list[bytes], rng: random.Random, n: int = 12) -> list[bytes]:
+    """``n`` valid photo files (:mod:`invcomp.faces.container`) around the given face files: 1-3 faces at random
+    placements (or whole-frame), grayscale or not, with no background, a ThumbHash or a small real WebP."""
+    import io
+
+    from .faces import container
+    from .faces.align import Placement
+
+    webp = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 120, 200)).save(webp, "WEBP", quality=20)
+    out = []
+    for _ in range(n):
+        w, h = rng.randint(1, 1500), rng.randint(1, 1500)
+        recs = [container.FaceRecord(None if rng.random() < 0.2 else Placement(
+            rng.uniform(-w, 2 * w), rng.uniform(-h, 2 * h), rng.uniform(2, 2 * max(w, h)), rng.uniform(-180, 180)),
+            rng.choice(faces)) for _ in range(rng.randint(1, 3))]
+        bg = rng.choice(["none", "thumb", "webp"])
+        data = {"none": b"", "thumb": bytes(rng.randrange(256) for _ in range(24)), "webp": webp.getvalue()}[bg]
+        if bg == "webp":
+            w, h = max(w, 40), max(h, 30)
+        out.append(container.pack(container.Photo(w, h, recs, rng.random() < 0.3, bg, data)))
+    return out
+
+
 def make_case(i: int, rng: random.Random, seeds: list[bytes], model_ids: list[bytes]) -> bytes:
     """Case ``i``: a mutation of a random seed, by mutator ``i mod len(MUTATORS)``."""
     return mutate(rng.choice(seeds), MUTATORS[i % len(MUTATORS)], rng, model_ids)
@@ -112,12 +135,19 @@ def decode_target(data: bytes, codec: Optional["Codec"] = None, cache: Optional[
     """What the fuzzer runs: parse, bound-check and dequantise; with ``codec``, its whole ``decode`` (the header
     checked against the codec, then synthesis); with ``cache``, what ``invcomp decode`` runs
     (:func:`invcomp.codecs.table.decode_file`: the codec the header names, of any mode, then the original size)."""
-    header, q = entropy.parse(data)
-    dequantize(q)
+    from .faces import container
+
+    if container.is_photo(data):  # a photo file: its container, then (with a cache) every face file inside
+        container.unpack(data)
+    else:
+        header, q = entropy.parse(data)
+        dequantize(q)
     if codec is not None:
         codec.decode(data)
     if cache is not None:
-        decode_file(data, cache=cache, max_pixels=max_pixels)
+        from .faces.decode import decode_any
+
+        decode_any(data, cache=cache, max_pixels=max_pixels)
 
 
 @dataclass

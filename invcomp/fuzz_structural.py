@@ -13,14 +13,17 @@ from .errors import InvcompError
 
 
 def _recrc(body: bytes) -> bytes:
-    """``body`` with a valid CRC of its version (CRC-16 for version 2, CRC-32 for version 1)."""
-    if body[:1] == bytes([bitstream.MAGIC_V2]):
+    """``body`` with a valid CRC of its version (CRC-16 for version 2 and photo files, CRC-32 for version 1)."""
+    if body[:1] in (bytes([bitstream.MAGIC_V2]), PHOTO):
         return body + bitstream.crc16(body)
     return body + struct.pack(">I", zlib.crc32(body))
 
 
 def _body(b: bytes) -> bytearray:
-    return bytearray(b[:-2] if b[:1] == bytes([bitstream.MAGIC_V2]) else b[:-4])
+    return bytearray(b[:-2] if b[:1] in (bytes([bitstream.MAGIC_V2]), PHOTO) else b[:-4])
+
+
+PHOTO = b"\xb3"  # invcomp.faces.container.MAGIC
 
 
 EDGES = {

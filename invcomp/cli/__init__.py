@@ -26,6 +26,7 @@ COMMANDS = {  # name -> (module, attribute)
     "convert": ("models", "convert"),
     "train": ("train", "train"),
     "batch": ("batch", "batch"),
+    "info": ("info", "info"),
     "serve": ("serve", "serve"),
 }
 

@@ -29,35 +29,42 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     from ..imageio import load_image
 
     a, b = load_image(original), load_image(reconstruction)
-    data = read_bytes(bitstream_path) if bitstream_path is not None else None
+    data = read_bytes(bitstream_path, 1 << 26, ".ivc file") if bitstream_path is not None else None
     m = measure(a, b, data, names=(str(original), str(reconstruction), str(bitstream_path)))
-    row, (w, h) = m, m["resolution"]
     if as_json:
-        click.echo(dumps(row))
+        click.echo(dumps(m))
+        return
+    if "faces" in m:
+        _photo_lines(m, data or b"")
         return
     from ..identity import SAME_PERSON
 
+    w, h = m["resolution"]
     lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
     ident = ("n/a (not installed)" if m["identity"] is None else
              f"{m['identity']:.3f} ({'same person' if m['identity'] < SAME_PERSON else 'another person'} at < {SAME_PERSON})")
     click.echo(f"at {w}x{h}: PSNR {m['psnr']:.2f} dB, MSE {m['mse']:.6f}, SSIM {m['ssim']:.4f}, "
                f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(w, h))} scales), LPIPS {lp}, identity {ident}")
     if bitstream_path is not None:
-        click.echo(f"{row['bytes']} B, {row['bpp']:.3f} bpp, compression ratio {row['cr']['raw_rgb24']:.1f}x vs raw "
-                   f"24-bit RGB, {row['cr']['png']:.1f}x vs PNG")
+        click.echo(f"{m['bytes']} B, {m['bpp']:.3f} bpp, compression ratio {m['cr']['raw_rgb24']:.1f}x vs raw "
+                   f"24-bit RGB, {m['cr']['png']:.1f}x vs PNG")
 
 
 def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, str, str] = ("ORIGINAL",
             "RECONSTRUCTION", "the bitstream")) -> dict:
-    """What ``invcomp compare`` reports for PIL images ``a`` (original) and ``b`` (reconstruction): the quality
-    metrics, ``resolution`` and, with the ``.ivc`` bytes ``data``, both brought to the model resolution with its
-    fit, plus ``bytes``, ``bpp`` and ``cr``. ``names`` (original, reconstruction, bitstream) go into errors."""
+    """What ``invcomp compare --json`` reports for PIL images ``a`` (original) and ``b`` (reconstruction): the quality
+    metrics and ``resolution``; with the ``.ivc`` bytes ``data``, both brought to the model resolution with its fit,
+    plus ``bytes``, ``bpp`` and ``cr`` (a photo file: each face in the frame, and the whole frame). ``names``
+    (original, reconstruction, bitstream) go into errors."""
     from .. import bitstream, metrics
+    from ..faces import container
     from ..imageio import fit_image, from_image
-    from .encode import rates
+    from .encode_report import rates
 
     row: dict = {"original": names[0], "reconstruction": names[1]}
     if data is not None:
+        if container.is_photo(data):
+            return _photo(a, b, data, row)
         header = bitstream.unpack(data)[0]
         if header.version == 2:  # the model implies the resolution: read the file with it
             from ..codecs import codec_for_header
@@ -79,3 +86,31 @@ def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, s
         r = rates(len(data), x[0])
         row.update({"bytes": r["bytes"], "bpp": r["bpp"], "cr": {"raw_rgb24": r["cr_raw"], "png": r["cr_png"]}})
     return row
+
+
+def _photo(a: Any, b: Any, data: bytes, row: dict) -> dict:
+    """compare --bitstream for a photo file: each face in the frame (as encode measures it), and the whole frame."""
+    from .. import metrics
+    from ..faces import container, frame
+
+    photo = container.unpack(data)
+    if a.size != b.size or b.size != (photo.width, photo.height):
+        raise InvcompError(f"a photo file's frame is {photo.width}x{photo.height}; the images are {a.width}x{a.height} "
+                           f"and {b.width}x{b.height}")
+    faces = [{"face": i, **frame.face_metrics(a, b, rec.placement, with_identity=True)}
+             for i, rec in enumerate(photo.faces, start=1) if rec.placement is not None]
+    row.update(faces=faces, frame_ssim=frame.frame_ssim(a, b), bytes=len(data),
+               bpp=metrics.bpp(len(data), photo.width, photo.height))
+    return row
+
+
+def _photo_lines(row: dict, data: bytes) -> None:
+    from ..faces import container, frame
+
+    photo = container.unpack(data)
+    for f in row["faces"]:
+        ident = "n/a" if f["face_identity"] is None else f"{f['face_identity']:.3f}"
+        ssim = "n/a" if f["face_ssim"] is None else f"{f['face_ssim']:.4f}, PSNR {f['face_psnr']:.2f} dB"
+        click.echo(f"face {f['face']} in the frame: SSIM {ssim}, identity {ident}")
+    click.echo(f"frame: SSIM {row['frame_ssim']:.4f} (at <= {frame.FRAME_SIDE} px); {row['bytes']} B, {row['bpp']:.4f} bpp "
+               f"over {photo.width}x{photo.height}")

@@ -84,17 +84,20 @@ def decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str
                force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
     """Decode ``src`` to the PNG ``dst`` (written atomically) with a codec from ``cache``: its report (row, line)."""
     from .. import bitstream, layers
-    from ..codecs.table import decode_file
+    from ..faces import container
+    from ..faces.decode import decode_any
     from ..imageio import crop_box
 
     check_writable(dst, force)
-    data = read_bytes(src, max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES), ".ivc file")
+    data = read_bytes(src, max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES), ".ivc file")
     total = layers.count(data) if layers.is_layered(data) else 1
     if keep_layers is not None:
+        if container.is_photo(data):
+            raise InvcompError("--layers is for layered files; this is a photo file (see `invcomp info`)")
         data = layers.truncate(data, keep_layers)
     t0 = time.perf_counter()
-    header, codec, img = decode_file(data, cache=cache, model=model, weights=weights, native=native,
-                                     max_pixels=max_pixels, device=device, name=str(src))
+    header, codec, img, photo = decode_any(data, cache=cache, model=model, weights=weights, native=native,
+                                           max_pixels=max_pixels, device=device, name=str(src))
     seconds = time.perf_counter() - t0
     buf = io.BytesIO()
     img.save(buf, "PNG")
@@ -103,7 +106,11 @@ def decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str
                            "model": codec.name, "mode": codec.mode_key, "seconds": round(seconds, 4), "coded_box": None,
                            "layers": keep_layers or total, "layers_in_file": total}
     human = f"{src} -> {dst}: {img.width}x{img.height}, {seconds * 1000:.0f} ms"
-    if not native and header.fit == "crop" and header.width != header.height:
+    if photo is not None:
+        row["photo"] = photo
+        human += (f" ({photo['faces']} face{'s' * (photo['faces'] != 1)}, background {photo['background']}"
+                  + (", grayscale" if photo["grayscale"] else "") + ")")
+    elif not native and header.fit == "crop" and header.width != header.height:
         left, top, side = crop_box(header.width, header.height)
         row["coded_box"] = [left, top, side, side]
         human += f" (only the centre {side}x{side} was coded; the rest of the frame is grey)"

@@ -1,7 +1,6 @@
 """``invcomp encode``: images to ``.ivc`` files, with whatever codec the model and settings name."""
 from __future__ import annotations
 
-import io
 import sys
 import time
 from pathlib import Path
@@ -10,28 +9,15 @@ from typing import Any, Callable, Optional, Sequence, Union
 import click
 
 from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_MODEL,
-                               DEFAULT_RESTARTS, DEFAULT_SCALING, FITS, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
+                               DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
+from .encode_report import rates, report_row  # noqa: F401  (rates: re-exported)
 from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, option_defaults,
                      output_paths, read_bytes, write_bytes)
 
-
-def _png_bytes(img: Any) -> int:
-    buf = io.BytesIO()
-    img.save(buf, "PNG", optimize=True)
-    return buf.tell()
-
-
-def rates(n_bytes: int, target: Any) -> dict:
-    """Bytes, bpp and compression ratios (vs raw 24-bit RGB and an optimised PNG) of a file for ``target`` ``(3, R, R)``."""
-    from .. import metrics
-    from ..imageio import to_pil
-
-    r = target.shape[-1]
-    return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, r, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * r),
-            "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
+PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
 
 
 CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcomp batch encode`
@@ -66,8 +52,19 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
     click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {DEFAULT_LR}]"),
     click.option("--seed", default=0, show_default=True, type=int),
     device_option(),
-    click.option("--fit", default="crop", show_default=True, type=click.Choice(FITS),
-                  help="crop: code the centre square (decode puts it back in place); squash: the whole frame."),
+    click.option("--fit", default="auto", show_default=True, type=click.Choice(PHOTO_FITS),
+                  help="align: find the faces, code each in the generator's framing, and put it back in the frame on "
+                       "decode; crop: code the centre square; squash: the whole frame; auto: align, except for an input "
+                       "that already is an aligned face crop (or has no face found): crop."),
+    click.option("--faces", "faces", default="largest", show_default=True, type=click.Choice(["largest", "all"]),
+                  help="With align: code the largest face, or every face found (largest first, up to --max-faces)."),
+    click.option("--max-faces", default=16, show_default=True, type=click.IntRange(1, 64),
+                  help="With --faces all: the most faces one file holds."),
+    click.option("--on-no-face", default="crop", show_default=True, type=click.Choice(["crop", "error"]),
+                  help="With --fit align, when no face is found: code the centre crop (with a warning), or refuse."),
+    click.option("--background", default="none", show_default=True, metavar="SPEC",
+                  help="With align: the rest of the frame. none (the faces alone), thumb (a ~25-byte ThumbHash of the "
+                       "frame), or CODEC:QUALITY with CODEC webp, avif, jpeg or jpegxl (the whole frame, a second layer)."),
     click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]"),
     click.option("--rounding", default="nearest", show_default=True, type=click.Choice(ROUNDINGS)),
     click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS),
@@ -142,11 +139,13 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                  coder: str, no_quant_aware: bool, init: Optional[str], warm_start: Optional[str],
                  rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
                  target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
-                 layer_rates: Optional[str]) -> tuple[Any, Any]:
+                 layer_rates: Optional[str], faces: str = "largest", max_faces: int = 16, on_no_face: str = "crop",
+                 background: str = "none") -> tuple[Any, Any]:
     """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
     what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
     from ..codecs import load_codec
     from ..codecs.rate import RateTarget, bytes_for_bpp
+    from ..faces.photo import PhotoCodec, PhotoOptions
     from ..losses import parse_loss
 
     if loss is not None:
@@ -158,7 +157,9 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
         raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
     if goals and bits is not None:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
-    settings = EncodeSettings(bits=bits, coder=coder, fit=fit, scaling=scaling, rounding=rounding, seed=seed,
+    photo = PhotoOptions(fit=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
+    photo.check()
+    settings = EncodeSettings(bits=bits, coder=coder, fit="squash" if fit == "squash" else "crop", scaling=scaling, rounding=rounding, seed=seed,
                               iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
                               quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
@@ -169,7 +170,7 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
         n = target_bytes if target_bytes is not None else (
             bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
         goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
-    return codec, goal
+    return PhotoCodec(codec, photo), goal
 
 
 def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels: int, force: bool,
@@ -217,12 +218,15 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
     if loaded:
         t0 = time.perf_counter()
         try:
-            if goal is None:
-                done = codec.encode([im for _, im in loaded], progress=tick)
+            images, names = [im for _, im in loaded], [str(chunk[k][0]) for k, _ in loaded]
+            if hasattr(codec, "options"):  # a PhotoCodec (what make_encoder returns): photos, faces, rate targets
+                done = codec.encode(images, progress=tick, goal=goal, names=names)
+            elif goal is None:
+                done = codec.encode(images, progress=tick)
             else:
                 from ..codecs.rate import encode_images
 
-                done = encode_images(codec, [im for _, im in loaded], goal, progress=tick)
+                done = encode_images(codec, images, goal, progress=tick)
         except InvcompError as e:
             done = None
             for k, _ in loaded:
@@ -243,27 +247,5 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
         except InvcompError as err:
             results[k] = item_error(err)
             continue
-        results[k] = _report(codec, src, dst, *res, goal)
+        results[k] = report_row(codec, src, dst, *res, goal)
     return results
-
-
-def _report(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:
-    """The JSON row and the human line of one written file."""
-    row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **codec.describe(),
-           "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version, "bits": e.header.bits}
-    human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
-             f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
-    if "auto" in e.extra:  # the mode decision: what was chosen, and what else was tried
-        chosen = e.extra["auto"]["chosen"]
-        row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])
-        human += f" [auto: {chosen}]"
-    if "layers" in e.extra:  # layered: what each prefix of the file costs
-        row["layers"] = e.extra["layers"]
-        human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
-                                           f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
-    if goal is not None:
-        row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
-                         "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}
-        human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
-                  + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
-    return row, human

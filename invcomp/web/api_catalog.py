@@ -27,11 +27,12 @@ def health(request: Request) -> dict:
 
 @router.get("/options", summary="What POST /api/jobs accepts: modes, models, fits, coders, starts, limits")
 def options(request: Request) -> dict:
-    from ..codecs.settings import CODERS, FITS, INITS
+    from ..cli.encode import PHOTO_FITS
+    from ..codecs.settings import CODERS, INITS
 
     s = _state(request)
     lim = s.config.limits
-    return {"modes": s.catalog.modes(), "models": s.catalog.model_names(), "fits": list(FITS), "coders": list(CODERS),
+    return {"modes": s.catalog.modes(), "models": s.catalog.model_names(), "fits": list(PHOTO_FITS), "coders": list(CODERS),
             "inits": list(INITS), "fields": list(ENCODE_FIELDS),
             "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_files": lim.max_files, "max_pixels": lim.max_pixels,
                        "max_queue": lim.max_queue, "max_iters": lim.max_iters, "workers": s.config.workers,

@@ -21,6 +21,7 @@ from .config import Limits
 from .store import JobStore, new_id
 
 LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
+BACKGROUND = re.compile(r"^(none|thumb|[a-z0-9]{1,12}:[0-9]{1,3})$")  # checked again by the encoder
 
 
 class WebError(Exception):
@@ -76,13 +77,15 @@ def check_image(data: bytes, name: str, limits: Limits) -> None:
 
 
 def check_ivc(data: bytes, name: str, limits: Limits) -> None:
-    """Refuse what the ``.ivc`` parser rejects, or a file that declares more than ``max_pixels`` pixels."""
+    """Refuse what the ``.ivc`` parser (or the photo container's) rejects, or a file that declares more than
+    ``max_pixels`` pixels."""
     from .. import bitstream, layers
+    from ..faces import container
 
-    if len(data) > max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES):
+    if len(data) > max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES):
         raise WebError(413, f"{name} is larger than the largest legal .ivc file")
     try:
-        header = bitstream.unpack(data)[0]
+        header = container.unpack(data) if container.is_photo(data) else bitstream.unpack(data)[0]
     except InvcompError as e:
         raise WebError(422, f"{name}: {e}") from None
     if header.width * header.height > limits.max_pixels:
@@ -115,7 +118,8 @@ def _choice(form: dict, key: str, choices: tuple[str, ...] | list[str]) -> Optio
 
 def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
     """Form fields -> keyword arguments of :func:`invcomp.cli.encode.make_encoder` (those given only)."""
-    from ..codecs.settings import CODERS, FITS, INITS
+    from ..cli.encode import PHOTO_FITS
+    from ..codecs.settings import CODERS, INITS
 
     unknown = set(form) - set(ENCODE_FIELDS)
     if unknown:
@@ -127,7 +131,10 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
         "target_bytes": _number(form, "target_bytes", int, 1, 1_000_000),
         "target_bpp": _number(form, "target_bpp", float, 1e-6, 48),
         "target_ssim": _number(form, "target_ssim", float, -1, 1),
-        "fit": _choice(form, "fit", FITS),
+        "fit": _choice(form, "fit", PHOTO_FITS),
+        "faces": _choice(form, "faces", ("largest", "all")),
+        "max_faces": _number(form, "max_faces", int, 1, 64),
+        "on_no_face": _choice(form, "on_no_face", ("crop", "error")),
         "iters": _number(form, "iters", int, 0, limits.max_iters),
         "resolution": _number(form, "resolution", int, 16, 1024),
         "channels": _number(form, "channels", int, 1, 256),
@@ -141,6 +148,11 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
         if not LAYER_RATES.match(str(rates)):
             raise WebError(422, "layer_rates must be a plan such as tone,3 or 2@64,5@128")
         out["layer_rates"] = str(rates)
+    background = form.get("background")
+    if background:
+        if not BACKGROUND.match(str(background)):
+            raise WebError(422, "background must be none, thumb or CODEC:QUALITY (webp:40, avif:30, jpeg:50, jpegxl:40)")
+        out["background"] = str(background)
     if sum(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")) > 1:
         raise WebError(422, "give one of target_bytes, target_bpp and target_ssim")
     if out["bits"] is not None and any(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")):
@@ -148,8 +160,9 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "iters", "resolution",
-                 "channels", "seed", "coder", "init", "auto_tolerance", "layer_rates")
+ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "faces", "max_faces",
+                 "on_no_face", "background", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
+                 "layer_rates")
 
 
 def queue_job(store: JobStore, limits: Limits, kind: str, name: str, options: dict, files: dict[str, bytes], *,

@@ -137,9 +137,12 @@ function submitJobs(formId, url, addFields) {
 
 function compressPage() {
   submitJobs("encode-form", "/api/jobs", fd => {
-    for (const name of ["mode", "model", "fit", "iters"]) {
+    const fit = document.getElementById("fit").value;
+    for (const name of ["mode", "model", "fit", "iters", "faces", "background"]) {
       const v = document.getElementById(name).value.trim();
-      if (v) fd.append(name, v);
+      if (!v || (["faces", "background"].includes(name) && ["crop", "squash"].includes(fit))) continue;
+      if ((name === "faces" && v === "largest") || (name === "background" && v === "none")) continue;  // the defaults
+      fd.append(name, v);
     }
     const kind = document.getElementById("rate-kind").value, value = document.getElementById("rate-value").value.trim();
     if (kind && value) fd.append(kind, value);

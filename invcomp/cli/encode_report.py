@@ -1,0 +1,62 @@
+"""What ``invcomp encode`` reports of each written file: the JSON row and the human line."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+
+def _png_bytes(img: Any) -> int:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=True)
+    return buf.tell()
+
+
+def rates(n_bytes: int, target: Any) -> dict:
+    """Bytes, bpp and compression ratios (vs raw 24-bit RGB and an optimised PNG) of a file for ``target`` ``(3, R, R)``."""
+    from .. import metrics
+    from ..imageio import to_pil
+
+    r = target.shape[-1]
+    return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, r, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * r),
+            "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
+
+
+def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:
+    """The JSON row and the human line of one written file."""
+    row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **codec.describe(),
+           "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version, "bits": e.header.bits}
+    human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
+             f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
+    if "auto" in e.extra:  # the mode decision: what was chosen, and what else was tried
+        chosen = e.extra["auto"]["chosen"]
+        row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])
+        human += f" [auto: {chosen}]"
+    if "layers" in e.extra:  # layered: what each prefix of the file costs
+        row["layers"] = e.extra["layers"]
+        human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
+                                           f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
+    if "photo" in e.extra:  # how the photo was coded: the fit chosen, its faces, and where its bytes went
+        info = e.extra["photo"]
+        row.update(fit=info["fit"], photo=info)
+        human += photo_line(info)
+    if goal is not None:
+        row["target"] = {"bytes": goal.max_bytes, "ssim": goal.min_ssim, "reached": e.extra["reached"],
+                         "bits": e.header.bits, "trims": e.extra["trims"], "norm_code": e.extra.get("norm_code")}
+        human += (f"; target {goal.describe()}: {e.header.bits} bits, {e.extra['trims']} trims"
+                  + ("" if e.extra["reached"] else " (NOT reached: the best file there is)"))
+    return row, human
+
+
+def photo_line(info: dict) -> str:
+    """The human line's part about a photo: the fit chosen, the faces, and the face's SSIM in the frame."""
+    out = f" [fit {info['fit']}" + (f": {info['note']}" if info.get("note") else "")
+    if info["fit"] == "align":
+        out += f", {info['faces_coded']} of {info['faces_found']} face{'s' * (info['faces_found'] != 1)}"
+        if info.get("face_ssim") is not None:
+            out += f", face SSIM {info['face_ssim']:.4f} in the frame"
+        if info.get("background", "none") != "none":
+            out += f", background {info['background']} {info['bytes']['background']} B"
+            if info.get("frame_ssim") is not None:
+                out += f", frame SSIM {info['frame_ssim']:.4f}"
+    return out + (", grayscale" if info.get("grayscale") else "") + "]"

@@ -1,0 +1,41 @@
+"""``invcomp info``: every header field of ``.ivc`` files, and the faces and layers they hold."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from ..outputs import Report, guard
+from .common import expand_inputs, read_bytes
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line on stdout, in input order.")
+@guard
+def info(files: Sequence[Path], as_json: bool) -> None:
+    """Show what .ivc FILES hold: the container and every header field; for a layered file each layer; for a
+    photo file the frame, the background, and each face's placement and own file.
+
+    \b
+    Example:
+        invcomp info photo.ivc
+        invcomp info --json *.ivc | jq .faces
+    """
+    from .. import bitstream, fileinfo, layers
+    from ..faces import container
+
+    report = Report(as_json)
+    limit = max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES)
+    for src in expand_inputs(files, (".ivc",)):
+        try:
+            row = fileinfo.describe(read_bytes(src, limit, ".ivc file"))
+        except Exception as e:  # noqa: BLE001  (one bad file never stops the others)
+            from .common import item_error
+
+            report.failure(str(src), item_error(e).reason)
+            continue
+        report.success({"input": str(src), **row}, "\n".join([f"{src}:"] + fileinfo.lines(row, "  ")))
+    sys.exit(report.finish())

@@ -1,0 +1,41 @@
+"""Decode any ``.ivc`` file: a photo file face by face (each with the model its own id names), any other file
+as :func:`invcomp.codecs.table.decode_file` does."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..codecs.table import decode_file
+from ..errors import InvcompError
+from . import container
+from .frame import native_strip, render
+
+
+def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights: Optional[str] = None,
+               native: bool = False, max_pixels: Optional[int] = None, device: str = "cpu",
+               name: str = "this file") -> tuple[Any, Any, Any, Optional[dict]]:
+    """``(header, codec, PIL image, photo info)`` of one file: for a photo file, the first face's header and
+    codec, the frame (``native``: the face crops side by side at the model resolution) and what the file holds
+    (``None`` for other files)."""
+    if not container.is_photo(data):
+        return (*decode_file(data, cache=cache, model=model, weights=weights, native=native, max_pixels=max_pixels,
+                             device=device, name=name), None)
+    photo = container.unpack(data)
+    if not native and max_pixels is not None and photo.width * photo.height > max_pixels:
+        raise InvcompError(f"{name} declares a {photo.width}x{photo.height} = {photo.width * photo.height:,} pixel "
+                           f"photo, over the limit of {max_pixels:,} (raise it with --max-pixels, or use --native)")
+    faces, fits, first = [], [], None
+    for i, rec in enumerate(photo.faces, start=1):
+        try:
+            header, codec, img = decode_file(rec.data, cache=cache, model=model, weights=weights, native=True,
+                                             device=device, name=f"{name}'s face {i}")
+        except InvcompError as e:
+            raise type(e)(f"face {i}: {e}") from None
+        first = first or (header, codec)
+        faces.append(img)
+        fits.append(header.fit)
+    info = {"width": photo.width, "height": photo.height, "faces": len(photo.faces), "grayscale": photo.grayscale,
+            "background": photo.background}
+    if native:
+        strip = native_strip(faces)
+        return first[0], first[1], strip.convert("L") if photo.grayscale else strip, info
+    return first[0], first[1], render(photo, faces, fits), info

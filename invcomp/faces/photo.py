@@ -1,0 +1,223 @@
+"""Photos around any face codec: find the faces, code each aligned crop with the codec, and rebuild the frame.
+
+:class:`PhotoCodec` wraps a :class:`~invcomp.codecs.base.Codec` and takes whole photos. What it does with one
+is ``--fit``:
+
+- ``crop`` / ``squash``: the face codec's own file of the centre square / the whole frame (as before);
+- ``align``: the largest face (``--faces all``: every face, largest first, up to ``max_faces``) is aligned to
+  the generator's framing (:mod:`invcomp.faces.align`), coded, and stored in a photo file
+  (:mod:`invcomp.faces.container`) with its placement and the ``--background`` layer; no face: the centre crop
+  with a one-line warning (``on_no_face="crop"``) or a refusal (``"error"``);
+- ``auto`` (the default): ``align``, except for an input that already is an aligned crop: one whose largest
+  face's placement is within :data:`ALIGNED` of the centre square's (scale, rotation, shift), or one with no
+  face found at all (a tiny or synthetic image); those get ``crop``'s plain file. Without dlib, ``crop``.
+
+A grayscale input (every pixel's three channels equal) is coded as RGB and decodes to one channel: a photo file
+with the grayscale flag (for a plain file, the flag costs a 9-byte photo wrapper around it).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InvcompError
+from ..imageio import from_image, to_pil
+from . import align, background, container, detect
+
+log = logging.getLogger(__name__)
+
+FITS = ("auto", "align", "crop", "squash")
+ALIGNED = {"scale": 0.15, "angle": 8.0, "shift": 0.08}  # |side / side0 - 1|, degrees, centre offset / side0
+DEFAULT_MAX_FACES = 16
+
+
+@dataclass(frozen=True)
+class PhotoOptions:
+    """How photos are coded: ``fit`` (:data:`FITS`), ``faces`` (``largest`` or ``all``), ``max_faces``, ``on_no_face``
+    (``crop`` or ``error``) and ``background`` (``none``, ``thumb`` or ``CODEC:QUALITY``)."""
+
+    fit: str = "auto"
+    faces: str = "largest"
+    max_faces: int = DEFAULT_MAX_FACES
+    on_no_face: str = "crop"
+    background: str = "none"
+
+    def check(self) -> None:
+        if self.fit not in FITS:
+            raise InvcompError(f"--fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+        if self.faces not in ("largest", "all"):
+            raise InvcompError(f"--faces must be largest or all, not {self.faces!r}")
+        if self.on_no_face not in ("crop", "error"):
+            raise InvcompError(f"--on-no-face must be crop or error, not {self.on_no_face!r}")
+        if not 1 <= self.max_faces <= container.MAX_FACES:
+            raise InvcompError(f"--max-faces must be 1..{container.MAX_FACES}")
+        background.parse(self.background)
+        if self.fit in ("crop", "squash") and self.background != "none":
+            raise InvcompError(f"--background {self.background} goes with --fit align or auto (crop and squash code "
+                               "no background)")
+
+
+def is_gray(img: Image.Image) -> bool:
+    """Whether every pixel of an RGB image has three equal channels."""
+    a = np.asarray(img.convert("RGB"))
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, H, W)`` -> its luma (ITU-R 601, as Pillow's ``L``) replicated over the three channels."""
+    y = 0.299 * x[..., 0:1, :, :] + 0.587 * x[..., 1:2, :, :] + 0.114 * x[..., 2:3, :, :]
+    return y.expand_as(x).contiguous()
+
+
+def is_aligned(face: detect.Face, width: int, height: int) -> bool:
+    """Whether ``face`` sits where the generator's framing puts it in the centre square of the frame."""
+    p, c = align.placement_from_landmarks(face.points), align.crop_placement(width, height)
+    shift = np.hypot(p.cx - c.cx, p.cy - c.cy) / c.side
+    return (abs(p.side / c.side - 1) <= ALIGNED["scale"] and abs(p.angle) <= ALIGNED["angle"]
+            and shift <= ALIGNED["shift"])
+
+
+@dataclass
+class Plan:
+    """What :meth:`PhotoCodec.plan` decided for one image: ``placements`` (empty: a plain file with ``fit``)."""
+
+    fit: str
+    placements: list[align.Placement]
+    grayscale: bool
+    found: int = 0
+    skipped_small: int = 0
+    note: str = ""
+    background_data: bytes = b""
+
+
+class PhotoCodec:
+    """A face codec that takes photos (see the module doc). Everything else is the face codec's (``__getattr__``)."""
+
+    def __init__(self, codec: Any, options: PhotoOptions) -> None:
+        options.check()
+        self.codec, self.options = codec, options
+        if options.fit == "align":
+            reason = detect.unavailable()
+            if reason:
+                raise InvcompError(f"--fit align: {reason}")
+
+    def __getattr__(self, name: str) -> Any:
+        codec = self.__dict__.get("codec")
+        if codec is None:  # during unpickling or copying, before __init__'s attributes exist
+            raise AttributeError(name)
+        return getattr(codec, name)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.codec.describe(), "fit": self.options.fit, "background": self.options.background}
+
+    def plan(self, img: Image.Image, name: str = "image") -> Plan:
+        """Where the faces of ``img`` are and how it will be coded (raises :class:`InvcompError` for a refusal)."""
+        o, g = self.options, is_gray(img)
+        if o.fit in ("crop", "squash"):
+            return Plan(o.fit, [], g)
+        reason = detect.unavailable()
+        if reason:
+            log.warning("%s: coded with --fit crop: %s", name, reason)
+            return Plan("crop", [], g, note="no detector")
+        faces = detect.detect(img, limit=4 * container.MAX_FACES)
+        small = [f for f in faces if f.size < detect.MIN_FACE]
+        faces = [f for f in faces if f.size >= detect.MIN_FACE]
+        if small:
+            log.warning("%s: %d face%s under %d px left uncoded", name, len(small), "s" * (len(small) > 1), detect.MIN_FACE)
+        if not faces:
+            if o.fit == "align" and o.on_no_face == "error":
+                raise InvcompError(f"{name}: no face found" + (f" (only {len(small)} under {detect.MIN_FACE} px)" if small else "")
+                                   + "; --on-no-face crop codes the centre crop instead")
+            if o.fit == "align":
+                log.warning("%s: no face found; coded the centre crop (--on-no-face error refuses instead)", name)
+            return Plan("crop", [], g, 0, len(small), "no face")
+        if o.fit == "auto" and is_aligned(faces[0], *img.size):
+            return Plan("crop", [], g, len(faces), len(small), "aligned crop")
+        keep = faces[:1] if o.faces == "largest" else faces[:o.max_faces]
+        if o.faces == "all" and len(faces) > o.max_faces:
+            log.warning("%s: %d faces found; coded the %d largest (--max-faces)", name, len(faces), o.max_faces)
+        places = [container.quantise(align.placement_from_landmarks(f.points)) for f in keep]
+        name_bg, q = background.parse(o.background)
+        frame = img.convert("L") if g else img
+        return Plan("align", places, g, len(faces), len(small), background_data=background.encode(frame, name_bg, q, places))
+
+    def work(self, n_images: int) -> int:
+        return self.codec.work(n_images)
+
+    def encode(self, images: list[Image.Image], *, progress: Any = None, goal: Any = None,
+               names: Optional[list[str]] = None) -> list[Any]:
+        """Encode photos: per image an :class:`~invcomp.codecs.base.Encoded` (its ``data`` the whole file; its
+        ``target``/``recon`` the first face's, as coded and as decoded; ``extra["photo"]`` the rest), or the
+        :class:`InvcompError` that refused it. Plain files come out byte for byte as the face codec writes them."""
+        names = names or [f"image {i + 1}" for i in range(len(images))]
+        out: list[Any] = [None] * len(images)
+        plans: list[Any] = []
+        for i, img in enumerate(images):
+            try:
+                plans.append(self.plan(img, names[i]))
+            except InvcompError as e:
+                plans.append(e)
+        crops, owners = [], []
+        for i, (img, p) in enumerate(zip(images, plans)):
+            if isinstance(p, InvcompError):
+                out[i] = p
+            elif p.fit == "align":
+                for pl in p.placements:
+                    crops.append(align.warp_crop(img, pl, self.codec.resolution))
+                    owners.append(i)
+            else:
+                crops.append(img)
+                owners.append(i)
+        coded = self._code(crops, owners, images, plans, progress, goal)
+        for i, p in enumerate(plans):
+            if out[i] is None:
+                faces = [coded[k] for k, o in enumerate(owners) if o == i]
+                bad = next((f for f in faces if isinstance(f, InvcompError)), None)
+                out[i] = bad if bad is not None else self._assemble(images[i], p, faces)
+        return out
+
+    def _code(self, crops: list, owners: list, images: list, plans: list, progress: Any, goal: Any) -> list:
+        """Code the face crops (and plain images), each with the budget its photo leaves it under ``goal``."""
+        if not crops:
+            return []
+        if goal is None:  # the face codec's fit is this photo codec's crop or squash; aligned crops are square
+            return list(self.codec.encode(crops, progress=progress))
+        from ..codecs.rate import RateTarget, encode_images
+
+        res = [None] * len(crops)
+        for k in range(len(crops)):
+            g = goal
+            if goal.max_bytes is not None:
+                plan = plans[owners[k]]
+                g = RateTarget(max_bytes=face_budget(goal.max_bytes, images[owners[k]], plan, self.options))
+            res[k] = encode_images(self.codec, [crops[k]], g, progress=progress)[0] if g.max_bytes is None or g.max_bytes > 0 \
+                else InvcompError(f"--target-bytes {goal.max_bytes} cannot hold this photo's wrapper and background")
+        return res
+
+    def _assemble(self, img: Image.Image, plan: Plan, faces: list) -> Any:
+        from .frame import assemble
+
+        return assemble(img, plan, faces, self.options)
+
+
+def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOptions) -> int:
+    """The bytes each face file may take when the whole photo file must fit ``max_bytes``: the wrapper, the
+    placements, the length fields and the background come first; the rest is split evenly between the faces."""
+    if plan.fit != "align" and not plan.grayscale:
+        return max_bytes
+    bg = plan.background_data
+    n = max(1, len(plan.placements))
+    w, h = img.size
+    size = 3 if max(w, h) <= container.SMALL_SIDE else len(container._varint(w)) + len(container._varint(h))
+    fixed = 5 + size + (0 if not bg else 1 + len(container._varint(len(bg))) + len(bg))  # magic, flags, count, CRC
+    per = sum(len(container.pack_placement(p)) for p in plan.placements) if plan.fit == "align" else 1
+    left = (max_bytes - fixed - per) // n
+    return left - (1 if left < 128 else 2 if left < 16384 else 3)
+
+
+__all__ = ["FITS", "PhotoCodec", "PhotoOptions", "Plan", "face_budget", "from_image", "gray", "is_gray", "to_pil"]
