@@ -151,6 +151,21 @@ def test_cancel_a_running_and_a_queued_job(live: Any) -> None:
     assert again["status"] == "done"
 
 
+def test_a_photo_goes_through_the_photo_container(live: Any) -> None:
+    photo = DEMO_IMAGE.parents[1] / "photos" / "coelho-mahotas.jpg"
+    if not photo.is_file():
+        pytest.skip("no photo in experiments/data/photos")
+    job = wait(live, upload(live, [("photo.jpg", photo.read_bytes())], **FAST, fit="align", background="thumb")
+               .json()["jobs"][0]["id"], timeout=300)
+    assert job["status"] == "done", job["error"]
+    assert job["result"]["photo"]["fit"] == "align" and job["result"]["photo"]["faces_coded"] == 1
+    assert "fit align: 1 of" in page(live, f"/jobs/{job['id']}").text
+    ivc = live.get(job["links"]["ivc"]).content
+    dec = wait(live, upload(live, [("photo.ivc", ivc)], url="/api/decode").json()["jobs"][0]["id"])
+    assert dec["status"] == "done", dec["error"]
+    assert dec["result"]["photo"]["faces"] == 1 and live.get(dec["links"]["png"]).content == live.get(job["links"]["png"]).content
+
+
 def test_other_rates_of_a_result(live: Any) -> None:
     parent = wait(live, upload(live, [("face.png", face_bytes())], mode="inversion", iters=0).json()["jobs"][0]["id"])
     assert parent["status"] == "done", parent["error"]
