@@ -90,9 +90,10 @@ def held_out(data: Path, limit: int, seed: int) -> list[Path]:
 
 
 def random_placement(rng: np.random.Generator, w: int, h: int) -> align.Placement:
-    side = rng.uniform(0.1, 0.8) * min(w, h)
     angle = rng.uniform(-30, 30)
-    half = side / 2 * (abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle))))
+    spread = abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle)))  # the rotated crop's box / side
+    side = min(rng.uniform(0.1, 0.8) * min(w, h), min(w, h) / spread - 2)
+    half = side / 2 * spread
     return align.Placement(rng.uniform(half, w - half), rng.uniform(half, h - half), side, angle)
 
 
@@ -145,16 +146,22 @@ def synthetic(data: Path, kodak: Path, limit: int, budget: int, mode: Optional[s
         log.info("%s: side %.0f, angle %+.0f: %s", f.name, truth.side, truth.angle,
                  f"error {row['error_vs_truth']:.2f} px, SSIM {row['detected_ssim']:.3f} vs {row['truth_ssim']:.3f}"
                  if row["found"] else "not found")
+        synthetic_summary(rows, limit, budget, seed, mode)
+
+
+def synthetic_summary(rows: list[dict], limit: int, budget: int, seed: int, mode: Optional[str]) -> None:
+    """Write ``synthetic.json`` from the rows so far."""
     bins = [(0, 60), (60, 120), (120, 240), (240, 1e9)]
-    recall = {f"{lo:g}-{hi:g}": float(np.mean([r["found"] for r in rows if lo <= r["side"] < hi] or [np.nan]))
-              for lo, hi in bins}
-    out = {"command": f"python experiments/faces_figures.py synthetic --limit {limit} --bytes {budget} --seed {seed}",
-           "faces": len(rows), "recall": float(np.mean([r["found"] for r in rows])), "recall_by_crop_side_px": recall,
+    recall = {f"{lo:g}-{hi:g}": {"n": len(b), "recall": float(np.mean(b)) if b else None}
+              for lo, hi in bins for b in [[r["found"] for r in rows if lo <= r["side"] < hi]]}
+    out = {"command": f"python experiments/faces_figures.py synthetic --limit {limit} --bytes {budget} --seed {seed}"
+                      + (f" --mode {mode}" if mode else ""), "complete": len(rows) == limit, "faces": len(rows),
+           "recall": float(np.mean([r["found"] for r in rows])), "recall_by_crop_side_px": recall,
            "false_positives": int(sum(r["false_positives"] for r in rows)),
            **summary([r for r in rows if r["found"]], ["error_vs_truth", "error_vs_detector_on_clean_face", "detected_ssim",
                                                        "truth_ssim", "detected_identity", "truth_identity",
                                                        "detected_bytes", "truth_bytes"]), "rows": rows}
-    write("synthetic.json", out)
+    write("synthetic.json", out, quiet=len(rows) < limit)
 
 
 def write(name: str, out: dict, quiet: bool = False) -> None:

@@ -24,6 +24,18 @@ FRAME_SIDE = 1024  # whole-frame SSIM: both frames at most this long side
 INSCRIBED = 1 - 2 * align.FEATHER  # the part of the crop where the paste mask is fully opaque
 
 
+def is_gray(img: Image.Image) -> bool:
+    """Whether every pixel of an RGB image has three equal channels."""
+    a = np.asarray(img.convert("RGB"))
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """``(..., 3, H, W)`` -> its luma (ITU-R 601, as Pillow's ``L``) replicated over the three channels."""
+    y = 0.299 * x[..., 0:1, :, :] + 0.587 * x[..., 1:2, :, :] + 0.114 * x[..., 2:3, :, :]
+    return y.expand_as(x).contiguous()
+
+
 def render(photo: container.Photo, faces: list[Image.Image], fits: list[str]) -> Image.Image:
     """The decoded frame of a photo file, from its decoded faces (crops, any square size) and each face
     file's fit (for whole-frame records). RGB, or RGBA without a background; L / LA when grayscale."""
@@ -118,8 +130,6 @@ def assemble(img: Image.Image, plan: Any, faces: list, options: Any) -> Any:
     """The :class:`~invcomp.codecs.base.Encoded` of one photo from its plan and coded faces (see
     :meth:`invcomp.faces.photo.PhotoCodec.encode`)."""
     from dataclasses import replace
-
-    from .photo import gray
 
     first = faces[0]
     info: dict[str, Any] = {"fit": plan.fit, "faces_found": plan.found, "faces_coded": len(plan.placements),

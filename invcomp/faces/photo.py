@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..errors import InvcompError
 from ..imageio import from_image, to_pil
 from . import align, background, container, detect
+from .frame import assemble, gray, is_gray
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,6 @@ class PhotoOptions:
         if self.fit in ("crop", "squash") and self.background != "none":
             raise InvcompError(f"--background {self.background} goes with --fit align or auto (crop and squash code "
                                "no background)")
-
-
-def is_gray(img: Image.Image) -> bool:
-    """Whether every pixel of an RGB image has three equal channels."""
-    a = np.asarray(img.convert("RGB"))
-    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
-
-
-def gray(x: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, H, W)`` -> its luma (ITU-R 601, as Pillow's ``L``) replicated over the three channels."""
-    y = 0.299 * x[..., 0:1, :, :] + 0.587 * x[..., 1:2, :, :] + 0.114 * x[..., 2:3, :, :]
-    return y.expand_as(x).contiguous()
 
 
 def is_aligned(face: detect.Face, width: int, height: int) -> bool:
@@ -200,8 +188,6 @@ class PhotoCodec:
         return res
 
     def _assemble(self, img: Image.Image, plan: Plan, faces: list) -> Any:
-        from .frame import assemble
-
         return assemble(img, plan, faces, self.options)
 
 
