@@ -94,6 +94,7 @@ def test_login_then_compress_a_dropped_face_and_read_its_result(site: dict) -> N
     d.execute_script("const s = document.getElementById('slider'); s.value = 30; s.dispatchEvent(new Event('input'));")
     clip = d.execute_script("return document.getElementById('slider-left').style.clipPath")
     assert clip == "inset(0px 70% 0px 0px)" and d.find_element("id", "slider-view").is_displayed()
+    assert not d.find_element("id", "side").is_displayed()  # one view at a time
     site["job_page"] = d.current_url
     site["ssim"] = ssim
 
