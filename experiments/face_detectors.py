@@ -25,7 +25,8 @@ Measures:
 
 1. real photos (experiments/data/photos/photos.json): recall and false positives against hand-checked boxes
    (IoU >= 0.3; detections in "ignore" boxes count neither way);
-2. synthetic photos: held-out UTKFace faces (files 22000+ of the sorted folder; never committed) pasted into Kodak
+2. synthetic photos: UTKFace faces (files 22000+ of the sorted folder, which no detector here was trained on;
+   not the codec's held-out split; never committed) pasted into Kodak
    pictures without people at a random side (0.1-0.8 of the frame's short side), rotation (+-30 degrees) and place,
    seeded; recall by face size and by rotation. "Face size" is half the pasted crop's side, about the width of
    dlib's face box on a UTKFace crop (the ratio measured is printed);
@@ -45,7 +46,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -461,11 +462,11 @@ def main(detectors, limit, slow_limit, seed, utkface, first, kodak, photos, medi
     for d in dets:
         t = {}
         for mp, a in imgs.items():
-            def full(a=a):
+            def full(a=a, d=d):
                 for x in d.fn(a):
                     lms.eyes(a, x, "dlib5")
 
-            def down(a=a):
+            def down(a=a, d=d):
                 for x in detect_down(d, a, detect_long_side):
                     lms.eyes(a, x, "dlib5")
             key = f"{mp:g}MP"
