@@ -14,6 +14,7 @@ import pytest
 from invcomp import bitstream, elias, layers
 from invcomp.cli import cli
 from invcomp.errors import BitstreamError, InvcompError
+from invcomp.faces import container
 from invcomp.outputs import atomic_write
 
 from .conftest import DEMO_IMAGE, cli_runner
@@ -93,8 +94,8 @@ def test_a_long_run_of_varint_continuation_bytes_is_refused_at_once() -> None:
 def test_a_file_larger_than_any_legal_one_is_refused_unread(tmp_path: Path) -> None:
     big = tmp_path / "big.ivc"
     with open(big, "wb") as f:
-        f.truncate(max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES) + 1)  # sparse: nothing to read; the
-        # largest legal file of any mode (a layered file's layers can outgrow every other mode's file)
+        f.truncate(max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES) + 1)  # sparse:
+        # nothing to read; the largest legal file of any kind (a photo file's background outgrows every mode's file)
     r = _run("decode", big)
     assert "larger than the largest legal .ivc file" in _one_line_error(r)
     # the bound is the real largest file: every field at its limit
