@@ -233,6 +233,34 @@ def gc(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
     _run("gc", "train_gc", "GC model", device, no_resume, data=data, out=out, **kw)
 
 
+@train.command("sc")
+@click.option("--gc", "gc_model", required=True, help="The GC model it completes (a registered name, or a gc.pt with its files).")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--maps", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Label maps of the first train images: the .npz of experiments/sc_semantic_maps.py.")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, sc.pt/.json, sc-prior.json, train.log.")
+@click.option("--resolution", default=200, show_default=True, type=int)
+@click.option("--width", default=96, show_default=True, type=int, help="Synthesiser channels.")
+@click.option("--halo", default=1, show_default=True, type=click.IntRange(0), help="Cells kept around the preserved pixels (the codec default).")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--drop-semantic", default=0.3, show_default=True, type=click.FloatRange(0, 1), help="Share of batches without a map.")
+@click.option("--steps", default=3000, show_default=True, type=int)
+@click.option("--snapshot-every", default=500, show_default=True, type=int)
+@click.option("--eval-faces", default=256, show_default=True, type=int, help="The maps' last grids, held out for scoring.")
+@click.option("--threads", default=None, type=int, help="torch threads.  [default: torch's]")
+@_run_options
+@guard
+def sc(gc_model: str, data: str, maps: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train SC's synthesiser over a GC model (random preserved regions; landmark label maps), e.g.
+
+    \b
+      python experiments/sc_semantic_maps.py --data ../shared/data/utkface --limit 6000 --out runs/sc/maps_train.npz
+      invcomp train sc --gc gc-utkface-c8 --data ../shared/data/utkface --maps runs/sc/maps_train.npz --out runs/sc
+    """
+    _run("sc", "train_sc", "SC synthesiser", device, no_resume, gc=gc_model, data=data, maps=maps, out=out, **kw)
+
+
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,
                        help="Old name of warm-start.")
 train.add_command(_alias)

@@ -39,3 +39,18 @@ def fit_gc_prior(net: GCNet, images: torch.Tensor, *, smoothing: float = 0.5, in
     tables = fit_tables(grids, [np.ones(g.shape, dtype=bool) for g in grids], cfg.centres, cfg.channels, smoothing)
     log.info("fitted GC tables on %d images (%d symbols each)", len(grids), grids[0].size)
     return GCPrior(tables, fit={"images": len(grids), "smoothing": smoothing, **(info or {})})
+
+
+def fit_sc_prior(symbols: list[np.ndarray], masks: list[np.ndarray], semantic: list[np.ndarray], *, values: int,
+                 classes: int, smoothing: float = 0.5, info: Optional[dict] = None) -> GCPrior:
+    """SC's tables: the code under the cell masks ``masks`` (``(h, w)`` bool each, one per symbol grid ``(C, h, w)``),
+    the masks themselves, and the semantic grids ``(2h, 2w)``."""
+    planes = symbols[0].shape[0]
+    pres = [np.broadcast_to(m[None], s.shape) for s, m in zip(symbols, masks)]
+    code = fit_tables(symbols, pres, values, planes, smoothing)
+    mask = fit_tables([m[None].astype(np.int64) for m in masks], [np.ones((1,) + m.shape, bool) for m in masks], 2, 1,
+                      smoothing)
+    sem = fit_tables([g[None].astype(np.int64) for g in semantic], [np.ones((1,) + g.shape, bool) for g in semantic],
+                     classes, 1, smoothing)
+    return GCPrior(code, mask, sem, fit={"grids": len(symbols), "masks": len(masks), "maps": len(semantic),
+                                         "smoothing": smoothing, **(info or {})})
