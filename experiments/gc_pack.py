@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ from invcomp.gc.tiles import pad16  # noqa: E402
 from invcomp.outputs import atomic_write  # noqa: E402
 
 log = logging.getLogger("gc_pack")
-PRE = ROOT / "pretrained"
+PRE = Path(os.environ.get("INVCOMP_PRETRAINED", ROOT / "pretrained"))  # as the registry finds it
 RESULTS = ROOT / "experiments" / "results" / "gc"
 
 

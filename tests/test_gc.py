@@ -161,3 +161,26 @@ def test_config_validation() -> None:
 
         check_size(torch.zeros(1, 3, 20, 16))
     assert GCNet(GCConfig(channels=2, **TINY))(torch.zeros(1, 3, 32, 48))[0].shape == (1, 3, 32, 48)  # type: ignore[arg-type]
+
+
+def test_train_gc_command_checkpoints_and_resumes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from invcomp.cli import cli
+
+    from .conftest import cli_runner
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for i, x in enumerate(smooth_images(6, 48)):
+        Image.fromarray(x.permute(1, 2, 0).numpy()).save(data / f"img{i}.png")
+    args = ["train", "gc", "--data", str(data), "--out", str(tmp_path / "run"), "--channels", "2", "--crop", "32",
+            "--resolution", "48", "--batch-size", "2", "--snapshot-every", "2", "--eval-faces", "2", "--device", "cpu"]
+    runner = cli_runner()
+    r = runner.invoke(cli, args + ["--steps", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "gc.pt").exists() and (tmp_path / "run" / "checkpoint.pt").exists()
+    r = runner.invoke(cli, args + ["--steps", "4"])
+    assert r.exit_code == 0, r.output
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed from" in log and "at step 2" in log and "done at step 4" in log

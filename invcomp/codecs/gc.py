@@ -140,21 +140,25 @@ class GCCodec(Codec):
         out = []
         for im in images:
             data, header, feats, sym, recon = self.encode_one(image_array(im))
+            assert recon is not None
             out.append(Encoded(data, header, from_image(im), to_tensor(recon), feats.flatten(), sym.flatten(),
                                {"symbols": int(sym.numel()), "grid": list(sym.shape)}))
             if progress is not None:
                 progress(1)
         return out
 
-    def encode_one(self, img: np.ndarray) -> tuple[bytes, bitstream.Header, torch.Tensor, torch.Tensor, np.ndarray]:
-        """A uint8 image ``(H, W, 3)`` -> file bytes, header, features, symbols ``(C, h, w)`` and the decoded uint8."""
+    def encode_one(self, img: np.ndarray, *, recon: bool = True) -> tuple[bytes, bitstream.Header, torch.Tensor, torch.Tensor,
+                                                                         Optional[np.ndarray]]:
+        """A uint8 image ``(H, W, 3)`` -> file bytes, header, features, symbols ``(C, h, w)`` and the decoded uint8
+        (``None`` without ``recon``: the bytes alone, as a file writer needs)."""
         h, w = img.shape[:2]
         header = gc_header(self.model.model_id, w, h, self.mode)
         header.validate()
         feats, sym = symbols_of(self.model, img)
         payload = gridcode.encode_grid(sym.numpy(), np.ones(sym.shape, dtype=bool), self.model.prior.code)
         data = bitstream.pack_v2(header, None, payload)
-        return data, header, feats, sym, pixels_of(self.model, self.model.net.Q.values(sym), h, w, tile=self.tile)
+        pixels = pixels_of(self.model, self.model.net.Q.values(sym), h, w, tile=self.tile) if recon else None
+        return data, header, feats, sym, pixels
 
     # --- decoding ----------------------------------------------------------------------------------------
     def decode(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:

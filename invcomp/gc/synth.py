@@ -7,7 +7,7 @@ semantic map (one-hot at the semantic grid, 8 px a cell, brought to the code gri
 all-zero plane and a flag where the file has no map); the decoder takes each distribution's most likely centre,
 and GC's own generator G (frozen) draws the whole picture from the completed code. So in preserved cells the
 symbols are exactly GC's, and the pixels differ from GC's only where G's receptive field reaches a synthesised
-cell (near the region's border). S is a stack of dilated 3x3 convolutions at /16 (receptive field 45 cells), so it
+cell (near the region's border). S is a stack of dilated 3x3 convolutions at /16 (receptive field 31 cells), so it
 is cheap at any size; it is trained (:mod:`invcomp.train.sc`) with cross-entropy against the encoder's own
 symbols under random preserved masks, which is a conditional generative model of the code, not the paper's
 adversarial synthesis in pixel space (see the model card).
@@ -36,8 +36,8 @@ class SCConfig:
     channels: int
     centres: int
     classes: int = len(CLASSES)
-    width: int = 96
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1)
+    width: int = 64
+    dilations: tuple[int, ...] = (1, 2, 4, 4, 2, 1)
     halo: int = 1
     architecture: str = "sc"
     training: dict[str, Any] = field(default_factory=dict)

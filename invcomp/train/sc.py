@@ -47,9 +47,9 @@ class SCTrainConfig:
     maps: str
     out: str
     resolution: int = 200
-    width: int = 96
+    width: int = 64
     halo: int = 1
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-3
     drop_semantic: float = 0.3
     steps: int = 3000
