@@ -3,7 +3,7 @@
     python experiments/gc_speed.py --kodak ../shared/data/kodak --model gc-utkface-c8
 
 - **Speed:** encode (to bytes) and decode (to uint8 pixels) of ``--images`` Kodak images (768x512), one torch thread,
-  seconds per megapixel (median over the images).
+  wall and CPU seconds per megapixel (median over the images; on a shared machine the CPU time is the fair figure).
 - **Memory:** in a fresh process, a 6000 x 4000 picture (Kodak image 1 resized with Lanczos) encoded, then its file
   decoded; the peak resident set (``ru_maxrss``) after each, beside the process's size once the model is loaded.
 - **Tiles:** a Kodak image decoded in tiles of 8 cells (128 px: many seams) with halos of 2..12 cells against one
@@ -45,15 +45,15 @@ def big(model: str, kodak: str) -> dict:
     loaded = rss_mb()
     img = image_array(Image.open(Path(kodak) / "kodim01.png").convert("RGB").resize((6000, 4000), Image.Resampling.LANCZOS))
     with_image = rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     data = codec.encode_one(img, recon=False)[0]
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     after_encode = rss_mb()
     del img
     _, pixels = codec.decode_pixels(data)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     return {"width": 6000, "height": 4000, "bytes": len(data), "bpp": 8 * len(data) / 24e6, "encode_s": t1 - t0,
-            "decode_s": t2 - t1, "rss_mb_model_loaded": loaded, "rss_mb_with_image": with_image,
+            "decode_s": t2 - t1, "encode_cpu_s": c1 - c0, "decode_cpu_s": c2 - c1, "rss_mb_model_loaded": loaded, "rss_mb_with_image": with_image,
             "peak_rss_mb_encode": after_encode, "peak_rss_mb_decode": rss_mb(), "decoded_shape": list(pixels.shape)}
 
 
@@ -70,16 +70,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(big(a.model, a.kodak)))
         return
     codec = load_codec(a.model, mode="gc")
-    enc_t, dec_t = [], []
+    enc_t, dec_t, enc_c, dec_c = [], [], [], []
     for f in sorted(Path(a.kodak).glob("kodim*.png"))[:a.images]:
         img = image_array(Image.open(f).convert("RGB"))
         mp = img.shape[0] * img.shape[1] / 1e6
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         data = codec.encode_one(img, recon=False)[0]
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         codec.decode_pixels(data)
         dec_t.append((time.perf_counter() - t1) / mp)
+        dec_c.append((time.process_time() - c1) / mp)
         enc_t.append((t1 - t0) / mp)
+        enc_c.append((c1 - c0) / mp)
     img = image_array(Image.open(Path(a.kodak) / "kodim23.png").convert("RGB"))
     _, sym = symbols_of(codec.model, img)
     values = codec.model.net.Q.values(sym)
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
                            capture_output=True, text=True, check=True)
     doc = {"model": a.model, "threads": 1, "kodak_images": len(enc_t),
            "encode_s_per_megapixel": float(np.median(enc_t)), "decode_s_per_megapixel": float(np.median(dec_t)),
+           "encode_cpu_s_per_megapixel": float(np.median(enc_c)), "decode_cpu_s_per_megapixel": float(np.median(dec_c)),
+           "note": "wall (s) and CPU (cpu_s) seconds, one thread; wall time includes waiting for a loaded machine",
            "tiles_vs_whole_kodim23": {"tile_cells": 8, "default_halo": tiles.DECODE_HALO, "by_halo": halo},
            "24_megapixels": json.loads(child.stdout.strip().splitlines()[-1]),
            "command": "python experiments/gc_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])}

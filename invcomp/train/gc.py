@@ -13,7 +13,7 @@ Adam for both (betas 0.5, 0.999). Every ``snapshot_every`` steps the model is sc
 SSIM and the high-frequency energy ratio, :func:`invcomp.gc.metrics.hf_ratio`, in the log; a grid of originals and
 reconstructions) and the latest is kept as ``gc.pt`` + ``gc.json``: a GAN's snapshots are not ranked by PSNR, which
 would pick the blurriest. ``checkpoint.pt`` holds E, Q, G, D, both optimisers, the step and the RNG state
-(:mod:`invcomp.train.loop`). Deterministic on the CPU for a seed.
+(:mod:`invcomp.train.loop`); a resumed run takes its own ``lr`` and ``adv_warmup``. Deterministic on the CPU for a seed.
 """
 from __future__ import annotations
 
@@ -124,6 +124,9 @@ class GCTrainer(Trainer):
             raise InvcompError(f"{self.out / 'checkpoint.pt'} was made with other model options; use them again "
                                "or --no-resume") from None
         self.gen.set_state(state["rng"].cpu())
+        for opt in (self.opt_g, self.opt_d):  # a resumed run takes this run's --lr (the log records each start's config)
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.lr
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
