@@ -31,7 +31,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.bench.codecs import build_codecs  # noqa: E402
-from invcomp.bench.report import csv_bytes  # noqa: E402
 from invcomp.bench.search import find_closest  # noqa: E402
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
@@ -43,6 +42,18 @@ from invcomp.metrics import ms_ssim, psnr, ssim  # noqa: E402
 log = logging.getLogger("gc_bench")
 OTHERS = ("heif", "avif", "webp", "jpegxl", "compressai-hyperprior", "compressai-mbt-mean")
 SAME_PERSON = 0.6
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    import csv
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in keys})
+    return buf.getvalue().encode()
 
 
 def gc_models() -> list[str]:
@@ -91,6 +102,8 @@ def run_image(path: Path, gcs: dict[str, Any], others: dict[str, Any], faces: bo
         _, pixels = codec.decode_pixels(enc.data)
         t2 = time.process_time()
         row = measure(x, Image.fromarray(pixels), len(enc.data), faces)
+        cfg, cells = codec.model.config, enc.extra["grid"][1] * enc.extra["grid"][2]
+        row.update(bits_per_cell=8 * (len(enc.data) - 9) / cells, bound_bits_per_cell=cfg.channels * np.log2(cfg.centres))
         rows.append({"image": path.name, "codec": name, "target": f"{name} x1", "setting": "", "cannot_reach": False,
                      "encode_s": t1 - t0, "decode_s": t2 - t1, "megapixels": x.shape[1] * x.shape[2] / 1e6, **row})
         targets[name] = len(enc.data)
@@ -117,6 +130,8 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
         stats.update(n=len(rs), cannot_reach=sum(bool(r["cannot_reach"]) for r in rs),
                      identity=float(np.mean(ids)) if ids else None,
                      same_person=float(np.mean([d < SAME_PERSON for d in ids])) if ids else None)
+        if "bits_per_cell" in rs[0]:  # GC: the payload (file less its 9 bytes of header and CRC) per 16x16 cell
+            stats.update(bits_per_cell=float(np.mean([r["bits_per_cell"] for r in rs])), bound_bits_per_cell=rs[0]["bound_bits_per_cell"])
         if "encode_s" in rs[0]:
             mp = sum(r["megapixels"] for r in rs)
             stats.update(encode_s_per_mp=sum(r["encode_s"] for r in rs) / mp, decode_s_per_mp=sum(r["decode_s"] for r in rs) / mp)

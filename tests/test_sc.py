@@ -162,3 +162,18 @@ def test_shipped_sc_keeps_gc_quality_in_the_preserved_region() -> None:
     a, b = sc.encode([im])[0], gc.encode([im])[0]
     ra, rb = a.recon[:, 40:160, 50:150], b.recon[:, 40:160, 50:150]
     assert float(psnr(ra[None], rb[None])) > 30 and len(a.data) < len(b.data)
+
+
+def test_fuzzed_gc_and_sc_files_never_crash_or_hang(models: tuple[Path, Path]) -> None:
+    """Mutated GC and SC files (sizes, ids, records, payloads; the CRC fixed up by the structural mutators) give a
+    one-line error or a picture, never a crash; declared sizes over the decoder's limit are refused unread."""
+    from invcomp.fuzz import run_fuzz
+
+    gc = load_codec(str(models[0]), mode="gc")
+    sc = _sc(models, preserve_box=("0,0,20,20",))
+    for codec in (gc, sc):
+        codec.max_pixels = 300_000
+        seeds = [codec.encode([image(w, h, seed=w)])[0].data for w, h in ((1, 1), (40, 30), (130, 70), (16, 200))]
+        d = run_fuzz(250, seed=3, seeds=seeds, codec=codec, time_limit=2.0).as_dict()
+        assert d["crashes"] == 0, d["crash_examples"]
+        assert d["hangs"] == 0 and d["errors"] > 0

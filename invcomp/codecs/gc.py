@@ -27,7 +27,7 @@ from ..gc.store import LoadedGC, is_kind, load_gc_model
 from ..imageio import from_image
 from .base import Codec, Encoded, Progress
 from .entropy import check_mode
-from .settings import EncodeSettings, resolve_one_pass
+from .settings import DEFAULT_MAX_PIXELS, EncodeSettings, resolve_one_pass
 from .table import register_mode
 
 MODE_GC = 4
@@ -44,6 +44,10 @@ def read_header(data: bytes, codec: Any) -> tuple[bitstream.Header, bytes]:
     """Parse a GC/SC file for ``codec`` and return its header and payload; refuses another mode or model."""
     header, payload, _ = bitstream.unpack(data)
     check_mode(header, codec)
+    limit = getattr(codec, "max_pixels", DEFAULT_MAX_PIXELS)
+    if header.width * header.height > limit:
+        raise InvcompError(f"this file declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
+                           f"image, over the decoder's limit of {limit:,} (raise it with --max-pixels)")
     if header.version != 2 or header.bits != 2 or header.fit != "squash":
         raise BitstreamError("invalid .ivc field: a GC or SC file is version 2 with bit-depth field 0 and the whole-frame flag")
     if header.model_id != codec.model_id_v2:
@@ -103,6 +107,7 @@ class GCCodec(Codec):
                          settings=s, prior="normal", norm_free=True, model_id_v2=model.model_id)
         self.model = model
         self.tile = tiles.TILE
+        self.max_pixels = DEFAULT_MAX_PIXELS  # decode refuses larger declared sizes before any work
 
     @classmethod
     def load(cls, spec: Optional[str], settings: Optional[EncodeSettings] = None, *, device: str = "cpu",

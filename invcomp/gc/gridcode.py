@@ -101,6 +101,9 @@ def decode_grid(payload: bytes, present: np.ndarray, tables: GridTables, *, chec
     n_planes, h, w = present.shape
     if n_planes != tables.planes:
         raise ValueError(f"expected {tables.planes} planes, got {n_planes}")
+    n = int(present.sum())
+    if n and 8 * len(payload) + SLACK_BITS < n * min_bits(tables):
+        raise BitstreamError(f"corrupt .ivc file: {len(payload)} bytes cannot hold {n} coded symbols")
     g = np.full(present.shape, k, dtype=np.int64)  # K: not (yet) known
     try:
         dec = rangecoder.Decoder(payload)
@@ -123,6 +126,16 @@ def decode_grid(payload: bytes, present: np.ndarray, tables: GridTables, *, chec
     if check and encode_grid(np.where(present, g, 0), present, tables) != bytes(payload):
         raise BitstreamError("corrupt .ivc file: a coded grid is not the canonical coding of its values")
     return out
+
+
+SLACK_BITS = 64
+"""What :func:`invcomp.rangecoder.shortest` may have cut (trailing bytes the reader's padding restores), at most."""
+
+
+def min_bits(tables: GridTables) -> float:
+    """The fewest bits any one symbol can take under ``tables`` (from the most probable entry of any table): a
+    payload shorter than its symbols' count times this is refused before decoding."""
+    return float(-np.log2(tables.tables.max() / rangecoder.TOTAL))
 
 
 def fit_tables(grids: list[np.ndarray], presents: list[np.ndarray], values: int, planes: int,
