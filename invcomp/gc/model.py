@@ -12,9 +12,11 @@ int64); G maps the quantised map back to ``(N, 3, H, W)`` (tanh).
 - **G:** a 3x3 conv to ``gen_width`` channels at /16, ``res_blocks`` residual blocks there, then four stages of
   nearest x2 upsampling + 3x3 convolution (widths ``up_widths``), and a 3x3 conv to RGB with tanh.
 
-Normalisation is :class:`ChannelNorm` (per position, across channels, as in Mentzer et al. 2020, HiFiC), never an
-instance or batch norm: a pixel depends only on the code near it, so an image codes the same alone, in a batch or
-in tiles (:mod:`invcomp.gc.tiles`).
+**No instance or batch norm** (the paper's instance norm makes a pixel depend on the whole image): a pixel depends
+only on the code near it, so an image codes the same alone, in a batch or in tiles (:mod:`invcomp.gc.tiles`). The
+shipped models use no normalisation at all (``norm="none"``: LeakyReLU 0.2, He initialisation, residual branches
+starting at zero); ``norm="channel"`` is :class:`ChannelNorm` (per position, across channels; Mentzer et al. 2020,
+HiFiC), which is as local, but whose runs here drew every face in one sepia hue after 2,000 steps (the README).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from torch import nn
 from ..errors import InvcompError
 
 FACTOR = 16
+NORMS = ("none", "channel")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class GCConfig:
     res_blocks: int = 5
     up_widths: tuple[int, ...] = (96, 64, 32, 24)
     sigma: float = 1.0
+    norm: str = "none"
     architecture: str = "gc"
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +62,8 @@ class GCConfig:
             raise InvcompError(f"channels must be 1..64 and centres 2..16, got {self.channels} and {self.centres}")
         if min(self.enc_widths + self.up_widths + (self.gen_width,)) < 1 or self.res_blocks < 0:
             raise InvcompError("widths must be positive and res_blocks >= 0")
+        if self.norm not in NORMS:
+            raise InvcompError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
 
     def to_json_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -96,6 +102,21 @@ def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride, 1)
 
 
+def _act(cfg: GCConfig, c: int) -> list[nn.Module]:
+    """What follows a convolution: ChannelNorm + ReLU (``norm="channel"``) or LeakyReLU 0.2 (``"none"``)."""
+    if cfg.norm == "channel":
+        return [ChannelNorm(c), nn.ReLU(inplace=True)]
+    return [nn.LeakyReLU(0.2, inplace=True)]
+
+
+def _init(module: nn.Module) -> None:
+    """He initialisation for LeakyReLU(0.2), zero biases (the norm-free networks keep their scale through depth)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+
+
 class Encoder(nn.Module):
     """E: ``(N, 3, H, W)`` in [-1, 1] (H, W multiples of 16) -> features ``(N, C, H/16, W/16)``."""
 
@@ -104,9 +125,11 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         c = 3
         for w in cfg.enc_widths:
-            layers += [_conv(c, w, 2), ChannelNorm(w), nn.ReLU(inplace=True), _conv(w, w), ChannelNorm(w), nn.ReLU(inplace=True)]
+            layers += [_conv(c, w, 2), *_act(cfg, w), _conv(w, w), *_act(cfg, w)]
             c = w
         self.body, self.head = nn.Sequential(*layers), _conv(c, cfg.channels)
+        if cfg.norm == "none":
+            _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -137,9 +160,10 @@ class Quantiser(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, cfg: GCConfig) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv(c, c), ChannelNorm(c), nn.ReLU(inplace=True), _conv(c, c), ChannelNorm(c))
+        last = [ChannelNorm(c)] if cfg.norm == "channel" else []
+        self.body = nn.Sequential(_conv(c, c), *_act(cfg, c), _conv(c, c), *last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -151,14 +175,18 @@ class Generator(nn.Module):
     def __init__(self, cfg: GCConfig, c_in: int | None = None) -> None:
         super().__init__()
         g = cfg.gen_width
-        self.stem = nn.Sequential(_conv(c_in or cfg.channels, g), ChannelNorm(g), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[ResBlock(g) for _ in range(cfg.res_blocks)])
+        self.stem = nn.Sequential(_conv(c_in or cfg.channels, g), *_act(cfg, g))
+        self.blocks = nn.Sequential(*[ResBlock(g, cfg) for _ in range(cfg.res_blocks)])
         ups: list[nn.Module] = []
         c = g
         for w in cfg.up_widths:
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(c, w), ChannelNorm(w), nn.ReLU(inplace=True)]
+            ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(c, w), *_act(cfg, w)]
             c = w
         self.up, self.out = nn.Sequential(*ups), _conv(c, 3)
+        if cfg.norm == "none":
+            _init(self)
+            for block in self.blocks:  # residual branches start near zero, so the stack starts near the identity
+                nn.init.zeros_(block.body[-1].weight)
 
     def forward(self, wq: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.out(self.up(self.blocks(self.stem(wq)))))
