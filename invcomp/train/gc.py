@@ -9,7 +9,8 @@ horizontally flipped at random:
 - after ``adv_warmup`` steps of pure autoencoding, the multi-scale discriminator D (:mod:`invcomp.gc.discriminator`)
   is trained (LSGAN), and G also gets ``adv_weight * LSGAN + fm_weight * feature matching``.
 
-Adam for both (betas 0.5, 0.999). Every ``snapshot_every`` steps the model is scored on validation faces (PSNR,
+Adam for both (betas 0.5, 0.999), gradients clipped to norm ``clip`` (a norm-free run at lr 4e-4 without it
+saturated to white at step 800). Every ``snapshot_every`` steps the model is scored on validation faces (PSNR,
 SSIM and the high-frequency energy ratio, :func:`invcomp.gc.metrics.hf_ratio`, in the log; a grid of originals and
 reconstructions) and the latest is kept as ``gc.pt`` + ``gc.json``: a GAN's snapshots are not ranked by PSNR, which
 would pick the blurriest. ``checkpoint.pt`` holds E, Q, G, D, both optimisers, the step and the RNG state
@@ -58,6 +59,7 @@ class GCTrainConfig:
     adv_weight: float = 1.0
     fm_weight: float = 10.0
     adv_warmup: int = 1500
+    clip: float = 1.0
     steps: int = 8000
     minutes: Optional[float] = None
     snapshot_every: int = 500
@@ -139,6 +141,7 @@ class GCTrainer(Trainer):
             ld = d_loss(self.D(x), self.D(x_hat.detach()))
             self.opt_d.zero_grad(set_to_none=True)
             ld.backward()
+            torch.nn.utils.clip_grad_norm_(self.D.parameters(), cfg.clip)
             self.opt_d.step()
             real, fake = self.D(x), self.D(x_hat)
             adv, fm = g_loss(fake), feature_matching(real, fake)
@@ -146,6 +149,7 @@ class GCTrainer(Trainer):
             losses.update(d=float(ld.detach()), g=float(adv.detach()), fm=float(fm.detach()))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
         self.opt_g.step()
         return losses
 
