@@ -176,7 +176,9 @@ def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch
     def dec(data: bytes) -> torch.Tensor:
         return quantize_pixels(codec.decode(data)[1])
 
-    sources = inputs.originals if inputs.originals is not None else inputs.images
+    # a fixed-size mode fits the originals itself (the same bytes as `invcomp encode`); one of any size (GC) is given
+    # the benchmark's R x R pixels, which it codes as they are
+    sources = inputs.originals if inputs.originals is not None and codec.resolution else inputs.images
     for s in range(0, len(inputs.names), batch_size):
         chunk = sources[s:s + batch_size]
         t0 = time.perf_counter()
