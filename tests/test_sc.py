@@ -177,3 +177,14 @@ def test_fuzzed_gc_and_sc_files_never_crash_or_hang(models: tuple[Path, Path]) -
         d = run_fuzz(250, seed=3, seeds=seeds, codec=codec, time_limit=5.0).as_dict()  # the worst legal case: 0.3 Mpx
         assert d["crashes"] == 0, d["crash_examples"]
         assert d["hangs"] == 0 and d["errors"] > 0
+
+
+def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tuple[Path, Path]) -> None:
+    """``--preserve faces`` uses invcomp.faces' detector where it exists; without one, or without a face in the
+    picture, it is a one-line refusal, not a traceback."""
+    import importlib.util
+
+    sc = _sc(models, preserve="faces")
+    has_detector = importlib.util.find_spec("invcomp.faces") is not None
+    with pytest.raises(InvcompError, match="face" if has_detector else "face detector"):
+        sc.encode([image(64, 64)])
