@@ -57,6 +57,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM (11-tap Gaussian, sigma 1.5, K=(0.01, 0.03)) via pytorch-msssim, per image ``(N,)``."""
     _check(x, y)
+    side = min(x.shape[-2:])
+    if side < WIN:  # an image smaller than the window (GC codes any size, 1x1 up): the largest odd window it holds
+        size = side if side % 2 else side - 1
+        win = _fspecial_gauss_1d(size, 1.5 * size / WIN).to(x).repeat([x.shape[1], 1, 1, 1])
+        return _ssim(_unit(x), _unit(y), data_range=1.0, win=win, size_average=False, K=(0.01, 0.03))[0].mean(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pytorch-msssim warns when an image is smaller than the window
         return _pm_ssim(_unit(x), _unit(y), data_range=1.0, size_average=False)
@@ -74,6 +79,8 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """MS-SSIM with as many scales as the size allows (see module doc), per image ``(N,)``."""
     _check(x, y)
     levels = ms_ssim_levels(min(x.shape[-2:]))
+    if levels == 1:  # one scale: SSIM itself (also for images smaller than the window)
+        return ssim(x, y)
     w = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
     w = w / w.sum()
     win = _fspecial_gauss_1d(WIN, 1.5).to(x).repeat([x.shape[1], 1, 1, 1])

@@ -14,7 +14,8 @@ integers times a dyadic unit, exact in float32. A file therefore decodes to the 
 
 **The payload** is the range coder's 32-bit words written big-endian, with trailing bytes removed for as long
 as the symbols still decode when the reader pads the payload with ``0xFF`` bytes; the reader re-encodes what
-it decoded and refuses a payload that is not that shortest one, so every file is canonical.
+it decoded and refuses a payload that is not that shortest one, so every file is canonical. The coder itself is
+:mod:`invcomp.rangecoder`, which every mode shares.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from . import rangecoder
 from .errors import BitstreamError, InvcompError
 
 FORMAT = "invcomp-prior"
@@ -37,7 +39,6 @@ TOTAL = 1 << PRECISION
 BITS = tuple(range(2, 10))
 """The bit depths a prior covers (the container-v2 header stores ``bits - 2`` in 3 bits)."""
 NORM_UNIT_BITS = 16
-PAD = 0xFF
 
 
 def levels_for_bits(bits: int) -> int:
@@ -224,17 +225,14 @@ def soft_rate_bits(y: torch.Tensor, bits: int, prior: Prior) -> torch.Tensor:
     return (y**2 / (2 * v * math.log(2)) + 0.5 * torch.log2(2 * math.pi * v)).sum(1)
 
 
-# --- the range coder ---------------------------------------------------------------------------------------------------
+# --- the range coder (invcomp.rangecoder, shared with every mode) ---------------------------------------------------
 def _models(prior: Prior, bits: int) -> list[Any]:
-    import constriction
-
     key = (id(prior), bits)
     cached = _MODEL_CACHE.get(key)
     if cached is None or cached[0] is not prior:
         if len(_MODEL_CACHE) > 64:  # long-running processes load codecs again and again
             _MODEL_CACHE.clear()
-        tables = prior.tables[bits].astype(np.float64) / TOTAL  # exact: integers over a power of two
-        cached = (prior, [constriction.stream.model.Categorical(t, perfect=False) for t in tables])
+        cached = (prior, [rangecoder.fixed_model(t) for t in prior.tables[bits]])
         _MODEL_CACHE[key] = cached
     return cached[1]
 
@@ -243,26 +241,18 @@ _MODEL_CACHE: dict[tuple[int, int], tuple[Prior, list[Any]]] = {}
 
 
 def _encode_words(idx: np.ndarray, models: list[Any], groups: np.ndarray) -> bytes:
-    import constriction
-
-    enc = constriction.stream.queue.RangeEncoder()
+    enc = rangecoder.Encoder()
     for k, m in enumerate(models):  # one call per table, in a fixed symbol order (grouped), for speed
-        sel = idx[groups == k]
-        if sel.size:
-            enc.encode(sel.astype(np.int32), m)
-    return enc.get_compressed().astype(">u4").tobytes()
+        enc.fixed(idx[groups == k], m)
+    return enc.words()
 
 
 def _decode_words(payload: bytes, models: list[Any], groups: np.ndarray) -> np.ndarray:
-    import constriction
-
-    padded = payload + bytes([PAD]) * ((-len(payload)) % 4 + 8)
-    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype=">u4").astype(np.uint32))
+    dec = rangecoder.Decoder(payload)
     out = np.zeros(groups.shape[0], dtype=np.int64)
     for k, m in enumerate(models):
         where = np.nonzero(groups == k)[0]
-        if where.size:
-            out[where] = dec.decode(m, int(where.size))
+        out[where] = dec.fixed(m, int(where.size))
     return out
 
 
@@ -273,18 +263,8 @@ def encode_levels(levels: Sequence[int] | torch.Tensor, bits: int, prior: Prior)
     if idx.shape[0] != prior.symbols or idx.min() < 0 or idx.max() > 2 * s:
         raise InvcompError(f"cannot code {idx.shape[0]} levels at {bits} bits with a prior of {prior.symbols} symbols")
     models = _models(prior, bits)
-    data = _encode_words(idx, models, prior.groups)
-    n = len(data)
-    while n > 0 and _decodes_to(data[:n - 1], models, prior.groups, idx):
-        n -= 1
-    return data[:n]
-
-
-def _decodes_to(payload: bytes, models: list[Any], groups: np.ndarray, idx: np.ndarray) -> bool:
-    try:
-        return bool(np.array_equal(_decode_words(payload, models, groups), idx))
-    except Exception:  # noqa: BLE001  (constriction refuses data that its model cannot have produced)
-        return False
+    return rangecoder.shortest(_encode_words(idx, models, prior.groups),
+                               rangecoder.decodes_to(lambda b: _decode_words(b, models, prior.groups), idx))
 
 
 def decode_levels(payload: bytes, bits: int, prior: Prior) -> list[int]:

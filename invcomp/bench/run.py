@@ -165,7 +165,7 @@ def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch
                 with_lpips: bool = True, with_identity: bool = False, tick: Tick = _no_tick) -> tuple[list[dict], list[bytes]]:
     """Encode every image with ``codec`` (any mode; batches of ``batch_size``, which do not change the files) and
     decode each ``.ivc`` file with it (timed): one ``mode=fixed`` row per image under ``label``, and the files."""
-    if codec.resolution != inputs.resolution:
+    if codec.resolution and codec.resolution != inputs.resolution:  # resolution 0: any size (GC, SC)
         raise InvcompError(f"model {codec.name!r} codes {codec.resolution}x{codec.resolution} images, but the "
                            f"benchmark pixels are {inputs.resolution}x{inputs.resolution}; drop --size or that codec")
     if codec.settings.fit != "crop":
@@ -176,7 +176,9 @@ def run_invcomp(codec: "Codec", inputs: Inputs, *, label: str = "invcomp", batch
     def dec(data: bytes) -> torch.Tensor:
         return quantize_pixels(codec.decode(data)[1])
 
-    sources = inputs.originals if inputs.originals is not None else inputs.images
+    # a fixed-size mode fits the originals itself (the same bytes as `invcomp encode`); one of any size (GC) is given
+    # the benchmark's R x R pixels, which it codes as they are
+    sources = inputs.originals if inputs.originals is not None and codec.resolution else inputs.images
     for s in range(0, len(inputs.names), batch_size):
         chunk = sources[s:s + batch_size]
         t0 = time.perf_counter()

@@ -183,7 +183,7 @@ def _settings_for(spec: str, settings: EncodeSettings) -> EncodeSettings:
 
 def _resolution(inv: dict[str, list[Any]], size: Optional[int]) -> int:
     """The side R of the coded pixels: the invcomp codecs' (all equal), else --size."""
-    sides = {c.resolution for cs in inv.values() for c in cs}
+    sides = {c.resolution for cs in inv.values() for c in cs} - {0}  # 0: a codec of any size (GC) takes --size
     if len(sides) > 1:
         raise InvcompError(f"the invcomp codecs code different sizes ({sorted(sides)}); bench them separately")
     if sides:

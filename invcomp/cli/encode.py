@@ -27,7 +27,8 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   f"{DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
     click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
                   "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
-                  "8-byte colour and tone correction) or vaegan (one pass of a VAE-GAN codec, no search).  "
+                  "8-byte colour and tone correction), vaegan (one pass of a VAE-GAN codec, no search), layered, gc (generative "
+                  "compression of the whole image at its size) or sc (gc, keeping only --preserve'd regions).  "
                   "[default: auto without --model, else the model's]"),
     click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
                   help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
@@ -39,6 +40,12 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   help="With --mode layered: its layers after the base, e.g. tone,3 (the tone record, then one residual "
                        "layer at rate index 3 of 0..7), tone,1,4 (two residual layers), 2@64,5@128, or none.  "
                        "A --target-* chooses it per image instead.  [default: tone,3]"),
+    click.option("--preserve", default=None, metavar="MASK.png|faces", help="With --mode sc: keep the code where this mask "
+                  "(the image's size; nonzero or opaque = keep) is set, or around the detected faces; synthesise the rest."),
+    click.option("--preserve-box", "preserve_box", multiple=True, metavar="x,y,w,h", help="With --mode sc: keep this box "
+                  "(pixels; repeatable)."),
+    click.option("--semantic", default=None, metavar="MAP.png", help="With --mode sc: a class-index PNG (0 background, 1 face, "
+                  "2 brows, 3 eyes, 4 nose, 5 mouth) that the synthesis follows; coded losslessly in the file."),
     click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
                   "picks the registered vaegan-utkface64-cC unless --model names one."),
     click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model."),
@@ -140,7 +147,8 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                  rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
                  target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
                  layer_rates: Optional[str], faces: str = "largest", max_faces: int = 16, on_no_face: str = "crop",
-                 background: str = "none") -> tuple[Any, Any]:
+                 background: str = "none", preserve: Optional[str] = None, preserve_box: Sequence[str] = (),
+                 semantic: Optional[str] = None) -> tuple[Any, Any]:
     """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
     what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
     from ..codecs import load_codec
@@ -164,7 +172,8 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                               quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
                        warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
-                       layer_rates=layer_rates)
+                       layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
+                       semantic=semantic)
     goal = None
     if goals:
         n = target_bytes if target_bytes is not None else (

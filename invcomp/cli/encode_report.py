@@ -17,8 +17,8 @@ def rates(n_bytes: int, target: Any) -> dict:
     from .. import metrics
     from ..imageio import to_pil
 
-    r = target.shape[-1]
-    return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, r, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * r),
+    r, w = target.shape[-2], target.shape[-1]  # (GC codes any H x W)
+    return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, w, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * w),
             "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
 
 
@@ -27,7 +27,7 @@ def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float
     row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **codec.describe(),
            "seconds": round(seconds, 3), "coder": e.header.coder, "format": e.header.version, "bits": e.header.bits}
     human = (f"{src} -> {dst}: {row['bytes']} B, {row['bpp']:.3f} bpp, SSIM {m['ssim']:.4f}, "
-             f"PSNR {m['psnr']:.2f} dB (at {codec.resolution}x{codec.resolution}), {seconds:.2f} s")
+             f"PSNR {m['psnr']:.2f} dB (at {e.target.shape[-1]}x{e.target.shape[-2]}), {seconds:.2f} s")
     if "auto" in e.extra:  # the mode decision: what was chosen, and what else was tried
         chosen = e.extra["auto"]["chosen"]
         row.update(mode=chosen.split(":")[0], model=chosen.split(":", 1)[1], auto=e.extra["auto"])

@@ -55,6 +55,10 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
                        f"any size (multiple of 16)  {r['description']}")
         elif r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
+        elif r["kind"] in ("gc", "sc"):
+            over = f" over {r['base']}" if r.get("base") else ""
+            click.echo(f"{r['name']}  {_ids(r)}  {r['kind'].upper()} codec{over}, C={r['channels']}, L={r['centres']}, "
+                       f"any size  {r['description']}")
         elif r["kind"] == "vaegan":
             click.echo(f"{r['name']}  {_ids(r)}  VAE-GAN codec, C={r['channels']} at "
                        f"{r['code_side']}x{r['code_side']}, {r['bits']} bits -> {r['resolution']}x{r['resolution']}  "
@@ -83,6 +87,11 @@ def model_rows() -> list[dict]:
             v = VAEGANConfig.from_json(e.config)
             rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
                          "bits": v.bits, "resolution": v.resolution})
+            continue
+        if e.kind in ("gc", "sc"):  # GC and SC codecs (invcomp.gc): any image size
+            doc = json.loads(e.config.read_text())
+            rows.append({**common, "architecture": e.kind, "channels": doc.get("channels"), "centres": doc.get("centres"),
+                         "base": doc.get("base")})
             continue
         cfg = GeneratorConfig.from_json(e.config)
         rows.append({**common, "architecture": cfg.architecture, "latent_dim": cfg.latent_dim,

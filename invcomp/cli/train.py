@@ -1,4 +1,4 @@
-"""``invcomp train ...``: the four trainers (DCGAN, PGAN, VAE-GAN codec, warm-start network).
+"""``invcomp train ...``: the trainers (DCGAN, PGAN, VAE-GAN codec, warm-start network, residual, GC, SC).
 
 Each command parses options and calls its trainer in :mod:`invcomp.train`, imported only when it runs."""
 from __future__ import annotations
@@ -200,6 +200,65 @@ def residual(data: str, out: str, device: str, no_resume: bool, peer: str, **kw:
     """
     _run("residual", "train_residual", "best residual network", device, no_resume, data=data, out=out,
          peer=None if peer == "none" else peer, **kw)
+
+
+@train.command("gc")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, gc.pt/.json, train.log, recon_*.png.")
+@click.option("--channels", default=8, show_default=True, type=click.IntRange(1, 64), help="Code channels C at /16.")
+@click.option("--centres", default=5, show_default=True, type=click.IntRange(2, 16), help="Learned quantiser centres L.")
+@click.option("--resolution", default=200, show_default=True, type=int, help="Training images are fitted to this square side.")
+@click.option("--crop", default=96, show_default=True, type=int, help="Random crops of this side (a multiple of 16).")
+@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--steps", default=8000, show_default=True, type=int, help="Stop after this many steps in total.")
+@click.option("--adv-warmup", default=1500, show_default=True, type=int, help="Steps of pure autoencoding before D starts.")
+@click.option("--lr", default=2e-4, show_default=True, type=float, help="Adam learning rate (betas 0.5, 0.999), both nets.")
+@click.option("--mse-weight", default=20.0, show_default=True, type=float)
+@click.option("--ssim-weight", default=2.0, show_default=True, type=float, help="(1 - SSIM) weight: the stand-in for VGG.")
+@click.option("--adv-weight", default=1.0, show_default=True, type=float)
+@click.option("--fm-weight", default=10.0, show_default=True, type=float, help="Discriminator feature matching.")
+@click.option("--snapshot-every", default=500, show_default=True, type=int, help="Checkpoint, log val figures, keep the latest.")
+@click.option("--eval-faces", default=16, show_default=True, type=int)
+@click.option("--limit", default=None, type=int, help="Use only the first N training images.")
+@click.option("--threads", default=None, type=int, help="torch threads.  [default: torch's]")
+@_run_options
+@guard
+def gc(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train a GC model (encoder, learned-centre quantiser, generator; multi-scale D) on DATA at full size, e.g.
+
+    \b
+      invcomp train gc --data ../shared/data/utkface --out runs/gc-c8 --channels 8 --minutes 80 --threads 1
+      invcomp train gc --data faces/ --out runs/tiny --channels 2 --steps 20 --crop 32 --device cpu
+    """
+    _run("gc", "train_gc", "GC model", device, no_resume, data=data, out=out, **kw)
+
+
+@train.command("sc")
+@click.option("--gc", "gc_model", required=True, help="The GC model it completes (a registered name, or a gc.pt with its files).")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
+@click.option("--maps", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Label maps of the first train images: the .npz of experiments/sc_semantic_maps.py.")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, sc.pt/.json, sc-prior.json, train.log.")
+@click.option("--resolution", default=200, show_default=True, type=int)
+@click.option("--width", default=64, show_default=True, type=int, help="Synthesiser channels.")
+@click.option("--halo", default=1, show_default=True, type=click.IntRange(0), help="Cells kept around the preserved pixels (the codec default).")
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--drop-semantic", default=0.3, show_default=True, type=click.FloatRange(0, 1), help="Share of batches without a map.")
+@click.option("--steps", default=3000, show_default=True, type=int)
+@click.option("--snapshot-every", default=500, show_default=True, type=int)
+@click.option("--eval-faces", default=256, show_default=True, type=int, help="The maps' last grids, held out for scoring.")
+@click.option("--threads", default=None, type=int, help="torch threads.  [default: torch's]")
+@_run_options
+@guard
+def sc(gc_model: str, data: str, maps: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
+    """Train SC's synthesiser over a GC model (random preserved regions; landmark label maps), e.g.
+
+    \b
+      python experiments/sc_semantic_maps.py --data ../shared/data/utkface --limit 6000 --out runs/sc/maps_train.npz
+      invcomp train sc --gc gc-utkface-c8 --data ../shared/data/utkface --maps runs/sc/maps_train.npz --out runs/sc
+    """
+    _run("sc", "train_sc", "SC synthesiser", device, no_resume, gc=gc_model, data=data, maps=maps, out=out, **kw)
 
 
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 MODES: dict[int, type] = {}
 """Mode number (0..7, the header's bits 5-7) -> codec class."""
-BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan", "invcomp.codecs.layered")  # gan_inversion: modes 0, 2
+BUILT_IN = ("invcomp.codecs.gan_inversion", "invcomp.codecs.vaegan", "invcomp.codecs.layered", "invcomp.codecs.gc", "invcomp.codecs.sc")  # gan_inversion: modes 0, 2
 MODE_TITLES: dict[int, str] = {}
 AUTO = "auto"  # --mode auto: not a file mode (it writes the chosen mode's file), see invcomp.codecs.auto
 """Mode number -> human name, for messages."""
