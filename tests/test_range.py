@@ -154,7 +154,7 @@ class _Toy(Codec):
 
 
 class _Flat(_Toy):
-    mode, mode_key, title, symbols = 5, "toy-flat", "toy flat (test)", 3
+    mode, mode_key, title, symbols = 7, "toy-flat", "toy flat (test)", 3
 
     def find_symbols(self, target: torch.Tensor, progress: Any) -> tuple[torch.Tensor, list[dict]]:
         return target.mean((2, 3)), [{} for _ in range(target.shape[0])]
@@ -183,22 +183,22 @@ def test_auto_picks_the_better_of_two_toy_modes(toys: tuple[Codec, Codec]) -> No
     flat, exact = toys
     images = [_noise(0), Image.new("RGB", (SIDE, SIDE), (200, 30, 90))]
     sizes = {c.mode: [len(e.data) for e in c.encode(images)] for c in (flat, exact)}
-    assert all(a < b for a, b in zip(sizes[5], sizes[6]))  # the flat file is the smaller one
+    assert all(a < b for a, b in zip(sizes[7], sizes[6]))  # the flat file is the smaller one
     auto = AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=0.0)
     picked = auto.encode(images)
     # noise: only the exact mode draws it; a flat image: both draw it exactly, so the smaller (flat) file wins
-    assert [e.header.mode for e in picked] == [6, 5]
+    assert [e.header.mode for e in picked] == [6, 7]
     assert picked[0].extra["auto"]["chosen"] == "toy-exact:toy-exact"
     for e in picked:
         header, x = auto.decode(e.data)
         assert torch.equal(x, e.recon) and header.mode == e.header.mode
     # a budget under the exact file leaves the flat one; a budget under both fails that image alone
     capped = AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=0.0, max_bytes=sizes[6][0] - 1)
-    assert capped.encode(images[:1])[0].header.mode == 5
-    none = AutoCodec([flat, exact], decoder_for=codec_for_header, max_bytes=sizes[5][0] - 1).encode(images)
+    assert capped.encode(images[:1])[0].header.mode == 7
+    none = AutoCodec([flat, exact], decoder_for=codec_for_header, max_bytes=sizes[7][0] - 1).encode(images)
     assert isinstance(none[0], InvcompError) and "no mode fits" in str(none[0])
     # a tolerance of 1 takes any file: the smallest
-    assert AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=1.0).encode(images[:1])[0].header.mode == 5
+    assert AutoCodec([flat, exact], decoder_for=codec_for_header, tolerance=1.0).encode(images[:1])[0].header.mode == 7
 
 
 def test_auto_is_the_cli_default_and_records_its_choice(tmp_path: Path) -> None:

@@ -335,5 +335,5 @@ def test_mode1_header_bytes_by_hand() -> None:
     from invcomp.codecs import codec_for_header
     from invcomp.errors import InvcompError
 
-    with pytest.raises(InvcompError, match="mode 5, which this invcomp does not know"):
-        codec_for_header(bitstream.Header(**{**h.__dict__, "mode": 5}))
+    with pytest.raises(InvcompError, match="mode 6, which this invcomp does not know"):  # 4 and 5 are GC and SC
+        codec_for_header(bitstream.Header(**{**h.__dict__, "mode": 6}))
