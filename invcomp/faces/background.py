@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..errors import BitstreamError, InvcompError
-from .align import Placement, crop_mask
+from .align import Placement, crop_mask, paste
 from .container import CLASSIC, PLACEHOLDERS
 
 LIMITS = {"webp": 16383, "avif": 65535, "jpeg": 65500, "jpegxl": 65535}  # each codec's largest side
@@ -53,10 +53,7 @@ def flatten(frame: Image.Image, placements: list[Placement]) -> Image.Image:
             continue
         region = frame.crop((l, t, r, b))
         blurred = region.filter(ImageFilter.GaussianBlur(max(2.0, p.side / 6)))
-        n = 64
-        core = Image.fromarray((np.asarray(crop_mask(n)) >= 255).astype(np.uint8) * 255, "L")
-        from .align import paste
-
+        core = Image.fromarray((np.asarray(crop_mask(64)) >= 255).astype(np.uint8) * 255, "L")
         mask = paste(Image.new("L", (r - l, b - t), 0), core, Placement(p.cx - l, p.cy - t, p.side, p.angle), feather=0)
         out.paste(blurred, (l, t), mask)
     return out

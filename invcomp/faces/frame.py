@@ -159,12 +159,6 @@ def assemble(img: Image.Image, plan: Any, faces: list, options: Any) -> Any:
                    extra={**first.extra, "photo": info})
 
 
-def unpack_faces(data: bytes) -> tuple[container.Photo, list[bytes]]:
-    """A photo file's contents and its face files."""
-    photo = container.unpack(data)
-    return photo, [f.data for f in photo.faces]
-
-
 def native_strip(faces: list[Image.Image]) -> Image.Image:
     """Decoded face crops side by side (``--native`` on a photo file)."""
     n = faces[0].size[0]
@@ -173,5 +167,3 @@ def native_strip(faces: list[Image.Image]) -> Image.Image:
         strip.paste(f.resize((n, n), Image.Resampling.LANCZOS) if f.size != (n, n) else f, (i * n, 0))
     return strip
 
-
-__all__ = ["assemble", "face_metrics", "flat", "frame_ssim", "native_strip", "render", "np"]

@@ -25,9 +25,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvcompError
-from ..imageio import from_image, to_pil
 from . import align, background, container, detect
-from .frame import assemble, gray, is_gray
+from .frame import assemble, is_gray
 
 log = logging.getLogger(__name__)
 
@@ -205,5 +204,3 @@ def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOpti
     left = (max_bytes - fixed - per) // n
     return left - (1 if left < 128 else 2 if left < 16384 else 3)
 
-
-__all__ = ["FITS", "PhotoCodec", "PhotoOptions", "Plan", "face_budget", "from_image", "gray", "is_gray", "to_pil"]
