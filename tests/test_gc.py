@@ -185,3 +185,24 @@ def test_train_gc_command_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     log = (tmp_path / "run" / "train.log").read_text()
     assert "resumed from" in log and "at step 2" in log and "done at step 4" in log
+
+
+def test_photo_wrapper_passes_whole_images_to_gc(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``invcomp encode`` wraps every codec in the photo codec; for GC (a whole-image codec) it must not look for
+    faces, nor warp a crop: the file is GC's own, byte for byte, and ``--fit align|squash`` is refused."""
+    from invcomp.faces import detect
+    from invcomp.faces.photo import PhotoCodec, PhotoOptions
+
+    def no_detector(*a: object, **k: object) -> None:
+        raise AssertionError("the face detector ran for a whole-image codec")
+
+    monkeypatch.setattr(detect, "detect", no_detector)
+    gc = load_codec(str(tiny), mode="gc")
+    im = image(70, 45, seed=5)
+    wrapped = PhotoCodec(gc, PhotoOptions(fit="auto")).encode([im])[0]
+    assert wrapped.data == gc.encode([im])[0].data
+    gray = im.convert("L").convert("RGB")
+    assert PhotoCodec(gc, PhotoOptions(fit="auto")).encode([gray])[0].data == gc.encode([gray])[0].data
+    for fit in ("align", "squash"):
+        with pytest.raises(InvcompError, match="whole image"):
+            PhotoCodec(gc, PhotoOptions(fit=fit)).plan(im)

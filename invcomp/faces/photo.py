@@ -104,7 +104,12 @@ class PhotoCodec:
 
     def plan(self, img: Image.Image, name: str = "image") -> Plan:
         """Where the faces of ``img`` are and how it will be coded (raises :class:`InvcompError` for a refusal)."""
-        o, g = self.options, is_gray(img)
+        o = self.options
+        if not self.codec.resolution:  # a whole-image codec (GC, SC): its own file of the frame as it is
+            if o.fit in ("align", "squash"):
+                raise InvcompError(f"--fit {o.fit} is for the face codecs; --mode gc and sc code the whole image at its size")
+            return Plan("crop", [], False, note="whole image")
+        g = is_gray(img)
         if o.fit in ("crop", "squash"):
             return Plan(o.fit, [], g)
         reason = detect.unavailable()
