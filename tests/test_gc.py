@@ -206,3 +206,43 @@ def test_photo_wrapper_passes_whole_images_to_gc(tiny: Path, monkeypatch: pytest
     for fit in ("align", "squash"):
         with pytest.raises(InvcompError, match="whole image"):
             PhotoCodec(gc, PhotoOptions(fit=fit)).plan(im)
+
+
+def _skewed_tables(values: int, planes: int) -> gridcode.GridTables:
+    """Tables sure that every symbol is 0 (value 0 gets all but K-1 of 2**16 in every context)."""
+    row = np.ones(values, dtype=np.int64)
+    row[0] = 2 ** 16 - (values - 1)
+    return gridcode.GridTables(values, planes, np.tile(row, (planes * (values + 1) ** 3, 1)))
+
+
+def test_escape_keeps_the_payload_near_log2_l_bits_a_symbol() -> None:
+    """Under tables that expect the wrong symbols the context coding costs ~16 bits a symbol; the escape codes the
+    same grid at about log2(5) = 2.32 bits a symbol, decodes it exactly, and a forged escape flag is refused."""
+    t = _skewed_tables(5, 2)
+    g, pres = np.full((2, 10, 12), 4), np.ones((2, 10, 12), bool)
+    payload, escaped = gridcode.encode_bounded(g, pres, t)
+    assert escaped and 8 * len(payload) <= g.size * np.log2(5) + 40
+    assert len(gridcode.encode_grid(g, pres, t)) > 4 * len(payload)
+    assert np.array_equal(gridcode.decode_bounded(payload, pres, t, True), g)
+    zeros = np.zeros_like(g)  # what the tables expect: the context coding wins, and an escaped copy is not canonical
+    ctx, escaped = gridcode.encode_bounded(zeros, pres, t)
+    assert not escaped and np.array_equal(gridcode.decode_bounded(ctx, pres, t, False), zeros)
+    uni = gridcode.encode_grid(zeros, pres, gridcode.uniform_tables(5, 2))
+    with pytest.raises(BitstreamError, match="escaped"):
+        gridcode.decode_bounded(uni, pres, t, True)
+
+
+def test_gc_file_escapes_when_its_tables_do_not_fit(tiny: Path) -> None:
+    """A GC model whose tables expect the wrong symbols writes the escape (bit-depth field 1) and stays under the
+    C log2 L bound; the file decodes to the codec's own reconstruction."""
+    from dataclasses import replace
+
+    codec = load_codec(str(tiny))
+    cfg = codec.model.config
+    codec.model = replace(codec.model, prior=replace(codec.model.prior, code=_skewed_tables(cfg.centres, cfg.channels)))
+    im = image(160, 96, seed=4)
+    enc = codec.encode([im])[0]
+    assert bitstream.unpack(enc.data)[0].bits == 3
+    cells = 10 * 6
+    assert 8 * (len(enc.data) - 9) <= cells * cfg.channels * np.log2(cfg.centres) + 40
+    assert torch.equal(codec.decode(enc.data)[1], enc.recon)

@@ -1,6 +1,7 @@
 """SC (mode 5): preserved regions decode as GC's, masks (empty, full, wrong size), the semantic map, refusals, CLI."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +69,36 @@ def test_full_mask_is_gc_and_empty_mask_is_all_synthesis(models: tuple[Path, Pat
     assert torch.equal(_sc(models, preserve=str(empty)).decode(e.data)[1], e.recon)
 
 
+def assert_refused(codec: SCCodec, im: Image.Image, match: str) -> None:
+    """``codec`` refuses ``im`` with a one-line :class:`InvcompError` matching ``match``, in its place in the list
+    (so that the other images of a batch are still coded)."""
+    res = codec.encode([im])
+    assert len(res) == 1 and isinstance(res[0], InvcompError), res
+    assert re.search(match, str(res[0])) and "\n" not in str(res[0])
+
+
+def test_one_refused_image_does_not_fail_its_batch(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """A mask that fits one image of a batch but not the other: the other is coded, as alone."""
+    mask = tmp_path / "mask.png"
+    Image.new("L", (80, 48), 255).save(mask)
+    good, bad = image(80, 48, seed=1), image(64, 64, seed=2)
+    sc = _sc(models, preserve=str(mask))
+    out = sc.encode([bad, good, bad])
+    assert isinstance(out[0], InvcompError) and isinstance(out[2], InvcompError)
+    assert out[1].data == sc.encode([good])[0].data
+
+
 def test_bad_masks_are_refused_in_one_line(models: tuple[Path, Path], tmp_path: Path) -> None:
     im = image(100, 70)
     wrong = tmp_path / "wrong.png"
     Image.new("L", (99, 70), 255).save(wrong)
-    with pytest.raises(InvcompError, match="must be the image's size"):
-        _sc(models, preserve=str(wrong)).encode([im])
-    with pytest.raises(InvcompError, match="outside"):
-        _sc(models, preserve_box=("500,500,10,10",)).encode([im])
-    with pytest.raises(InvcompError, match="x,y,w,h"):
-        _sc(models, preserve_box=("1,2,3",)).encode([im])
+    assert_refused(_sc(models, preserve=str(wrong)), im, "must be the image's size")
+    assert_refused(_sc(models, preserve_box=("500,500,10,10",)), im, "outside")
+    assert_refused(_sc(models, preserve_box=("1,2,3",)), im, "x,y,w,h")
     with pytest.raises(InvcompError, match="needs what to preserve"):
         load_codec(str(models[1]), mode="sc")
     (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(InvcompError, match="cannot read"):
-        _sc(models, preserve=str(tmp_path / "junk.png")).encode([im])
+    assert_refused(_sc(models, preserve=str(tmp_path / "junk.png")), im, "cannot read")
 
 
 def test_semantic_map_is_coded_losslessly_and_checked(models: tuple[Path, Path], tmp_path: Path) -> None:
@@ -100,11 +116,9 @@ def test_semantic_map_is_coded_losslessly_and_checked(models: tuple[Path, Path],
     assert torch.equal(_sc(models, preserve_box=box).decode(with_map.data)[1], with_map.recon)
     bad = tmp_path / "bad.png"
     Image.fromarray(np.full((64, 96), 9, np.uint8), "L").save(bad)
-    with pytest.raises(InvcompError, match="class 9"):
-        _sc(models, preserve_box=box, semantic=str(bad)).encode([im])
+    assert_refused(_sc(models, preserve_box=box, semantic=str(bad)), im, "class 9")
     Image.new("RGB", (96, 64)).save(bad)
-    with pytest.raises(InvcompError, match="class-index"):
-        _sc(models, preserve_box=box, semantic=str(bad)).encode([im])
+    assert_refused(_sc(models, preserve_box=box, semantic=str(bad)), im, "class-index")
 
 
 def test_sc_and_gc_refuse_each_other(models: tuple[Path, Path]) -> None:
@@ -147,6 +161,17 @@ def test_cli_sc_and_gc(models: tuple[Path, Path], tmp_path: Path) -> None:
     r = run_(["encode", str(src), "--mode", "gc", "--model", str(models[0]), "--preserve-box", "0,0,5,5",
                     "-o", str(tmp_path / "c.ivc")])
     assert r.exit_code != 0 and "do not apply" in r.output
+    r = run_(["encode", str(src), "--mode", "gc", "--model", str(models[0]), "--target-bpp", "0.1", "-o", str(tmp_path / "d.ivc")])
+    assert r.exit_code != 0 and "rate is set by its model" in r.output and "Traceback" not in r.output
+    # a batch where the mask fits one image only: that one is written, the other refused in one line
+    other = tmp_path / "other.png"
+    image(64, 64, seed=4).save(other)
+    mask = tmp_path / "mask.png"
+    Image.new("L", (90, 60), 255).save(mask)
+    out = tmp_path / "batch"
+    r = run_(["encode", str(src), str(other), "--mode", "sc", "--model", str(models[1]), "--preserve", str(mask), "-o", f"{out}/"])
+    assert r.exit_code != 0 and "Traceback" not in r.output and "must be the image's size" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["in.ivc"]
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no SC model is registered")
@@ -179,12 +204,15 @@ def test_fuzzed_gc_and_sc_files_never_crash_or_hang(models: tuple[Path, Path]) -
         assert d["hangs"] == 0 and d["errors"] > 0
 
 
-def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tuple[Path, Path]) -> None:
-    """``--preserve faces`` uses invcomp.faces' detector where it exists; without one, or without a face in the
-    picture, it is a one-line refusal, not a traceback."""
-    import importlib.util
+def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tuple[Path, Path],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--preserve faces`` uses invcomp.faces' detector; without a face in the picture, or without the detector
+    (dlib missing), it is a one-line refusal of that image, not a traceback."""
+    from invcomp.faces import detect
 
     sc = _sc(models, preserve="faces")
-    has_detector = importlib.util.find_spec("invcomp.faces") is not None
-    with pytest.raises(InvcompError, match="face" if has_detector else "face detector"):
-        sc.encode([image(64, 64)])
+    if detect.unavailable() is None:
+        assert_refused(sc, image(64, 64), "no face found")
+    monkeypatch.setattr(detect, "unavailable", lambda: "dlib is not installed (pip install 'invcomp[faces]')")
+    monkeypatch.setattr(detect, "detect", lambda *a, **k: (_ for _ in ()).throw(ModuleNotFoundError("dlib")))
+    assert_refused(sc, image(64, 64), "needs the face detector.*dlib is not installed")

@@ -175,6 +175,9 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                        layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
                        semantic=semantic)
     goal = None
+    if goals and not codec.resolution:
+        raise InvcompError(f"the {codec.title} mode's rate is set by its model (and, for SC, the preserved area): drop "
+                           "the --target-*, or pick a model of another rate (`invcomp models`)")
     if goals:
         n = target_bytes if target_bytes is not None else (
             bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)

@@ -230,6 +230,9 @@ def gc(data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
       invcomp train gc --data ../shared/data/utkface --out runs/gc-c8 --channels 8 --minutes 80 --threads 1
       invcomp train gc --data faces/ --out runs/tiny --channels 2 --steps 20 --crop 32 --device cpu
     """
+    crop = int(kw["crop"])  # type: ignore[call-overload]
+    if crop % 16 or crop < 32:
+        raise InvcompError(f"--crop must be a multiple of 16 and at least 32, got {crop}")
     _run("gc", "train_gc", "GC model", device, no_resume, data=data, out=out, **kw)
 
 
@@ -258,7 +261,9 @@ def sc(gc_model: str, data: str, maps: str, out: str, device: str, no_resume: bo
       python experiments/sc_semantic_maps.py --data ../shared/data/utkface --limit 6000 --out runs/sc/maps_train.npz
       invcomp train sc --gc gc-utkface-c8 --data ../shared/data/utkface --maps runs/sc/maps_train.npz --out runs/sc
     """
-    _run("sc", "train_sc", "SC synthesiser", device, no_resume, gc=gc_model, data=data, maps=maps, out=out, **kw)
+    if device == "cuda":
+        raise InvcompError("invcomp train sc runs on the CPU (its synthesiser is small): drop --device cuda")
+    _run("sc", "train_sc", "SC synthesiser", "cpu", no_resume, gc=gc_model, data=data, maps=maps, out=out, **kw)
 
 
 _alias = click.Command("encoder", params=warm_start.params, callback=warm_start.callback, hidden=True,

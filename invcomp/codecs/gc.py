@@ -34,9 +34,10 @@ MODE_GC = 4
 DEFAULT_GC = "gc-utkface-c8"
 
 
-def gc_header(model_id: bytes, width: int, height: int, mode: int) -> bitstream.Header:
-    """The version-2 header of a GC or SC file (bit-depth field 0, whole frame)."""
-    return bitstream.Header(model_id=model_id, latent_dim=0, resolution=0, width=width, height=height, bits=2,
+def gc_header(model_id: bytes, width: int, height: int, mode: int, escaped: bool = False) -> bitstream.Header:
+    """The version-2 header of a GC or SC file (whole frame; bit-depth field 0, or 1 where the symbols are coded
+    under the uniform escape tables: :func:`invcomp.gc.gridcode.encode_bounded`)."""
+    return bitstream.Header(model_id=model_id, latent_dim=0, resolution=0, width=width, height=height, bits=2 + escaped,
                             coder="prior", norm=None, scaling="max", fit="squash", mode=mode, version=2)
 
 
@@ -48,8 +49,9 @@ def read_header(data: bytes, codec: Any) -> tuple[bitstream.Header, bytes]:
     if header.width * header.height > limit:
         raise InvcompError(f"this file declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
                            f"image, over the decoder's limit of {limit:,} (raise it with --max-pixels)")
-    if header.version != 2 or header.bits != 2 or header.fit != "squash":
-        raise BitstreamError("invalid .ivc field: a GC or SC file is version 2 with bit-depth field 0 and the whole-frame flag")
+    if header.version != 2 or header.bits not in (2, 3) or header.fit != "squash":
+        raise BitstreamError("invalid .ivc field: a GC or SC file is version 2 with bit-depth field 0 or 1 and the "
+                             "whole-frame flag")
     if header.model_id != codec.model_id_v2:
         raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()}, but {codec.name!r} has id "
                                 f"{codec.model_id_v2.hex()}; see `invcomp models`")
@@ -64,9 +66,15 @@ def image_array(img: Image.Image) -> np.ndarray:
 def symbols_of(model: LoadedGC, img: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(C, h, w)`` and symbols ``(C, h, w)`` int64 of a uint8 image ``(H, W, 3)`` (tiled E, then Q)."""
     net = model.net
+    dev = next(net.parameters()).device
     with torch.no_grad():
-        feats = tiles.encode_tiled(lambda x: net.E(x.to(next(net.parameters()).device)), img)
-        return feats, net.Q.symbols(feats)
+        feats = tiles.encode_tiled(lambda x: net.E(x.to(dev)).cpu(), img)
+        return feats, net.Q.symbols(feats.to(dev)).cpu()
+
+
+def centre_values(model: LoadedGC, symbols: torch.Tensor) -> torch.Tensor:
+    """Symbols (any shape, int64, any device) -> their centres' values on the CPU (float32, same shape)."""
+    return model.net.Q.centres.detach().cpu()[symbols.cpu()]
 
 
 def pixels_of(model: LoadedGC, code: torch.Tensor, height: int, width: int, *, tile: int = tiles.TILE) -> np.ndarray:
@@ -136,15 +144,21 @@ class GCCodec(Codec):
     def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None, init: Any = None,
                goal: Any = None, to_goal: Any = None) -> list[Encoded]:
         """Encode RGB images of any size; ``Encoded.target`` and ``recon`` are ``(3, H, W)`` in [-1, 1], ``z`` the
-        features and ``levels`` the symbols, flattened in (C, h, w) order."""
+        features and ``levels`` the symbols, flattened in (C, h, w) order. An image that is refused (too large a
+        side) gets its :class:`InvcompError` in its place in the list, as :class:`~invcomp.faces.photo.PhotoCodec`
+        expects."""
         if goal is not None:
             raise InvcompError(f"the {self.title} mode's rate is set by its model: drop the --target-*, or pick a "
                                "model of another rate")
         if init is not None:
             raise InvcompError(f"the {self.title} mode does no search: it has no start")
-        out = []
+        out: list[Any] = []
         for im in images:
-            data, header, feats, sym, recon = self.encode_one(image_array(im))
+            try:
+                data, header, feats, sym, recon = self.encode_one(image_array(im))
+            except InvcompError as e:  # this image's refusal; the others are still coded
+                out.append(e)
+                continue
             assert recon is not None
             out.append(Encoded(data, header, from_image(im), to_tensor(recon), feats.flatten(), sym.flatten(),
                                {"symbols": int(sym.numel()), "grid": list(sym.shape)}))
@@ -157,12 +171,12 @@ class GCCodec(Codec):
         """A uint8 image ``(H, W, 3)`` -> file bytes, header, features, symbols ``(C, h, w)`` and the decoded uint8
         (``None`` without ``recon``: the bytes alone, as a file writer needs)."""
         h, w = img.shape[:2]
-        header = gc_header(self.model.model_id, w, h, self.mode)
-        header.validate()
+        gc_header(self.model.model_id, w, h, self.mode).validate()
         feats, sym = symbols_of(self.model, img)
-        payload = gridcode.encode_grid(sym.numpy(), np.ones(sym.shape, dtype=bool), self.model.prior.code)
+        payload, escaped = gridcode.encode_bounded(sym.numpy(), np.ones(sym.shape, dtype=bool), self.model.prior.code)
+        header = gc_header(self.model.model_id, w, h, self.mode, escaped)
         data = bitstream.pack_v2(header, None, payload)
-        pixels = pixels_of(self.model, self.model.net.Q.values(sym), h, w, tile=self.tile) if recon else None
+        pixels = pixels_of(self.model, centre_values(self.model, sym), h, w, tile=self.tile) if recon else None
         return data, header, feats, sym, pixels
 
     # --- decoding ----------------------------------------------------------------------------------------
@@ -176,6 +190,7 @@ class GCCodec(Codec):
         header, payload = read_header(data, self)
         cfg = self.model.config
         gh, gw = tiles.grid_shape(header.height, header.width)
-        sym = gridcode.decode_grid(payload, np.ones((cfg.channels, gh, gw), dtype=bool), self.model.prior.code)
-        code = self.model.net.Q.values(torch.from_numpy(sym))
+        sym = gridcode.decode_bounded(payload, np.ones((cfg.channels, gh, gw), dtype=bool), self.model.prior.code,
+                                      header.bits == 3)
+        code = centre_values(self.model, torch.from_numpy(sym))
         return header, pixels_of(self.model, code, header.height, header.width, tile=self.tile)

@@ -31,7 +31,7 @@ from ..gc.synth import Synthesiser, complete, load_synth
 from ..gc.tiles import grid_shape
 from ..imageio import from_image
 from .base import Encoded, Progress
-from .gc import GCCodec, gc_header, image_array, pixels_of, read_header, symbols_of, to_tensor
+from .gc import GCCodec, centre_values, gc_header, image_array, pixels_of, read_header, symbols_of, to_tensor
 from .settings import EncodeSettings
 from .table import register_mode
 
@@ -114,11 +114,15 @@ class SCCodec(GCCodec):
                goal: Any = None, to_goal: Any = None) -> list[Encoded]:
         if goal is not None or init is not None:
             raise InvcompError(f"the {self.title} mode's rate is set by its model and the preserved area: drop the --target-*")
-        out = []
+        out: list[Any] = []
         for im in images:
-            cells = masks.cell_mask(masks.pixel_mask(im, self.preserve, self.boxes), self.halo)
-            labels = None if self.semantic_png is None else sem.from_png(self.semantic_png, *im.size, self.sc.S.cfg.classes)
-            data, header, feats, sym, recon, sizes = self.encode_one_sc(image_array(im), cells, labels)
+            try:  # a refusal (a mask of another size, no face found, ...) is this image's alone
+                cells = masks.cell_mask(masks.pixel_mask(im, self.preserve, self.boxes), self.halo)
+                labels = None if self.semantic_png is None else sem.from_png(self.semantic_png, *im.size, self.sc.S.cfg.classes)
+                data, header, feats, sym, recon, sizes = self.encode_one_sc(image_array(im), cells, labels)
+            except InvcompError as e:
+                out.append(e)
+                continue
             extra = {"symbols": int(cells.sum()) * sym.shape[0], "grid": list(sym.shape),
                      "preserved_cells": int(cells.sum()), "cells": int(cells.size), **sizes}
             out.append(Encoded(data, header, from_image(im), to_tensor(recon), feats.flatten(), sym.flatten(), extra))
@@ -130,8 +134,7 @@ class SCCodec(GCCodec):
         """A uint8 image ``(H, W, 3)``, its cell mask ``(h, w)`` and semantic grid ``(2h, 2w)`` (or ``None``) ->
         file bytes, header, features, symbols, the decoded uint8 image and the records' sizes in bytes."""
         h, w = img.shape[:2]
-        header = gc_header(self.model_id_v2, w, h, self.mode)
-        header.validate()
+        gc_header(self.model_id_v2, w, h, self.mode).validate()
         if cells.shape != grid_shape(h, w):
             raise InvcompError(f"a {w}x{h} image has a {grid_shape(h, w)} cell mask, not {cells.shape}")
         feats, sym = symbols_of(self.sc.base, img)
@@ -139,8 +142,10 @@ class SCCodec(GCCodec):
         rec_mask = gridcode.encode_grid(cells[None].astype(np.int64), np.ones((1,) + cells.shape, bool), p.mask)  # type: ignore[arg-type]
         rec_sem = b"" if labels is None else gridcode.encode_grid(labels[None], np.ones((1,) + labels.shape, bool), p.semantic)  # type: ignore[arg-type]
         present = np.broadcast_to(cells[None], sym.shape)
-        rec_code = gridcode.encode_grid(np.where(present, sym.numpy(), 0), present, p.code)
-        payload = _varint(len(rec_mask)) + rec_mask + _varint(len(rec_sem)) + rec_sem + rec_code
+        rec_code, escaped = gridcode.encode_bounded(np.where(present, sym.numpy(), 0), present, p.code)
+        header = gc_header(self.model_id_v2, w, h, self.mode, escaped)
+        sem_field = _varint(0) if labels is None else _varint(len(rec_sem) + 1)  # 0: no map; m + 1: a map of m bytes
+        payload = _varint(len(rec_mask)) + rec_mask + sem_field + rec_sem + rec_code
         data = bitstream.pack_v2(header, None, payload)
         recon = self.draw(torch.where(torch.from_numpy(present.copy()), sym, -1), cells, labels, h, w)
         sizes = {"mask_bytes": len(rec_mask), "semantic_bytes": len(rec_sem), "code_bytes": len(rec_code)}
@@ -150,7 +155,7 @@ class SCCodec(GCCodec):
         """The decoded uint8 picture from kept symbols ``(C, gh, gw)`` (-1 where dropped), the cell mask and the map."""
         full = complete(self.sc.S, sym, torch.from_numpy(np.ascontiguousarray(cells)),
                         None if labels is None else torch.from_numpy(np.ascontiguousarray(labels)).long())
-        return pixels_of(self.sc.base, self.sc.base.net.Q.values(full), h, w, tile=self.tile)
+        return pixels_of(self.sc.base, centre_values(self.sc.base, full), h, w, tile=self.tile)
 
     # --- decoding ----------------------------------------------------------------------------------------
     def decode_pixels(self, data: bytes) -> tuple[bitstream.Header, np.ndarray]:
@@ -159,8 +164,8 @@ class SCCodec(GCCodec):
         r = _Reader(payload)
         n = r.varint("mask length", len(payload))
         rec_mask = r.take(n, "mask record")
-        m = r.varint("semantic map length", len(payload))
-        rec_sem = r.take(m, "semantic map record")
+        m = r.varint("semantic map length", len(payload) + 1)  # 0: no map; m + 1: a map of m bytes (0 is possible)
+        rec_sem = r.take(max(0, m - 1), "semantic map record")
         rec_code = payload[r.pos:]
         p = self.sc.prior
         cells = gridcode.decode_grid(rec_mask, np.ones((1, gh, gw), bool), p.mask)[0].astype(bool)  # type: ignore[arg-type]
@@ -168,7 +173,7 @@ class SCCodec(GCCodec):
         if m:
             labels = gridcode.decode_grid(rec_sem, np.ones((1, 2 * gh, 2 * gw), bool), p.semantic)[0]  # type: ignore[arg-type]
         present = np.broadcast_to(cells[None], (p.code.planes, gh, gw))
-        sym = gridcode.decode_grid(rec_code, present, p.code)
+        sym = gridcode.decode_bounded(rec_code, present, p.code, header.bits == 3)
         if not cells.any() and rec_code:
             raise BitstreamError("invalid .ivc file: symbols after an empty mask")
         return header, self.draw(torch.from_numpy(sym), cells, labels, header.height, header.width)

@@ -178,6 +178,13 @@ def decode_file(data: bytes, *, cache: dict, model: Optional[str] = None, weight
     if key not in cache:
         cache[key] = codec_for_header(header, model=model, device=device, weights=weights)
     codec = cache[key]
+    if not codec.resolution and hasattr(codec, "decode_pixels"):  # GC, SC: whole images, decoded as uint8 (no float copy)
+        from PIL import Image
+
+        if max_pixels is not None:
+            codec.max_pixels = max(max_pixels, 1)
+        header, pixels = codec.decode_pixels(data)
+        return header, codec, Image.fromarray(pixels)
     header, recon = codec.decode(data)
     img = to_pil(recon)
     if not native:

@@ -14,6 +14,7 @@ call (``P * (h + w - 1)`` calls per grid, a few thousand for 24 megapixels). Can
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +158,34 @@ def code_length_bits(grid: np.ndarray, present: np.ndarray, tables: GridTables) 
     ctx = contexts(grid, present, tables.values)
     f = tables.tables[ctx[present], grid[present]]
     return float(-np.log2(f / rangecoder.TOTAL).sum())
+
+
+@functools.lru_cache(maxsize=8)
+def uniform_tables(values: int, planes: int) -> GridTables:
+    """Tables that give every value the same share in every context: the escape coding, at about log2(K) bits each."""
+    row = integer_table(np.ones(values))
+    return GridTables(values, planes, np.tile(row, (planes * (values + 1) ** 3, 1)))
+
+
+def encode_bounded(grid: np.ndarray, present: np.ndarray, tables: GridTables) -> tuple[bytes, bool]:
+    """``(payload, escaped)``: the context coding under ``tables``, or the near-uniform one where that is shorter
+    (``escaped``; ties go to the context coding). So a payload never costs much more than log2(K) bits a symbol,
+    whatever the image. The uniform coding is only tried where it could win (within ``SLACK_BITS`` of its least)."""
+    ctx = encode_grid(grid, present, tables)
+    uni_tables = uniform_tables(tables.values, tables.planes)
+    n = int(np.asarray(present, dtype=bool).sum())
+    if 8 * len(ctx) <= n * min_bits(uni_tables) - SLACK_BITS:
+        return ctx, False
+    uni = encode_grid(grid, present, uni_tables)
+    return (uni, True) if len(uni) < len(ctx) else (ctx, False)
+
+
+def decode_bounded(payload: bytes, present: np.ndarray, tables: GridTables, escaped: bool) -> np.ndarray:
+    """The grid of an :func:`encode_bounded` payload; an escaped one whose context coding is no longer is refused
+    (not canonical)."""
+    if not escaped:
+        return decode_grid(payload, present, tables)
+    grid = decode_grid(payload, present, uniform_tables(tables.values, tables.planes))
+    if len(encode_grid(np.where(present, grid, 0), present, tables)) <= len(payload):
+        raise BitstreamError("corrupt .ivc file: an escaped grid that the context tables code in no more bytes")
+    return grid

@@ -51,12 +51,12 @@ def from_png(path: str, width: int, height: int) -> np.ndarray:
 
     try:
         m = Image.open(path)
+        if m.size != (width, height):  # before decoding: a mask of another size is not read
+            raise InvcompError(f"--preserve {path} is {m.size[0]}x{m.size[1]}, the image {width}x{height}: a mask must "
+                               "be the image's size")
         m.load()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvcompError(f"--preserve {path}: cannot read it as an image ({str(e).splitlines()[0] if str(e) else e})") from None
-    if m.size != (width, height):
-        raise InvcompError(f"--preserve {path} is {m.size[0]}x{m.size[1]}, the image {width}x{height}: a mask must "
-                           "be the image's size")
     if m.mode in ("RGBA", "LA", "PA") or (m.mode == "P" and "transparency" in m.info):
         return np.asarray(m.convert("RGBA"))[..., 3] > 127
     return np.asarray(m.convert("L")) > 0
@@ -67,9 +67,12 @@ def from_faces(img: Image.Image, margin: float = 0.25) -> np.ndarray:
     ``margin`` of its side; a one-line refusal where that detector is not installed or finds no face."""
     try:
         detect = importlib.import_module("invcomp.faces.detect")
-    except ImportError:
-        raise InvcompError("--preserve faces needs the face detector of invcomp.faces, which this invcomp does not "
-                           "have; give --preserve MASK.png or --preserve-box x,y,w,h") from None
+        reason = detect.unavailable()
+    except ImportError as e:
+        reason = str(e)
+    if reason:
+        raise InvcompError(f"--preserve faces needs the face detector of invcomp.faces: {reason}; give "
+                           "--preserve MASK.png or --preserve-box x,y,w,h")
     faces = detect.detect(img)
     if not faces:
         raise InvcompError("--preserve faces: no face found; give --preserve MASK.png or --preserve-box x,y,w,h")

@@ -107,12 +107,14 @@ def from_png(path: str, width: int, height: int, classes: int = len(CLASSES)) ->
     try:
         m = Image.open(path)
         m.load()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise InvcompError(f"--semantic {path}: cannot read it as an image ({str(e).splitlines()[0] if str(e) else e})") from None
     if m.mode not in ("L", "P", "I", "I;16", "1"):
         raise InvcompError(f"--semantic {path} is a {m.mode} image: give a class-index PNG (one channel, values "
                            f"0..{classes - 1}: {', '.join(CLASSES)})")
     labels = np.asarray(m, dtype=np.int64)
+    if labels.min(initial=0) < 0:
+        raise InvcompError(f"--semantic {path} holds class {int(labels.min())}: classes are 0..{classes - 1}")
     if labels.max(initial=0) >= classes:
         raise InvcompError(f"--semantic {path} holds class {int(labels.max())}: this model knows 0..{classes - 1} "
                            f"({', '.join(CLASSES)})")
