@@ -51,9 +51,30 @@ def describe(data: bytes) -> dict[str, Any]:
             row["layers"] = [{"layer": i, "kind": layer.name, "bytes": len(rec),
                               **({"rate": layer.rate, "resolution": layer.resolution} if layer.kind == layers.KIND_RESIDUAL
                                  else {})} for i, (layer, rec) in enumerate(records, start=2)]
+        elif header.mode in (4, 5):  # GC, SC: whole frames; the bit-depth field is the escape flag
+            row.update(fit="whole frame", bits=None, tables="uniform escape" if header.bits == 3 else "context",
+                       cells=_cells(header.width, header.height))
+            row.update(_sc_records(payload) if header.mode == 5 else {"symbols_bytes": len(payload)})
         else:
             row["norm_and_levels_bytes"] = len(payload)
     return row
+
+
+def _cells(width: int, height: int) -> list[int]:
+    """The GC/SC code grid ``[h, w]`` of a frame (16-px cells)."""
+    return [-(-height // 16), -(-width // 16)]
+
+
+def _sc_records(payload: bytes) -> dict[str, Any]:
+    """An SC payload's records: the mask, the semantic map (``None`` when absent) and the kept symbols, in bytes."""
+    from .framing import _Reader
+
+    r = _Reader(payload)
+    n = r.varint("mask length", len(payload))
+    r.take(n, "mask record")
+    m = r.varint("semantic map length", len(payload) + 1)
+    r.take(max(0, m - 1), "semantic map record")
+    return {"mask_bytes": n, "semantic_bytes": None if m == 0 else m - 1, "code_bytes": len(payload) - r.pos}
 
 
 def _photo(data: bytes) -> dict[str, Any]:

@@ -216,3 +216,20 @@ def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tup
     monkeypatch.setattr(detect, "unavailable", lambda: "dlib is not installed (pip install 'invcomp[faces]')")
     monkeypatch.setattr(detect, "detect", lambda *a, **k: (_ for _ in ()).throw(ModuleNotFoundError("dlib")))
     assert_refused(sc, image(64, 64), "needs the face detector.*dlib is not installed")
+
+
+def test_info_splits_an_sc_file_into_its_records(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """``invcomp info`` reports the mask, map and code records of an SC file; they add up to the payload."""
+    from invcomp.fileinfo import describe
+
+    im = image(96, 64, seed=2)
+    labels = np.zeros((64, 96), np.uint8)
+    labels[10:50, 20:70] = 1
+    path = tmp_path / "map.png"
+    Image.fromarray(labels, "L").save(path)
+    enc = _sc(models, preserve_box=("0,0,32,32",), semantic=str(path)).encode([im])[0]
+    d = describe(enc.data)
+    assert d["mode"].startswith("SC") and d["cells"] == [4, 6]
+    assert (d["mask_bytes"], d["semantic_bytes"], d["code_bytes"]) == (enc.extra["mask_bytes"], enc.extra["semantic_bytes"],
+                                                                     enc.extra["code_bytes"])
+    assert describe(_sc(models, preserve_box=("0,0,32,32",)).encode([im])[0].data)["semantic_bytes"] is None

@@ -44,6 +44,9 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   "(the image's size; nonzero or opaque = keep) is set, or around the detected faces; synthesise the rest."),
     click.option("--preserve-box", "preserve_box", multiple=True, metavar="x,y,w,h", help="With --mode sc: keep this box "
                   "(pixels; repeatable)."),
+    click.option("--preserve-halo", "preserve_halo", default=None, type=click.IntRange(0, 16), metavar="CELLS",
+                  help="With --mode sc: also keep this many 16-px cells around the preserved pixels. 1 (the model's) "
+                       "saves the most; from 6 the preserved pixels are GC's to 1/255.  [default: the model's, 1]"),
     click.option("--semantic", default=None, metavar="MAP.png", help="With --mode sc: a class-index PNG (0 background, 1 face, "
                   "2 brows, 3 eyes, 4 nose, 5 mouth) that the synthesis follows; coded losslessly in the file."),
     click.option("--channels", default=None, type=click.IntRange(1), help="With --mode vaegan: the code's channel count C; "
@@ -148,7 +151,7 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                  target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
                  layer_rates: Optional[str], faces: str = "largest", max_faces: int = 16, on_no_face: str = "crop",
                  background: str = "none", preserve: Optional[str] = None, preserve_box: Sequence[str] = (),
-                 semantic: Optional[str] = None) -> tuple[Any, Any]:
+                 semantic: Optional[str] = None, preserve_halo: Optional[int] = None) -> tuple[Any, Any]:
     """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
     what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
     from ..codecs import load_codec
@@ -173,7 +176,7 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
     codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
                        warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
                        layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
-                       semantic=semantic)
+                       semantic=semantic, halo=preserve_halo)
     goal = None
     if goals and not codec.resolution:
         raise InvcompError(f"the {codec.title} mode's rate is set by its model (and, for SC, the preserved area): drop "

@@ -36,7 +36,12 @@ def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float
         row["layers"] = e.extra["layers"]
         human += " [layers: " + ", ".join(f"{s['kind']}{'@' + str(s['rate']) if 'rate' in s and s['kind'] == 'residual' else ''}"
                                            f" {s['bytes']} B" for s in e.extra["layers"]) + "]"
-    if "photo" in e.extra:  # how the photo was coded: the fit chosen, its faces, and where its bytes went
+    if "mask_bytes" in e.extra:  # SC: where the bytes went
+        row["records"] = {k: e.extra[k] for k in ("mask_bytes", "semantic_bytes", "code_bytes")}
+        row["preserved_cells"], row["cells"] = e.extra["preserved_cells"], e.extra["cells"]
+        human += (f" [SC: {e.extra['preserved_cells']} of {e.extra['cells']} cells kept; mask {e.extra['mask_bytes']} B, "
+                  f"map {e.extra['semantic_bytes']} B, code {e.extra['code_bytes']} B]")
+    if "photo" in e.extra and e.extra["photo"]["fit"] != "whole":  # the photo's fit, its faces, where its bytes went
         info = e.extra["photo"]
         row.update(fit=info["fit"], photo=info)
         human += photo_line(info)

@@ -108,7 +108,7 @@ class PhotoCodec:
         if not self.codec.resolution:  # a whole-image codec (GC, SC): its own file of the frame as it is
             if o.fit in ("align", "squash"):
                 raise InvcompError(f"--fit {o.fit} is for the face codecs; --mode gc and sc code the whole image at its size")
-            return Plan("crop", [], False, note="whole image")
+            return Plan("whole", [], False, note="whole image")
         g = is_gray(img)
         if o.fit in ("crop", "squash"):
             return Plan(o.fit, [], g)
