@@ -6,6 +6,8 @@
   wall and CPU seconds per megapixel (median over the images; on a shared machine the CPU time is the fair figure).
 - **Memory:** in a fresh process, a 6000 x 4000 picture (Kodak image 1 resized with Lanczos) encoded, then its file
   decoded; the peak resident set (``ru_maxrss``) after each, beside the process's size once the model is loaded.
+- **The commands:** ``invcomp encode`` and ``invcomp decode`` of the same 24-megapixel PNG, each in its own process:
+  wall seconds and peak resident set, the report's metrics included.
 - **Tiles:** a Kodak image decoded in tiles of 8 cells (128 px: many seams) with halos of 2..12 cells against one
   whole pass: mean and largest pixel difference (of 255), and the difference within 2 px of a seam.
 Writes ``OUT/speed_MODEL.json``.
@@ -57,6 +59,31 @@ def big(model: str, kodak: str) -> dict:
             "peak_rss_mb_encode": after_encode, "peak_rss_mb_decode": rss_mb(), "decoded_shape": list(pixels.shape)}
 
 
+PEAK = ("import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
+        "print(r.returncode, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def cli_peaks(model: str, kodak: str) -> dict:
+    """``invcomp encode`` and ``invcomp decode`` of the 24-megapixel picture, each in its own process: exit code,
+    wall seconds and peak resident set (what a user's command takes, metrics and report included)."""
+    import tempfile
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, ivc, dec = Path(tmp) / "big.png", Path(tmp) / "big.ivc", Path(tmp) / "big.decoded.png"
+        Image.open(Path(kodak) / "kodim01.png").convert("RGB").resize((6000, 4000), Image.Resampling.LANCZOS).save(
+            src, compress_level=1)
+        cli = [sys.executable, "-m", "invcomp.cli", "--threads", "1"]
+        for name, args in (("encode", ["encode", str(src), "--mode", "gc", "--model", model, "-o", str(ivc)]),
+                           ("decode", ["decode", str(ivc), "-o", str(dec)])):
+            r = subprocess.run([sys.executable, "-c", PEAK, *cli, *args], capture_output=True, text=True)
+            code, secs, peak = r.stdout.split()[-3:]
+            out[name] = {"exit": int(code), "wall_s": float(secs), "peak_rss_mb": int(peak) / 1024}
+            log.info("invcomp %s of 6000x4000: exit %s, %.0f s, peak %.0f MB", name, code, float(secs), int(peak) / 1024)
+        out["bytes"] = ivc.stat().st_size if ivc.exists() else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kodak", required=True)
@@ -104,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
            "note": "wall (s) and CPU (cpu_s) seconds, one thread; wall time includes waiting for a loaded machine",
            "tiles_vs_whole_kodim23": {"tile_cells": 8, "default_halo": tiles.DECODE_HALO, "by_halo": halo},
            "24_megapixels": json.loads(child.stdout.strip().splitlines()[-1]),
+           "24_megapixels_cli": cli_peaks(a.model, a.kodak),
            "command": "python experiments/gc_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / f"speed_{a.model}.json").write_text(json.dumps(doc, indent=2) + "\n")

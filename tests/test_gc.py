@@ -246,3 +246,18 @@ def test_gc_file_escapes_when_its_tables_do_not_fit(tiny: Path) -> None:
     cells = 10 * 6
     assert 8 * (len(enc.data) - 9) <= cells * cfg.channels * np.log2(cfg.centres) + 40
     assert torch.equal(codec.decode(enc.data)[1], enc.recon)
+
+
+def test_report_metrics_of_large_pictures_are_measured_downscaled() -> None:
+    """The encode report measures pictures over 4 MP on area-downscaled copies (one factor for both, at most 4 MP)
+    and leaves smaller ones as they are; a flat picture keeps its PSNR either way."""
+    from invcomp.cli.encode import METRICS_MAX_PIXELS, metrics_view
+    from invcomp.metrics import psnr
+
+    small = torch.zeros(1, 3, 40, 60)
+    assert metrics_view(small, small)[1] is small
+    y = torch.full((1, 3, 2100, 2000), 0.2)
+    x = y + 0.1
+    a, b = metrics_view(x, y)
+    assert a.shape == b.shape and a.shape[-2] * a.shape[-1] <= METRICS_MAX_PIXELS < 2100 * 2000
+    assert abs(float(psnr(a, b)) - float(psnr(x, y))) < 1e-3

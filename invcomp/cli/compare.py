@@ -47,7 +47,7 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
                f"MS-SSIM {m['ms_ssim']:.4f} ({metrics.ms_ssim_levels(min(w, h))} scales), LPIPS {lp}, identity {ident}")
     if bitstream_path is not None:
         click.echo(f"{m['bytes']} B, {m['bpp']:.3f} bpp, compression ratio {m['cr']['raw_rgb24']:.1f}x vs raw "
-                   f"24-bit RGB, {m['cr']['png']:.1f}x vs PNG")
+                   f"24-bit RGB" + ("" if m['cr']['png'] is None else f", {m['cr']['png']:.1f}x vs PNG"))
 
 
 def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, str, str] = ("ORIGINAL",

@@ -143,6 +143,24 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
     sys.exit(report.finish())
 
 
+METRICS_MAX_PIXELS = 4_000_000
+"""Above this, the report's quality metrics are measured on area-downscaled copies (GC codes 24 MP and more; SSIM at
+full size would take minutes and gigabytes for a figure of the report, not of the file)."""
+
+
+def metrics_view(x: Any, y: Any) -> tuple[Any, Any]:
+    """``x``, ``y`` ``(1, 3, H, W)``, or both area-downscaled by one factor to at most :data:`METRICS_MAX_PIXELS`."""
+    import math
+
+    import torch.nn.functional as F
+
+    h, w = y.shape[-2:]
+    if h * w <= METRICS_MAX_PIXELS:
+        return x, y
+    k = math.ceil(math.sqrt(h * w / METRICS_MAX_PIXELS))
+    return F.avg_pool2d(x, k, ceil_mode=True), F.avg_pool2d(y, k, ceil_mode=True)
+
+
 def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],
                  iters: Optional[int], bits: Optional[int], loss: Optional[str], restarts: Optional[int],
                  lr: Optional[float], seed: int, device: str, fit: str, scaling: Optional[str], rounding: str,
@@ -252,7 +270,9 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
                 if isinstance(e, InvcompError):
                     results[k] = item_error(e)
                     continue
-                m = metrics.quality(stored_pixels(e.recon[None]), e.target[None], with_identity=with_identity)[0]
+                m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]), with_identity=with_identity)[0]
+                if e.target.shape[-2] * e.target.shape[-1] > METRICS_MAX_PIXELS:
+                    m["metrics_at"] = "area-downscaled to at most 4 MP"
                 results[k] = (e, m, seconds)
     for k, ((src, dst), res) in enumerate(zip(chunk, results)):
         if isinstance(res, ItemError):

@@ -18,8 +18,12 @@ def rates(n_bytes: int, target: Any) -> dict:
     from ..imageio import to_pil
 
     r, w = target.shape[-2], target.shape[-1]  # (GC codes any H x W)
+    big = r * w > PNG_MAX_PIXELS  # an optimised PNG of 24 MP takes minutes: no PNG ratio there
     return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, w, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * w),
-            "cr_png": metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
+            "cr_png": None if big else metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
+
+
+PNG_MAX_PIXELS = 4_000_000
 
 
 def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:
