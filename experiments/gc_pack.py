@@ -57,7 +57,7 @@ def _quality(pic: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """Mean PSNR (dB) and SSIM of uint8-valued ``(N, 3, H, W)`` reconstructions ``pic`` against ``ref``."""
     from invcomp.metrics import psnr, ssim
 
-    a, b = torch.from_numpy(pic / 255).float(), torch.from_numpy(ref / 255).float()
+    a, b = torch.from_numpy(pic / 127.5 - 1).float(), torch.from_numpy(ref / 127.5 - 1).float()  # metrics take [-1, 1]
     return float(psnr(a, b).mean()), float(ssim(a, b).mean())
 
 
