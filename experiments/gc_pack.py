@@ -8,7 +8,7 @@ how many symbols differ and the largest pixel difference; float16 is shipped whe
 the validation PSNR moves by at most 0.02 dB and the SSIM by at most 0.001 (the shipped model *is* the
 float16 one: its tables are fitted on it, and encoder and decoder both run it), else float32.
 Fits the entropy tables on ``--fit`` training faces (never held-out ones), writes ``pretrained/NAME-SHA8.pt`` + ``.json``, ``NAME-SHA8-prior.json``, the training log, and adds ``NAME``
-(kind ``gc``) to ``pretrained/models.json``. SC: ships ``RUN/sc.pt`` (float32: 0.3 MB), its config with ``base``
+(kind ``gc``) to ``pretrained/models.json``. SC: ships ``RUN/sc.pt`` (float32: 1.0 MB), its config with ``base``
 naming the registered GC model, and ``RUN/sc-prior.json``. The check goes to ``experiments/results/gc/pack_NAME.json``.
 """
 from __future__ import annotations
