@@ -1,6 +1,7 @@
 """SC (mode 5): preserved regions decode as GC's, masks (empty, full, wrong size), the semantic map, refusals, CLI."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -172,6 +173,16 @@ def test_cli_sc_and_gc(models: tuple[Path, Path], tmp_path: Path) -> None:
     r = run_(["encode", str(src), str(other), "--mode", "sc", "--model", str(models[1]), "--preserve", str(mask), "-o", f"{out}/"])
     assert r.exit_code != 0 and "Traceback" not in r.output and "must be the image's size" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["in.ivc"]
+    # --preserve-halo: more cells kept around the box, never fewer bytes; refused outside --mode sc
+    sizes = []
+    for halo in ("0", "3"):
+        r = run_(["encode", str(src), "--mode", "sc", "--model", str(models[1]), "--preserve-box", "30,20,16,16",
+                  "--preserve-halo", halo, "-o", str(tmp_path / f"h{halo}.ivc"), "--json"])
+        assert r.exit_code == 0, r.output
+        sizes.append(json.loads(r.stdout.splitlines()[-1])["preserved_cells"])
+    assert sizes[0] < sizes[1]
+    r = run_(["encode", str(src), "--mode", "gc", "--model", str(models[0]), "--preserve-halo", "2", "-o", str(tmp_path / "e.ivc")])
+    assert r.exit_code != 0 and "do not apply" in r.output
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no SC model is registered")
