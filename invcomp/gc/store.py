@@ -108,13 +108,15 @@ def checked_files(spec: str, kind: str) -> tuple[str, Path, Path, Path, str, str
                 raise InvcompError(f"{kind.upper()} model {w} needs {f.name} beside it")
         return w.stem, w, cfg, pri, sha256_file(w), sha256_file(cfg), sha256_file(pri)
     digests = []
-    for f, want in ((e.weights, e.sha256), (e.config, e.config_sha256), (e.prior, e.prior_sha256)):
+    for what, f, want in (("weights", e.weights, e.sha256), ("config", e.config, e.config_sha256),
+                          ("prior", e.prior, e.prior_sha256)):
         if f is None or not Path(f).is_file():
             raise InvcompError(f"a file of model {e.name!r} is missing: {f}")
         got = sha256_file(f)
         if got != want:
-            raise InvcompError(f"{Path(f).name} of model {e.name!r} does not match the registry sha256 (edited or "
-                               "replaced): it changes the decoded pixels under the same model id")
+            raise InvcompError(f"{what} for model {e.name!r} {'do' if what == 'weights' else 'does'} not match the "
+                               f"registry sha256 (edited or replaced file {Path(f).name}): it would change the decoded "
+                               "pixels under the same model id")
         digests.append(got)
     return e.name, e.weights, e.config, e.prior, digests[0], digests[1], digests[2]
 
