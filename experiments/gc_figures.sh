@@ -12,6 +12,8 @@ export OMP_NUM_THREADS=1
 run() { nice -n 19 python "$@"; }
 run experiments/gc_bench.py --set faces --data "$DATA/utkface" --limit "${FACES:-32}" &
 run experiments/gc_bench.py --set kodak --data "$DATA/kodak" --limit "${KODAK:-12}" &
+run experiments/gc_downscaled.py --set faces --data "$DATA/utkface" --limit "${FACES:-32}" --scales 1,0.75,0.5,0.35,0.25,0.18 &
+run experiments/gc_downscaled.py --set kodak --data "$DATA/kodak" --limit "${KODAK:-12}" --scales 1,0.75,0.5,0.35,0.25,0.18 &
 run experiments/gc_speed.py --kodak "$DATA/kodak" --model gc-utkface-c8 --images 3 &
 run experiments/gc_grid.py --faces "$DATA/utkface" --kodak "$DATA/kodak" &
 run experiments/sc_savings.py --data "$DATA/utkface" --limit "${SC_FACES:-24}" --halos 0,1,6 &
