@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from invcomp import bitstream
 from invcomp.codecs import load_codec
 from invcomp.codecs.gc import image_array, symbols_of
 from invcomp.codecs.sc import SCCodec
@@ -244,3 +245,31 @@ def test_info_splits_an_sc_file_into_its_records(models: tuple[Path, Path], tmp_
     assert (d["mask_bytes"], d["semantic_bytes"], d["code_bytes"]) == (enc.extra["mask_bytes"], enc.extra["semantic_bytes"],
                                                                      enc.extra["code_bytes"])
     assert describe(_sc(models, preserve_box=("0,0,32,32",)).encode([im])[0].data)["semantic_bytes"] is None
+
+
+def test_every_mode_refuses_gc_and_sc_files_and_the_reverse(models: tuple[Path, Path]) -> None:
+    """The whole matrix: files of inversion (mode 0), VAE-GAN (1), inversion with a tone record (2), layered (3),
+    GC (4) and SC (5); each is refused by every other mode's codec with a one-line bitstream error."""
+    from invcomp.codecs import EncodeSettings
+    from invcomp.errors import UnknownModelError
+
+    quick = EncodeSettings(iters=0, init="random")  # no search: the start is coded as it is
+    codecs = {
+        0: load_codec("dcgan-utkface64", quick, mode="inversion"),
+        1: load_codec("vaegan-utkface64-c8", mode="vaegan"),
+        2: load_codec("dcgan-utkface64", quick, mode="inversion-tone"),
+        3: load_codec("dcgan-utkface64", quick, mode="layered"),
+        4: load_codec(str(models[0]), mode="gc"),
+        5: _sc(models, preserve_box=("0,0,16,16",)),
+    }
+    im = image(64, 64, seed=9)
+    files = {m: c.encode([im])[0].data for m, c in codecs.items()}
+    for m, data in files.items():
+        assert bitstream.unpack(data)[0].mode == m
+    for m, data in files.items():
+        for other, codec in codecs.items():
+            if other == m or (other not in (4, 5) and m not in (4, 5)):
+                continue  # the latent modes among themselves: tests/test_bitstream.py
+            with pytest.raises((BitstreamError, UnknownModelError)) as e:
+                codec.decode(data)
+            assert "\n" not in str(e.value)
