@@ -77,6 +77,9 @@ def test_one_job_per_image_and_content_not_extension_decides(api: Any) -> None:
     ({"layer_rates": "../../x"}, "layer_rates"),
     ({"weights_path": "/etc/passwd"}, "unknown option"),
     ({"warm_start": "x.pt"}, "unknown option"),
+    ({"mode": "sc", "preserve": "/etc/mask.png"}, "preserve"),  # a server path: only "faces" is offered
+    ({"mode": "sc", "preserve_box": "1,2,3"}, "preserve_box must be x,y,w,h"),
+    ({"mode": "sc", "preserve_box": "0,0,10,10", "preserve_halo": "99"}, "preserve_halo must be between 0 and 16"),
 ])
 def test_options_are_checked_before_a_job_exists(api: Any, fields: dict, says: str) -> None:
     r = upload(api, [("f.png", png_bytes())], **fields)
@@ -318,3 +321,19 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "--token" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
 
+
+
+def test_sc_options_reach_the_encoder() -> None:
+    """An SC job's preserve options become make_encoder's keyword arguments (a box as a one-item tuple)."""
+    from invcomp.web.uploads import encode_options
+
+    class Catalog:
+        def modes(self) -> list[str]:
+            return ["auto", "gc", "sc"]
+
+        def model_names(self) -> list[str]:
+            return ["sc-utkface-c8"]
+
+    opts = encode_options({"mode": "sc", "preserve_box": "40,30,120,150", "preserve_halo": "2"}, Catalog(), Limits())
+    assert opts == {"mode": "sc", "preserve_box": ("40,30,120,150",), "preserve_halo": 2}
+    assert encode_options({"mode": "sc", "preserve": "faces"}, Catalog(), Limits())["preserve"] == "faces"

@@ -74,7 +74,10 @@ async def create_jobs(request: Request, files: Optional[list[UploadFile]] = File
                       resolution: Optional[str] = Form(None), channels: Optional[str] = Form(None),
                       seed: Optional[str] = Form(None), coder: Optional[str] = Form(None),
                       init: Optional[str] = Form(None), auto_tolerance: Optional[str] = Form(None),
-                      layer_rates: Optional[str] = Form(None)) -> dict:
+                      layer_rates: Optional[str] = Form(None),
+                      preserve: Optional[str] = Form(None, description="mode sc: faces (keep the detected faces)"),
+                      preserve_box: Optional[str] = Form(None, description="mode sc: keep this box, x,y,w,h"),
+                      preserve_halo: Optional[str] = Form(None, description="mode sc: cells kept around it")) -> dict:
     s = _state(request)
     form = await request.form()
     fields = {k: v for k, v in form.multi_items() if k != "files"}

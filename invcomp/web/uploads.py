@@ -21,6 +21,7 @@ from .config import Limits
 from .store import JobStore, new_id
 
 LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
+BOX = re.compile(r"^[0-9]{1,5},[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}$")  # SC's preserve_box: x,y,w,h in pixels
 BACKGROUND = re.compile(r"^(none|thumb|[a-z0-9]{1,12}:[0-9]{1,3})$")  # checked again by the encoder
 
 
@@ -142,7 +143,14 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
         "coder": _choice(form, "coder", CODERS),
         "init": _choice(form, "init", INITS),
         "auto_tolerance": _number(form, "auto_tolerance", float, 0, 1),
+        "preserve": _choice(form, "preserve", ("faces",)),  # a mask file is a path on the server: not offered here
+        "preserve_halo": _number(form, "preserve_halo", int, 0, 16),
     }
+    boxes = [str(b) for b in (form.get("preserve_box"),) if b]
+    if boxes:
+        if not all(BOX.match(b) for b in boxes):
+            raise WebError(422, "preserve_box must be x,y,w,h in pixels, e.g. 40,30,120,150")
+        out["preserve_box"] = tuple(boxes)
     rates = form.get("layer_rates")
     if rates:
         if not LAYER_RATES.match(str(rates)):
@@ -162,7 +170,7 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
 
 ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "faces", "max_faces",
                  "on_no_face", "background", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
-                 "layer_rates")
+                 "layer_rates", "preserve", "preserve_box", "preserve_halo")
 
 
 def queue_job(store: JobStore, limits: Limits, kind: str, name: str, options: dict, files: dict[str, bytes], *,
