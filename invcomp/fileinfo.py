@@ -53,28 +53,19 @@ def describe(data: bytes) -> dict[str, Any]:
                                  else {})} for i, (layer, rec) in enumerate(records, start=2)]
         elif header.mode in (4, 5):  # GC, SC: whole frames; the bit-depth field is the escape flag
             row.update(fit="whole frame", bits=None, tables="uniform escape" if header.bits == 3 else "context",
-                       cells=_cells(header.width, header.height))
+                       cells=[-(-header.height // 16), -(-header.width // 16)])  # the 16-px code grid, [h, w]
             row.update(_sc_records(payload) if header.mode == 5 else {"symbols_bytes": len(payload)})
         else:
             row["norm_and_levels_bytes"] = len(payload)
     return row
 
 
-def _cells(width: int, height: int) -> list[int]:
-    """The GC/SC code grid ``[h, w]`` of a frame (16-px cells)."""
-    return [-(-height // 16), -(-width // 16)]
-
-
 def _sc_records(payload: bytes) -> dict[str, Any]:
-    """An SC payload's records: the mask, the semantic map (``None`` when absent) and the kept symbols, in bytes."""
-    from .framing import _Reader
+    """An SC payload's records in bytes: the mask, the semantic map (``None`` when absent) and the kept symbols."""
+    from .codecs.sc import split_records  # (torch: only for SC files)
 
-    r = _Reader(payload)
-    n = r.varint("mask length", len(payload))
-    r.take(n, "mask record")
-    m = r.varint("semantic map length", len(payload) + 1)
-    r.take(max(0, m - 1), "semantic map record")
-    return {"mask_bytes": n, "semantic_bytes": None if m == 0 else m - 1, "code_bytes": len(payload) - r.pos}
+    mask, sem, code = split_records(payload)
+    return {"mask_bytes": len(mask), "semantic_bytes": None if sem is None else len(sem), "code_bytes": len(code)}
 
 
 def _photo(data: bytes) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, D
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .encode_report import rates, report_row  # noqa: F401  (rates: re-exported)
+from .encode_report import METRICS_MAX_PIXELS, metrics_view, rates, report_row  # noqa: F401  (rates: re-exported)
 from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, option_defaults,
                      output_paths, read_bytes, write_bytes)
 
@@ -141,24 +141,6 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
     report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
     _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report, goal)
     sys.exit(report.finish())
-
-
-METRICS_MAX_PIXELS = 4_000_000
-"""Above this, the report's quality metrics are measured on area-downscaled copies (GC codes 24 MP and more; SSIM at
-full size would take minutes and gigabytes for a figure of the report, not of the file)."""
-
-
-def metrics_view(x: Any, y: Any) -> tuple[Any, Any]:
-    """``x``, ``y`` ``(1, 3, H, W)``, or both area-downscaled by one factor to at most :data:`METRICS_MAX_PIXELS`."""
-    import math
-
-    import torch.nn.functional as F
-
-    h, w = y.shape[-2:]
-    if h * w <= METRICS_MAX_PIXELS:
-        return x, y
-    k = math.ceil(math.sqrt(h * w / METRICS_MAX_PIXELS))
-    return F.avg_pool2d(x, k, ceil_mode=True), F.avg_pool2d(y, k, ceil_mode=True)
 
 
 def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],

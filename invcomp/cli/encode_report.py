@@ -18,12 +18,27 @@ def rates(n_bytes: int, target: Any) -> dict:
     from ..imageio import to_pil
 
     r, w = target.shape[-2], target.shape[-1]  # (GC codes any H x W)
-    big = r * w > PNG_MAX_PIXELS  # an optimised PNG of 24 MP takes minutes: no PNG ratio there
+    big = r * w > METRICS_MAX_PIXELS  # an optimised PNG of 24 MP takes minutes: no PNG ratio there
     return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, w, r), "cr_raw": metrics.compression_ratio(n_bytes, 3 * r * w),
             "cr_png": None if big else metrics.compression_ratio(n_bytes, _png_bytes(to_pil(target)))}
 
 
-PNG_MAX_PIXELS = 4_000_000
+METRICS_MAX_PIXELS = 4_000_000
+"""Above this, the report's quality metrics are measured on area-downscaled copies (GC codes 24 MP and more; SSIM at
+full size would take minutes and gigabytes for a figure of the report, not of the file)."""
+
+
+def metrics_view(x: Any, y: Any) -> tuple[Any, Any]:
+    """``x``, ``y`` ``(1, 3, H, W)``, or both area-downscaled by one factor to at most :data:`METRICS_MAX_PIXELS`."""
+    import math
+
+    import torch.nn.functional as F
+
+    h, w = y.shape[-2:]
+    if h * w <= METRICS_MAX_PIXELS:
+        return x, y
+    k = math.ceil(math.sqrt(h * w / METRICS_MAX_PIXELS))
+    return F.avg_pool2d(x, k, ceil_mode=True), F.avg_pool2d(y, k, ceil_mode=True)
 
 
 def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:

@@ -134,13 +134,20 @@ class AutoCodec:
 
     def decode(self, data: bytes) -> tuple[Any, torch.Tensor]:
         """Decode a file of any candidate's mode and model (its header says which)."""
+        return self._decoder(data).decode(data)
+
+    def decode_picture(self, data: bytes, **kw: Any) -> tuple[Any, Any]:
+        """As :meth:`invcomp.codecs.base.Codec.decode_picture`, by the codec of the file's mode and model."""
+        return self._decoder(data).decode_picture(data, **kw)
+
+    def _decoder(self, data: bytes) -> Any:
         from .. import bitstream
 
         header = bitstream.unpack(data)[0]
         key = (header.mode, header.model_id)
         if key not in self._decoders:
             self._decoders[key] = self._decoder_for(header)
-        return self._decoders[key].decode(data)
+        return self._decoders[key]
 
 
 def _ssim(enc: Any) -> float:

@@ -162,6 +162,17 @@ class Codec(ABC):
         return [Encoded(data, header, target[i], recon[i], z[i], q.levels[i], dict(extras[i]) if extras else {})
                 for i, (data, header) in enumerate(packed)]
 
+    def decode_picture(self, data: bytes, *, native: bool = False,
+                       max_pixels: Optional[int] = None) -> tuple[bitstream.Header, Image.Image]:
+        """``.ivc`` bytes -> header and the picture ``invcomp decode`` writes: the reconstruction restored to the
+        original size, or at the model resolution with ``native``. (``max_pixels``: for codecs whose work grows with
+        the declared size; the caller has checked the header against it.)"""
+        from ..imageio import restore_size, to_pil
+
+        header, recon = self.decode(data)
+        img = to_pil(recon)
+        return header, img if native else restore_size(img, header.width, header.height, header.fit)
+
     def decode(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:
         """``.ivc`` bytes -> header and the model-resolution reconstruction ``(3, R, R)`` in [-1, 1].
 

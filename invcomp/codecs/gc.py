@@ -41,11 +41,12 @@ def gc_header(model_id: bytes, width: int, height: int, mode: int, escaped: bool
                             coder="prior", norm=None, scaling="max", fit="squash", mode=mode, version=2)
 
 
-def read_header(data: bytes, codec: Any) -> tuple[bitstream.Header, bytes]:
-    """Parse a GC/SC file for ``codec`` and return its header and payload; refuses another mode or model."""
+def read_header(data: bytes, codec: Any, max_pixels: Optional[int] = None) -> tuple[bitstream.Header, bytes]:
+    """Parse a GC/SC file for ``codec`` and return its header and payload; refuses another mode or model, and a
+    declared size over ``max_pixels`` (default: the codec's ``max_pixels``)."""
     header, payload, _ = bitstream.unpack(data)
     check_mode(header, codec)
-    limit = getattr(codec, "max_pixels", DEFAULT_MAX_PIXELS)
+    limit = max_pixels or getattr(codec, "max_pixels", DEFAULT_MAX_PIXELS)
     if header.width * header.height > limit:
         raise InvcompError(f"this file declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
                            f"image, over the decoder's limit of {limit:,} (raise it with --max-pixels)")
@@ -70,11 +71,6 @@ def symbols_of(model: LoadedGC, img: np.ndarray) -> tuple[torch.Tensor, torch.Te
     with torch.no_grad():
         feats = tiles.encode_tiled(lambda x: net.E(x.to(dev)).cpu(), img)
         return feats, net.Q.symbols(feats.to(dev)).cpu()
-
-
-def centre_values(model: LoadedGC, symbols: torch.Tensor) -> torch.Tensor:
-    """Symbols (any shape, int64, any device) -> their centres' values on the CPU (float32, same shape)."""
-    return model.net.Q.centres.detach().cpu()[symbols.cpu()]
 
 
 def pixels_of(model: LoadedGC, code: torch.Tensor, height: int, width: int, *, tile: int = tiles.TILE) -> np.ndarray:
@@ -176,7 +172,7 @@ class GCCodec(Codec):
         payload, escaped = gridcode.encode_bounded(sym.numpy(), np.ones(sym.shape, dtype=bool), self.model.prior.code)
         header = gc_header(self.model.model_id, w, h, self.mode, escaped)
         data = bitstream.pack_v2(header, None, payload)
-        pixels = pixels_of(self.model, centre_values(self.model, sym), h, w, tile=self.tile) if recon else None
+        pixels = pixels_of(self.model, self.model.net.Q.values(sym), h, w, tile=self.tile) if recon else None
         return data, header, feats, sym, pixels
 
     # --- decoding ----------------------------------------------------------------------------------------
@@ -185,12 +181,19 @@ class GCCodec(Codec):
         header, pixels = self.decode_pixels(data)
         return header, to_tensor(pixels)
 
-    def decode_pixels(self, data: bytes) -> tuple[bitstream.Header, np.ndarray]:
+    def decode_picture(self, data: bytes, *, native: bool = False,
+                       max_pixels: Optional[int] = None) -> tuple[bitstream.Header, Image.Image]:
+        """The picture at its own size (``native`` changes nothing: GC has no model resolution), through the uint8
+        path: no float copy of a large image."""
+        header, pixels = self.decode_pixels(data, max_pixels=max_pixels)
+        return header, Image.fromarray(pixels)
+
+    def decode_pixels(self, data: bytes, *, max_pixels: Optional[int] = None) -> tuple[bitstream.Header, np.ndarray]:
         """GC bytes -> header and the uint8 picture ``(H, W, 3)`` (the lean path: no float copy of the image)."""
-        header, payload = read_header(data, self)
+        header, payload = read_header(data, self, max_pixels)
         cfg = self.model.config
         gh, gw = tiles.grid_shape(header.height, header.width)
         sym = gridcode.decode_bounded(payload, np.ones((cfg.channels, gh, gw), dtype=bool), self.model.prior.code,
                                       header.bits == 3)
-        code = centre_values(self.model, torch.from_numpy(sym))
+        code = self.model.net.Q.values(torch.from_numpy(sym))
         return header, pixels_of(self.model, code, header.height, header.width, tile=self.tile)

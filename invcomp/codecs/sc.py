@@ -31,7 +31,7 @@ from ..gc.synth import Synthesiser, complete, load_synth
 from ..gc.tiles import grid_shape
 from ..imageio import from_image
 from .base import Encoded, Progress
-from .gc import GCCodec, centre_values, gc_header, image_array, pixels_of, read_header, symbols_of, to_tensor
+from .gc import GCCodec, gc_header, image_array, pixels_of, read_header, symbols_of, to_tensor
 from .settings import EncodeSettings
 from .table import register_mode
 
@@ -66,6 +66,16 @@ def load_sc_model(spec: str, device: str = "cpu") -> LoadedSC:
     if prior.mask is None or prior.semantic is None or prior.code.planes != base.config.channels:
         raise InvcompError(f"the tables of SC model {name!r} lack mask or semantic tables, or do not fit its base")
     return LoadedSC(name, base, S, prior, decode_id(w_sha, c_sha, p_sha), w_sha)
+
+
+def split_records(payload: bytes) -> tuple[bytes, Optional[bytes], bytes]:
+    """An SC payload's records: the cell mask, the semantic map (``None``: no map; it may be 0 bytes) and the kept
+    symbols. Layout: ``varint n``, n mask bytes, ``varint`` 0 or m + 1, m map bytes, then the symbols."""
+    r = _Reader(payload)
+    rec_mask = r.take(r.varint("mask length", len(payload)), "mask record")
+    m = r.varint("semantic map length", len(payload) + 1)
+    rec_sem = r.take(m - 1, "semantic map record") if m else None
+    return rec_mask, rec_sem, payload[r.pos:]
 
 
 @register_mode
@@ -155,22 +165,17 @@ class SCCodec(GCCodec):
         """The decoded uint8 picture from kept symbols ``(C, gh, gw)`` (-1 where dropped), the cell mask and the map."""
         full = complete(self.sc.S, sym, torch.from_numpy(np.ascontiguousarray(cells)),
                         None if labels is None else torch.from_numpy(np.ascontiguousarray(labels)).long())
-        return pixels_of(self.sc.base, centre_values(self.sc.base, full), h, w, tile=self.tile)
+        return pixels_of(self.sc.base, self.sc.base.net.Q.values(full), h, w, tile=self.tile)
 
     # --- decoding ----------------------------------------------------------------------------------------
-    def decode_pixels(self, data: bytes) -> tuple[bitstream.Header, np.ndarray]:
-        header, payload = read_header(data, self)
+    def decode_pixels(self, data: bytes, *, max_pixels: Optional[int] = None) -> tuple[bitstream.Header, np.ndarray]:
+        header, payload = read_header(data, self, max_pixels)
         gh, gw = grid_shape(header.height, header.width)
-        r = _Reader(payload)
-        n = r.varint("mask length", len(payload))
-        rec_mask = r.take(n, "mask record")
-        m = r.varint("semantic map length", len(payload) + 1)  # 0: no map; m + 1: a map of m bytes (0 is possible)
-        rec_sem = r.take(max(0, m - 1), "semantic map record")
-        rec_code = payload[r.pos:]
+        rec_mask, rec_sem, rec_code = split_records(payload)
         p = self.sc.prior
         cells = gridcode.decode_grid(rec_mask, np.ones((1, gh, gw), bool), p.mask)[0].astype(bool)  # type: ignore[arg-type]
         labels = None
-        if m:
+        if rec_sem is not None:
             labels = gridcode.decode_grid(rec_sem, np.ones((1, 2 * gh, 2 * gw), bool), p.semantic)[0]  # type: ignore[arg-type]
         present = np.broadcast_to(cells[None], (p.code.planes, gh, gw))
         sym = gridcode.decode_bounded(rec_code, present, p.code, header.bits == 3)

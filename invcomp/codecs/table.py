@@ -168,7 +168,6 @@ def decode_file(data: bytes, *, cache: dict, model: Optional[str] = None, weight
     handed to another kind's check; the image is the model resolution (``native``) or the original size.
     """
     from .. import bitstream
-    from ..imageio import restore_size, to_pil
 
     header = bitstream.unpack(data)[0]
     if not native and max_pixels is not None and header.width * header.height > max_pixels:
@@ -178,15 +177,5 @@ def decode_file(data: bytes, *, cache: dict, model: Optional[str] = None, weight
     if key not in cache:
         cache[key] = codec_for_header(header, model=model, device=device, weights=weights)
     codec = cache[key]
-    if not codec.resolution and hasattr(codec, "decode_pixels"):  # GC, SC: whole images, decoded as uint8 (no float copy)
-        from PIL import Image
-
-        if max_pixels is not None:
-            codec.max_pixels = max(max_pixels, 1)
-        header, pixels = codec.decode_pixels(data)
-        return header, codec, Image.fromarray(pixels)
-    header, recon = codec.decode(data)
-    img = to_pil(recon)
-    if not native:
-        img = restore_size(img, header.width, header.height, header.fit)
+    header, img = codec.decode_picture(data, native=native, max_pixels=max_pixels)
     return header, codec, img

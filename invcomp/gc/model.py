@@ -148,8 +148,8 @@ class Quantiser(nn.Module):
         return (w.unsqueeze(-1) - self.centres.detach()).abs().argmin(-1)
 
     def values(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Symbols (any shape, int) -> their centres' values (float, same shape)."""
-        return self.centres.detach()[symbols]
+        """Symbols (any shape, int, on any device) -> their centres' values (float, same shape, on the centres')."""
+        return self.centres.detach()[symbols.to(self.centres.device)]
 
     def forward(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = (w.unsqueeze(-1) - self.centres).pow(2)
