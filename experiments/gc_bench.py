@@ -2,6 +2,7 @@
 
     python experiments/gc_bench.py --set faces --data ../shared/data/utkface --limit 48
     python experiments/gc_bench.py --set kodak --data ../shared/data/kodak
+    python experiments/gc_bench.py --set ood --data /tmp/ood/reframed --name reframed   # faces of another framing
 
 For every image (held-out UTKFace faces at their full 200 px, or the 24 Kodak images, out of domain) and every
 shipped GC model, the file's bytes B are the targets; each other codec is set, by the bench's equal-bytes search
@@ -61,7 +62,7 @@ def gc_models() -> list[str]:
 
 
 def images(which: str, data: str, limit: int | None) -> list[Path]:
-    files = list_images(data, "holdout" if which == "faces" else "all")
+    files = list_images(data, "holdout" if which == "faces" else "all")  # kodak, ood: every image of the folder
     return files[:limit] if limit else files
 
 
@@ -156,7 +157,9 @@ def tables(summary: dict[str, Any], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", dest="which", choices=["faces", "kodak"], required=True)
+    ap.add_argument("--set", dest="which", choices=["faces", "kodak", "ood"], required=True,
+                    help="faces: held-out UTKFace; kodak: out of domain; ood: every face of --data (identity measured)")
+    ap.add_argument("--name", default=None, help="the results folder [default: the set]")
     ap.add_argument("--data", required=True)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--models", default=None, help="comma list of GC models [default: every shipped one]")
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "gc"))
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    faces = a.which == "faces"
+    faces = a.which in ("faces", "ood")
     gcs = {m: load_codec(m, mode="gc") for m in (a.models.split(",") if a.models else gc_models())}
     all_codecs = build_codecs()
     others = {}
@@ -179,10 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     for i, f in enumerate(files):
         rows += run_image(f, gcs, others, faces)
         log.info("%d/%d %s", i + 1, len(files), f.name)
-    out = Path(a.out) / a.which
+    out = Path(a.out) / (a.name or a.which)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
-    title = "held-out UTKFace faces at 200 px" if faces else "Kodak (out of domain)"
+    title = {"faces": "held-out UTKFace faces at 200 px", "kodak": "Kodak (out of domain)",
+             "ood": f"faces of {a.name or Path(a.data).name} (out of distribution)"}[a.which]
     doc = {"name": f"gc-bench-{a.which}", "description": f"GC vs classic and learned codecs, {title}, {len(files)} images",
            "images": len(files), "summary": summary,
            "results": {m: {"bpp": [r["bpp"] for r in rows if r["codec"] == m],

@@ -19,3 +19,10 @@ run experiments/gc_grid.py --faces "$DATA/utkface" --kodak "$DATA/kodak" &
 run experiments/sc_savings.py --data "$DATA/utkface" --limit "${SC_FACES:-24}" --halos 0,1,6 &
 run experiments/sc_photos.py &
 wait
+# faces from other distributions
+run experiments/ood_faces.py --data "$DATA/utkface" --limit 24 --out /tmp/ood
+run experiments/lfw_faces.py --out /tmp/lfw100
+for d in /tmp/ood/reframed /tmp/ood/relit /tmp/lfw100 experiments/data/portraits; do
+  run experiments/gc_bench.py --set ood --data "$d" --name "$(basename "$d")" &
+done
+wait
