@@ -219,7 +219,10 @@ def check_warm_start(enc: LoadedWarmStart, gen: LoadedGenerator) -> None:
     Checks the generator sha256, then latent size, resolution and prior.
     """
     c, g = enc.config, gen.config
-    if c.generator_sha256 != gen.sha256:
+    # An encoder trained for an earlier release of this model (an alias, e.g. its float32 weights) still fits: it
+    # only gives the search its first guess.
+    releases = {gen.sha256} | {e.sha256 for e in list_models() if e.alias_of is not None and e.alias_of == gen.name}
+    if c.generator_sha256 not in releases:
         raise InvcompError(
             f"encoder {enc.path.name} was trained for generator {c.generator_name or '?'!r} "
             f"(sha256 {c.generator_sha256[:8] or 'unknown'}), not {gen.name!r} (sha256 {gen.sha256[:8]}); "

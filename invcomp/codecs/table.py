@@ -116,6 +116,10 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
     if mode == AUTO or prefix == AUTO or (mode is None and spec is None):
         return _load_auto(rest or None, settings, device, {k: v for k, v in options.items() if v is not None})
     cls, spec = mode_for_spec(spec, mode)
+    if not for_decode and spec is not None:
+        from ..generators.registry import refuse_alias_for_encoding
+
+        refuse_alias_for_encoding(spec)
     options = {k: v for k, v in options.items() if v is not None}
     return cls.load(spec, settings, device=device, for_decode=for_decode, **options)  # type: ignore[arg-type]
 

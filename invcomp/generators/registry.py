@@ -34,6 +34,10 @@ from .user_registry import user_models
 log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "models.json"
+ALIAS_TOLERANCE = 2
+"""The most an alias's decode may differ from its release's, in 8-bit levels per pixel and channel (tested on the
+files of the first releases, tests/test_compat.py; measured per model in experiments/results/fp16_models.json)."""
+_told: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,16 @@ class ModelEntry:
     warm_start_config_sha256: Optional[str] = None
     prior: Optional[Path] = None  # the entropy-coding prior (invcomp.prior), for version-2 files
     prior_sha256: Optional[str] = None
+    # An alias keeps the files of an earlier release of a model decodable: ``sha256`` is that release's (it makes
+    # the id its files carry), while the file on disk is the current model's (``file_sha256``), e.g. the float16
+    # copy of a float32 release. Its decode differs from that release's by at most ALIAS_TOLERANCE per pixel.
+    alias_of: Optional[str] = None
+    file_sha256: Optional[str] = None
+
+    @property
+    def stored_sha256(self) -> str:
+        """The sha256 that the weights file on disk must have."""
+        return self.file_sha256 or self.sha256
 
     @property
     def model_id_v2(self) -> Optional[bytes]:
@@ -119,7 +133,8 @@ def list_models(root: Optional[Path] = None) -> list[ModelEntry]:
                    config_sha256=r.get("config_sha256"),
                    warm_start_config_sha256=r["encoder"].get("config_sha256") if r.get("encoder") else None,
                    prior=root / r["prior"]["file"] if r.get("prior") else None,
-                   prior_sha256=r["prior"]["sha256"] if r.get("prior") else None)
+                   prior_sha256=r["prior"]["sha256"] if r.get("prior") else None, alias_of=r.get("alias_of"),
+                   file_sha256=r.get("file_sha256"))
         for name, r in sorted(rows.items())
     ]
 
@@ -199,12 +214,29 @@ def _checked_weights(e: ModelEntry) -> str:
     if not e.weights.exists():
         raise InvcompError(f"weights for model {e.name!r} are missing: {e.weights}")
     digest = sha256_file(e.weights)
-    if digest != e.sha256:
+    if digest != e.stored_sha256:
         raise InvcompError(f"weights for model {e.name!r} do not match the registry sha256 (corrupt or replaced file {e.weights})")
     if e.config_sha256 is not None and sha256_file(e.config) != e.config_sha256:
         raise InvcompError(f"config for model {e.name!r} does not match the registry sha256 (edited or replaced file "
                            f"{e.config}): it changes the decoded pixels under the same model id")
-    return digest
+    return e.sha256  # an alias answers with its release's sha256: the id its files carry
+
+
+def refuse_alias_for_encoding(spec: str) -> None:
+    """Aliases only decode: a new file is written with the current model, under its own id."""
+    e = {x.name: x for x in list_models()}.get(spec)
+    if e is not None and e.alias_of:
+        raise InvcompError(f"model {spec!r} is kept only to decode the files of an earlier release; encode with "
+                           f"{e.alias_of!r}")
+
+
+def tell_alias(e: ModelEntry) -> None:
+    """Say once per process that a file of an earlier release is decoded with the current weights."""
+    if e.alias_of and e.name not in _told:
+        _told.add(e.name)
+        log.warning("this file was written with %s, an earlier release of %s; it is decoded with %s's current "
+                    "weights, within %d/255 of that release's pixels", e.name, e.alias_of, e.alias_of,
+                    ALIAS_TOLERANCE)
 
 
 def is_vaegan_config(cfg_path: Path) -> bool:
@@ -236,6 +268,7 @@ def name_for_id(model_id: bytes) -> Optional[str]:
     bytes of the weights' sha256, 2 bytes (version 2) the model's :func:`decode_id`."""
     entry = find_by_id(model_id)
     if entry is not None:
+        tell_alias(entry)
         return entry.name
     for name, u in sorted(user_models().items()) if len(model_id) == 4 else ():
         if bytes.fromhex(str(u.get("sha256", ""))[: 2 * len(model_id)] or "00") == model_id:
@@ -268,9 +301,9 @@ def load_vaegan_model(spec: str, device: str | torch.device = "cpu") -> Any:
         e = entries[spec]
         if e.kind != "vaegan":
             raise InvcompError(f"model {spec!r} is a generator, not a VAE-GAN codec")
-        _checked_weights(e)
+        sha = _checked_weights(e)
         model = load_vaegan(e.weights, device)
-        model.name, model.config_sha256 = spec, e.config_sha256
+        model.name, model.config_sha256, model.sha256 = spec, e.config_sha256, sha
         return model
     if not Path(spec).is_file():
         known = ", ".join(n for n, e in entries.items() if e.kind == "vaegan") or "none installed"
