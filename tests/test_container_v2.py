@@ -20,7 +20,7 @@ from invcomp.generators import registry
 
 from .conftest import DEMO_IMAGE, REPO
 
-SHIPPED = [e.name for e in registry.list_models() if e.kind not in ("gc", "sc")]  # whole-image modes: tests/test_gc.py, test_sc.py
+SHIPPED = [e.name for e in registry.list_models() if e.kind not in ("gc", "sc") and e.alias_of is None]  # whole-image modes: tests/test_gc.py, test_sc.py
 GOLDEN = REPO / "tests" / "data" / "v2"
 
 

@@ -20,13 +20,14 @@ from .conftest import DEMO_IMAGE, REPO, cli_runner
 
 REGISTRY = json.loads((REPO / "pretrained" / "models.json").read_text())
 WITH_ENCODER = sorted(n for n, r in REGISTRY.items() if r.get("encoder"))
-VAEGANS = sorted(n for n, r in REGISTRY.items() if r.get("kind") == "vaegan")
+VAEGANS = sorted(n for n, r in REGISTRY.items() if r.get("kind") == "vaegan" and not r.get("alias_of"))
 
 
 
 
 def test_the_shipped_models_include_encoders_and_vaegans() -> None:
-    assert {"dcgan-utkface64", "pgan-utkface64"} <= set(WITH_ENCODER)
+    # The PGAN's 9.8-MB encoder no longer ships (the tree must fit in 50 MiB): `invcomp train warm-start` rebuilds it.
+    assert {"dcgan-utkface64"} <= set(WITH_ENCODER)
     assert {"vaegan-utkface64-c2", "vaegan-utkface64-c4"} <= set(VAEGANS)
 
 
@@ -39,7 +40,9 @@ def test_shipped_encoder_matches_its_hash_and_generator(name: str) -> None:
     gen = registry.load_generator(name)
     enc = shipped_warm_start(gen)
     assert enc is not None and enc.sha256 == entry["sha256"]
-    assert enc.config.generator_sha256 == gen.sha256
+    # trained for this generator, or for an earlier release of it (the float32 weights its alias decodes)
+    releases = {gen.sha256} | {e.sha256 for e in registry.list_models() if e.alias_of == name}
+    assert enc.config.generator_sha256 in releases
     assert not any(p.requires_grad for p in enc.module.parameters())
 
 

@@ -61,7 +61,7 @@ def _bar(total: int, desc: str) -> Any:
 @click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--codecs", default="all", show_default=True,
               help="Comma list: png, jpeg, webp, avif, jpeg2000, heif, jpegxl, kmeans, thumbhash, blurhash, the learned "
-                   "peers (compressai-factorized, compressai-hyperprior, compressai-mbt-mean, ...), invcomp (the default model, as "
+                   "peers (compressai-mbt-mean, compressai-mbt-mean-msssim, and any rebuilt with experiments/train_peers.py), invcomp (the default model, as "
                    "`invcomp encode` codes), invcomp:MODEL (any model or MODE:MODEL, e.g. invcomp:vaegan-utkface64-c4), "
                    "or all.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder for the results (created).")

@@ -82,7 +82,8 @@ def model_rows() -> list[dict]:
         common = {"name": e.name, "source": "shipped", "kind": e.kind, "sha256": e.sha256, "id": e.sha256[:8],
                   "weights": str(e.weights), "card": str(e.card) if e.card else None, "description": e.description,
                   "id_v2": e.model_id_v2.hex() if e.model_id_v2 else None,
-                  "entropy_prior": str(e.prior) if e.prior else None}
+                  "entropy_prior": str(e.prior) if e.prior else None,
+                  "alias_of": e.alias_of}  # an earlier release, kept to decode its files with the current weights
         if e.kind == "vaegan":
             v = VAEGANConfig.from_json(e.config)
             rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,

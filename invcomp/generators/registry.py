@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "models.json"
 ALIAS_TOLERANCE = 2
-"""The most an alias's decode may differ from its release's, in 8-bit levels per pixel and channel (tested on the
-files of the first releases, tests/test_compat.py; measured per model in experiments/results/fp16_models.json)."""
+"""The most an alias's decode may differ from its release's at the model's resolution, in 8-bit levels per pixel
+and channel (measured: 1 for every model, experiments/results/fp16_models.json; tested on the files of the first
+releases, tests/test_compat.py)."""
+ALIAS_TOLERANCE_RESIZED = 4
+"""The same at the file's own size: the Lanczos resize to it can stretch a 1-level step (measured: at most 3)."""
 _told: set[str] = set()
 
 
@@ -235,8 +238,8 @@ def tell_alias(e: ModelEntry) -> None:
     if e.alias_of and e.name not in _told:
         _told.add(e.name)
         log.warning("this file was written with %s, an earlier release of %s; it is decoded with %s's current "
-                    "weights, within %d/255 of that release's pixels", e.name, e.alias_of, e.alias_of,
-                    ALIAS_TOLERANCE)
+                    "weights, within %d/255 of that release's pixels at the model's resolution (%d/255 once resized)",
+                    e.name, e.alias_of, e.alias_of, ALIAS_TOLERANCE, ALIAS_TOLERANCE_RESIZED)
 
 
 def is_vaegan_config(cfg_path: Path) -> bool:
