@@ -220,6 +220,11 @@ def pack(header: Header, payload: bytes, nbits: int) -> bytes:
     return bytes(out)
 
 
+BAD_MAGIC = "not an invcomp file (unknown magic; .ivc files begin with b'IVC', 0xB2 or 0xB3)"
+"""The refusal of bytes that are no kind of ``.ivc`` file: it names every magic (version 1, version 2 and layered,
+photo) and echoes no byte of the input (which may be any file a user pointed at)."""
+
+
 def unpack(data: bytes) -> tuple[Header, bytes, int]:
     """Parse ``.ivc`` bytes into ``(header, payload, nbits)``; raises :class:`BitstreamError` on any defect.
     Version 2: the model-implied fields are 0 / ``None``, and ``payload`` is all after the size (norm byte, levels)."""
@@ -229,7 +234,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
     if len(data) < len(MAGIC) and data[0] != MAGIC_V2:
         if MAGIC.startswith(data):
             raise BitstreamError(f"truncated .ivc file: only {len(data)} bytes")
-        raise BitstreamError("not an .ivc file: bad magic (expected b'IVC')")
+        raise BitstreamError(BAD_MAGIC)
     if data[0] == MAGIC_V2 and layers.is_layered(data):  # mode 3: its base record; invcomp.layers reads the layers
         header, rest, nbits = _unpack_v2(layers.base_file(data))
         return replace(header, mode=layers.MODE_LAYERED), rest, nbits
@@ -239,7 +244,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
         raise BitstreamError("this is a photo file (a frame and its face files), not one face file: decode it with "
                              "`invcomp decode`; `invcomp info` lists its faces")
     if data[:3] != MAGIC:
-        raise BitstreamError(f"not an .ivc file: bad magic {data[:3]!r} (expected b'IVC' or 0xB2)")
+        raise BitstreamError(BAD_MAGIC)
     r = _Reader(data)
     r.pos = 3
     version = r.take(1, "version")[0]

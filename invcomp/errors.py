@@ -20,7 +20,11 @@ class UnknownModelError(InvcompError):
 
 
 class LpipsUnavailable(InvcompError):
-    """LPIPS cannot run because its backbone weights cannot be loaded."""
+    """LPIPS cannot run because its backbone weights cannot be loaded; ``short`` says why, without the remedy."""
+
+    def __init__(self, message: str, short: str | None = None) -> None:
+        super().__init__(message)
+        self.short = short or message
 
 
 class UsageError(InvcompError):

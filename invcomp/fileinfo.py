@@ -45,12 +45,8 @@ def describe(data: bytes) -> dict[str, Any]:
     else:
         row.update(magic="0xB2", coder="range coding under the model's prior", crc="CRC-16")
         if layers.is_layered(data):
-            base, records = layers.split(data)
-            row["base_bytes"] = len(base)
-            row["norm_and_levels_bytes"] = len(bitstream.unpack(base)[1])
-            row["layers"] = [{"layer": i, "kind": layer.name, "bytes": len(rec),
-                              **({"rate": layer.rate, "resolution": layer.resolution} if layer.kind == layers.KIND_RESIDUAL
-                                 else {})} for i, (layer, rec) in enumerate(records, start=2)]
+            row["norm_and_levels_bytes"] = len(bitstream.unpack(layers.base_file(data))[1])
+            row["layers"] = layers.describe(data)  # what `invcomp encode --json` reports of the same file
         elif header.mode in (4, 5):  # GC, SC: whole frames; the bit-depth field is the escape flag
             row.update(fit="whole frame", bits=None, tables="uniform escape" if header.bits == 3 else "context",
                        cells=[-(-header.height // 16), -(-header.width // 16)])  # the 16-px code grid, [h, w]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,63 @@ def sha256_file(path: str | os.PathLike) -> str:
     except OSError as e:
         raise InvcompError(f"cannot read weights {path}: {e.strerror or e}") from None
     return h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def image_cap(max_pixels: int) -> int:
+    """The most bytes read for an image of at most ``max_pixels`` pixels: 16 per pixel (an uncompressed 16-bit RGBA
+    TIFF) plus 16 MiB of metadata. 64 Mpx: about 1 GB."""
+    return 16 * max_pixels + (16 << 20)
+
+
+def read_capped(path: str | os.PathLike, cap: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``cap`` of them; one-line :class:`InvcompError` otherwise.
+
+    The cap does not trust ``stat``: at most ``cap + 1`` bytes are read, and a file that yields more (one that
+    grows, or a /proc file whose size reads 0) is refused. Devices (``/dev/zero``), FIFOs and sockets are refused
+    from ``os.stat`` before they are opened; the file is opened with ``O_NONBLOCK`` (so that a FIFO swapped in
+    after the check cannot block the open) and checked again with ``fstat`` on the open descriptor."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvcompError(f"cannot read {name}: it is {_kind(st.st_mode)}, not a regular file")
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(name, flags)
+    except IsADirectoryError:
+        raise InvcompError(f"cannot read {name}: it is a folder") from None
+    except OSError as e:
+        raise InvcompError(f"cannot read {name}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvcompError(f"cannot read {name}: it is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > cap:
+            raise InvcompError(f"{name} is {st.st_size:,} bytes, larger than the largest legal {what} ({cap:,} bytes)")
+        chunks, n = [], 0
+        while n <= cap:
+            try:
+                chunk = os.read(fd, min(1 << 20, cap + 1 - n))
+            except BlockingIOError:  # not a regular file after all: nothing more is waited for
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            n += len(chunk)
+        if n > cap:
+            raise InvcompError(f"{name} is larger than the largest legal {what} ({cap:,} bytes)")
+        return b"".join(chunks)
+    except OSError as e:
+        raise InvcompError(f"cannot read {name}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
@@ -75,7 +133,9 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except OSError as e:
         raise InvcompError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:  # its message would quote the byte: errors never echo input bytes
+        raise InvcompError(f"bad {what} {path}: not UTF-8 text (at byte {e.start})") from None
+    except json.JSONDecodeError as e:
         raise InvcompError(f"bad {what} {path}: {e}") from None
     if not isinstance(data, dict):
         raise InvcompError(f"bad {what} {path}: not a JSON object")

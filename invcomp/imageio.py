@@ -33,33 +33,81 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     files the first frame is used. Raises :class:`InvcompError` with one
     line for anything unreadable.
     """
+    from .files import image_cap, read_capped
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InvcompError(f"cannot read {path}: {e.strerror or e}") from None
+    data = read_capped(path, image_cap(max_pixels), "image")  # regular files only, at most that many bytes
     if not data:
         raise InvcompError(f"cannot read {path}: the file is empty")
     return decode_image_bytes(data, name=str(path), max_pixels=max_pixels)
 
 
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "HEIF", "JXL", "TIFF", "BMP", "GIF")
+"""The formats an input image may be in (Pillow's names), whatever its name says. AVIF, HEIF and JPEG XL open only
+where a plugin registered them (Pillow's AVIF, pillow-heif, pillow-jxl-plugin). Never EPS or PS (Pillow hands them
+to Ghostscript), nor any other plugin that runs a program."""
+
+
+class TooManyPixels(InvcompError):
+    """An image whose header declares more pixels than the limit (refused before any pixel is decoded): its ``size``
+    (0x0 when Pillow's own guard refused it first) and the ``limit``."""
+
+    def __init__(self, message: str, size: tuple[int, int] = (0, 0), limit: int = 0) -> None:
+        super().__init__(message)
+        self.size, self.limit = size, limit
+
+
+def image_formats(formats: tuple[str, ...] = IMAGE_FORMATS) -> tuple[str, ...]:
+    """Those of ``formats`` (a subset of :data:`IMAGE_FORMATS`) that have a registered opener now."""
+    Image.init()  # every plugin Pillow ships registered (once); a third-party plugin registers itself on import
+    return tuple(f for f in formats if f in IMAGE_FORMATS and f in Image.OPEN)
+
+
+def open_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
+               formats: tuple[str, ...] = IMAGE_FORMATS) -> Image.Image:
+    """Identify ``data`` as one of ``formats`` (see :func:`image_formats`) and open it, reading its header only.
+
+    This is Pillow's ``Image.open(..., formats=...)`` with its bomb guard passed per call: more than ``max_pixels``
+    pixels raise :class:`TooManyPixels`, and Pillow's global ``MAX_IMAGE_PIXELS`` is never read or changed here
+    (a raised limit is honoured, and another thread's decode is never left unguarded). Anything else raises a
+    one-line :class:`InvcompError`.
+    """
+    import struct
+
+    allowed = image_formats(formats)
+    fp = io.BytesIO(data)
+    prefix = data[:16]
+    for fmt in allowed:
+        factory, accept = Image.OPEN[fmt]
+        ok = accept(prefix) if accept else True
+        if not ok or isinstance(ok, str):  # a string is Pillow's "looks like it, but unsupported" warning
+            continue
+        fp.seek(0)
+        try:
+            img = factory(fp, "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # not this format after all (what Image.open does)
+        except Image.DecompressionBombError:
+            raise TooManyPixels(f"{name}: refused as a decompression bomb (more than {max_pixels:,} pixels)",
+                                limit=max_pixels) from None
+        w, h = img.size
+        if w * h > max_pixels:
+            raise TooManyPixels(f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
+                                "(raise it with --max-pixels)", (w, h), max_pixels)
+        return img
+    raise UnidentifiedImageError(f"not one of {', '.join(allowed)}")
+
+
 def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode image bytes to RGB; see :func:`load_image`.
 
-    ``max_pixels`` replaces Pillow's own bomb guard for the duration of the call (Pillow's global limit is
-    restored afterwards), so that a raised limit is honoured; the check runs on the header, before decoding.
+    Only :data:`IMAGE_FORMATS` are opened (:func:`open_image`): the content decides, never the name. ``max_pixels``
+    is the bomb guard of this call, checked on the header before decoding; Pillow's global limit is left alone.
     """
     if not data:
         raise InvcompError(f"cannot read {name}: the file is empty")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
     try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size
-        if w * h > max_pixels:
-            raise InvcompError(
-                f"{name}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (raise it with --max-pixels)"
-            )
+        img = open_image(data, name=name, max_pixels=max_pixels)
         frames = getattr(img, "n_frames", 1)
         if frames > 1:
             log.warning("%s: animated image with %d frames; coding the first frame only", name, frames)
@@ -70,13 +118,12 @@ def decode_image_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = 
     except InvcompError:
         raise
     except UnidentifiedImageError:
-        raise InvcompError(f"{name}: not an image that Pillow can read") from None
-    except Image.DecompressionBombError as e:
-        raise InvcompError(f"{name}: refused as a decompression bomb ({e})") from None
+        raise InvcompError(f"{name}: not an image that Pillow can read (the formats accepted are "
+                           f"{', '.join(image_formats())})") from None
+    except Image.DecompressionBombError:
+        raise InvcompError(f"{name}: refused as a decompression bomb (more than {max_pixels:,} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InvcompError(f"{name}: cannot decode image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+        raise InvcompError(f"{name}: cannot decode image ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -37,11 +37,14 @@ back (the same fields with mode 0, without the length, under its own CRC), so it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import BitstreamError
 from .framing import _Reader, _varint, crc16
 
 MODE_LAYERED = 3
+BASE_RESOLUTION = 64  # the base's picture side (the 64-px generator's)
+RATE_STEPS = 4  # a residual layer's rate index counts quarter steps of its network's trained rates
 KIND_TONE, KIND_RESIDUAL = 1, 2
 KINDS = {KIND_TONE: "tone", KIND_RESIDUAL: "residual"}
 TONE_BYTES = 8
@@ -202,6 +205,34 @@ def truncate(data: bytes, keep: int) -> bytes:
     plain, records = split(data)
     cut = len(data) - sum(len(rec) for _, rec in records[keep - 1:])
     return bytes(data[:cut])
+
+
+def describe(data: bytes) -> list[dict[str, Any]]:
+    """Each layer of a layered file, the base first: what ``invcomp encode --json`` and ``invcomp info`` both report.
+
+    ``layer`` 0 is the base and 1, 2, ... the records after it (``invcomp decode --layers K`` keeps layers 0 to
+    K - 1); ``kind``; a residual layer's ``rate`` (in its network's trained rates, quarter steps) and ``rate_index``
+    (as stored); ``resolution``, the side of the picture up to that layer; ``record_bytes``, the layer's own bytes;
+    ``bytes``, the file up to and including it."""
+    plain, records = split(data)
+    total = len(data) - sum(len(rec) for _, rec in records)
+    side = BASE_RESOLUTION
+    out: list[dict[str, Any]] = [{"layer": 0, "kind": "base", "resolution": side, "record_bytes": total,
+                                  "bytes": total}]
+    for i, (layer, rec) in enumerate(records, start=1):
+        total += len(rec)
+        row: dict[str, Any] = {"layer": i, "kind": layer.name}
+        if layer.kind == KIND_RESIDUAL:
+            side = layer.resolution
+            row.update(rate=layer.rate / RATE_STEPS, rate_index=layer.rate)
+        row.update(resolution=side, record_bytes=len(rec), bytes=total)
+        out.append(row)
+    return out
+
+
+def resolution(data: bytes) -> int:
+    """The side of a layered file's picture: its last residual layer's (the base's when it has none)."""
+    return int(describe(data)[-1]["resolution"])
 
 
 def base_file(data: bytes) -> bytes:

@@ -98,34 +98,44 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.prod(stack ** w.view(-1, 1, 1), 0).mean(1)
 
 
-_LPIPS: dict[str, object] = {}  # device -> network, or the reason it is unavailable
+_LPIPS: dict[str, torch.nn.Module] = {}  # device -> network
+_LPIPS_FAILED: Optional[str] = None  # why LPIPS cannot load in this process: then it is never tried again
+_LPIPS_REMEDY = "put torchvision's AlexNet weights in $TORCH_HOME/hub/checkpoints, or allow the download"
+
+
+def _lpips_failure(e: Exception) -> str:
+    """The one-line reason LPIPS cannot load, from what its constructor raised."""
+    if isinstance(e, ImportError):
+        return "LPIPS unavailable (the lpips package is not installed)"
+    if isinstance(e, OSError):  # URLError (no network, no route, refused), a timeout, an unwritable cache
+        return "LPIPS unavailable (its AlexNet weights cannot be downloaded)"
+    return f"LPIPS unavailable (its AlexNet backbone did not load: {type(e).__name__})"
 
 
 def get_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """The LPIPS(alex) network, built once. Raises :class:`LpipsUnavailable` when its backbone cannot load."""
+    """The LPIPS(alex) network, built once per device. Raises :class:`LpipsUnavailable` when its backbone cannot
+    load; that is found out once per process (no download is tried again, on any device)."""
+    global _LPIPS_FAILED
     key = str(device)
-    cached = _LPIPS.get(key)
-    if isinstance(cached, str):  # the reason it failed; a fresh exception each time (re-raising one instance
-        raise LpipsUnavailable(cached)  # would chain every caller's frames, and their tensors, onto it)
-    if cached is None:
+    if _LPIPS_FAILED is not None:  # a fresh exception each time: re-raising one would chain every caller's frames
+        raise LpipsUnavailable(f"{_LPIPS_FAILED}; {_LPIPS_REMEDY}", short=_LPIPS_FAILED)
+    if key not in _LPIPS:
         try:
             import lpips
 
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            log.info("LPIPS: loading its AlexNet backbone (torchvision downloads its weights on first use)")
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 net = lpips.LPIPS(net="alex", verbose=False).eval().to(device)
             for p in net.parameters():
                 p.requires_grad_(False)
             _LPIPS[key] = net
         except Exception as e:  # no network, no cached AlexNet weights, or no lpips
-            err = LpipsUnavailable(
-                "LPIPS unavailable: its AlexNet backbone could not be loaded "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
-                "put torchvision's alexnet weights in $TORCH_HOME/hub/checkpoints or allow the download"
-            )
-            _LPIPS[key] = str(err)
-            raise err from None
-    return _LPIPS[key]  # type: ignore[return-value]
+            _LPIPS_FAILED = _lpips_failure(e)
+            log.debug("LPIPS: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            raise LpipsUnavailable(f"{_LPIPS_FAILED}; {_LPIPS_REMEDY}", short=_LPIPS_FAILED) from None
+    return _LPIPS[key]
 
 
 def lpips_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -141,14 +151,14 @@ _warned = False
 
 
 def lpips_or_none(x: torch.Tensor, y: torch.Tensor) -> Optional[list[float]]:
-    """LPIPS per image as floats, or ``None`` (with one warning per process) when unavailable."""
+    """LPIPS per image as floats, or ``None`` (with one short warning per process) when unavailable."""
     global _warned
     try:
         with torch.no_grad():
             return [float(v) for v in lpips_distance(x, y)]
     except LpipsUnavailable as e:
         if not _warned:
-            log.warning("%s", e)
+            log.warning("%s: reported as n/a", e.short)
             _warned = True
         return None
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
@@ -54,6 +54,20 @@ def atomic_write(path: Path, data: bytes, *, force: bool = False) -> None:
                 os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def unwritable_folder(folder: Path) -> Optional[str]:
+    """Why no file can be created in ``folder`` (made with its parents when missing, as :func:`atomic_write` does),
+    or ``None``: its nearest existing ancestor must be a folder that this process may write in. Found without
+    writing anything."""
+    p = Path(folder)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is a file, not a folder"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable"
+    return None
 
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")

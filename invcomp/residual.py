@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import rans
 from .errors import InvcompError
 from .files import load_state_dict, sha256_file
 
@@ -138,11 +139,15 @@ class ResidualCoder(nn.Module):
         return data, finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
 
     def decompress(self, data: bytes, base: torch.Tensor, rate: float, stage: int = 0) -> torch.Tensor:
-        """The layer's bytes over ``base`` ``(1, 3, H, W)`` -> the reconstruction ``(1, 3, H, W)`` in [0, 1]."""
+        """The layer's bytes over ``base`` ``(1, 3, H, W)`` -> the reconstruction ``(1, 3, H, W)`` in [0, 1].
+
+        The bytes come from a file: they are decoded by :func:`decode_symbols` (bounds-checked, refusing any stream
+        that is not the canonical code of the layer's symbols), never by CompressAI's unchecked decoder."""
         hh, ww = base.shape[-2:]
         base, r, st = pad(base), torch.tensor([rate]), torch.tensor([stage])
         h, means, scales = self.context(base, r, st)
-        y_hat = self.gaussian.decompress([data], self.gaussian.build_indexes(scales), means=means)
+        symbols = decode_symbols(self.gaussian, data, self.gaussian.build_indexes(scales))
+        y_hat = self.gaussian.dequantize(symbols, means)
         return finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
 
     def update(self) -> None:
@@ -150,6 +155,30 @@ class ResidualCoder(nn.Module):
         from compressai.models.google import get_scale_table
 
         self.gaussian.update_scale_table(get_scale_table(), force=True)
+
+
+def entropy_tables(gaussian: Any) -> "rans.Tables":
+    """The Gaussian conditional's CDF tables, checked, as :mod:`invcomp.rans` decodes with them (cached until
+    :meth:`ResidualCoder.update` builds new ones)."""
+    cdf, lengths, offsets = gaussian._quantized_cdf, gaussian._cdf_length, gaussian._offset
+    key = (id(cdf), cdf._version, id(lengths), id(offsets))
+    cached = getattr(gaussian, "_invcomp_tables", None)
+    if cached is None or cached[0] != key:
+        if cdf.numel() == 0:
+            raise InvcompError("the residual network's entropy tables are not built (run update())")
+        cached = (key, rans.tables(cdf.tolist(), lengths.reshape(-1).tolist(), offsets.reshape(-1).tolist()))
+        gaussian._invcomp_tables = cached
+    return cached[1]
+
+
+def decode_symbols(gaussian: Any, data: bytes, indexes: torch.Tensor) -> torch.Tensor:
+    """A residual layer's rANS stream -> its symbols, shaped as ``indexes`` (int32, what CompressAI's
+    ``decompress`` dequantises), by :func:`invcomp.rans.decode`: every index checked against the CDF tables, the
+    stream's length against the fewest bytes its symbols can take, every read against the stream's end, and the
+    stream against the canonical code of what it decoded. A layer that fails is a one-line
+    :class:`~invcomp.errors.BitstreamError`."""
+    values = rans.decode(bytes(data), indexes.reshape(-1).tolist(), entropy_tables(gaussian), "the residual layer's stream")
+    return torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
 
 
 def init_from_peer(model: ResidualCoder, peer: nn.Module) -> None:

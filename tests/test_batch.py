@@ -487,3 +487,69 @@ def test_ray_with_the_default_settings_writes_what_encode_writes(ray_cluster: An
     ref = _reference(images[20:22], tmp_path / "ref")
     for p in images[20:22]:
         assert (tmp_path / "out" / f"{p.stem}.ivc").read_bytes() == ref[p.stem], p.name
+
+
+# --- refusals and shortcuts that need no worker ------------------------------------------------------------
+
+
+def test_other_settings_name_only_the_options_that_differ(tmp_path: Path) -> None:
+    m = tmp_path / "out" / "manifest.jsonl"
+    job = {"kind": "encode", "options": FAST_OPTS}  # preserve_box is () in memory, [] once stored as JSON
+    assert FAST_OPTS["preserve_box"] == ()
+    mf.check_job(m, job, existed=False)
+    mf.check_job(m, job, existed=True)  # the same settings: accepted
+    with pytest.raises(mf.UsageError, match=r"other settings \(iters\);"):
+        mf.check_job(m, {"kind": "encode", "options": {**FAST_OPTS, "iters": 6}}, existed=True)
+    with pytest.raises(mf.UsageError, match=r"other settings \(preserve_box\);"):  # a true difference is named
+        mf.check_job(m, {"kind": "encode", "options": {**FAST_OPTS, "preserve_box": ("0,0,8,8",)}}, existed=True)
+    with pytest.raises(mf.UsageError, match=r"other settings \(kind\);"):
+        mf.check_job(m, {"kind": "decode", "options": FAST_OPTS}, existed=True)
+
+
+@pytest.mark.parametrize("kind", ["encode", "decode"])
+@pytest.mark.parametrize("where", ["out", "manifest"])
+def test_an_out_or_manifest_that_cannot_be_written_is_one_line(tmp_path: Path, kind: str, where: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    if kind == "encode":
+        _images(src, 1)
+    else:
+        (src / "a.ivc").write_bytes(b"IVC not really")
+    blocker = tmp_path / "file.txt"  # a regular file: nothing can be created under it, even by root
+    blocker.write_text("not a folder")
+    out, extra = (blocker / "sub", []) if where == "out" else (tmp_path / "out", ["--manifest", blocker / "m.jsonl"])
+    r = _cli("batch", kind, src, "--out", out, *extra, "--ray", "none", *(FAST if kind == "encode" else []))
+    assert r.exit_code == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "internal error" not in r.stderr, r.stderr
+    assert f"{blocker} is a file, not a folder" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resume_with_nothing_left_to_do_starts_no_worker_and_loads_no_codec(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from invcomp.batch import job as batch_job
+    from invcomp.batch import ray_engine
+    from invcomp.cli import encode as cli_encode
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src, 2)
+    r = _cli("batch", "encode", src, "--out", out, "--ray", "none", *FAST)
+    assert r.exit_code == 0, r.stderr
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("called on a job with nothing left to do")
+
+    monkeypatch.setattr(ray_engine, "have_ray", lambda: True)  # --ray auto would start a local Ray
+    monkeypatch.setattr(ray_engine, "connect", forbidden)
+    monkeypatch.setattr(batch_job, "LocalEngine", forbidden)
+    monkeypatch.setattr(cli_encode, "make_encoder", forbidden)
+    for ray_flag in ("auto", "none"):
+        r = _cli("batch", "encode", src, "--out", out, "--ray", ray_flag, "--json", *FAST)
+        assert r.exit_code == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert (report["done"], report["skipped"], report["failed"], report["total"]) == (0, 2, 0, 2)
+        assert "2 already done" in r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing was written
+    r = _cli("batch", "encode", src, "--out", out, "--ray", "none", "--model", "dcgan-utkface64", "--iters", 6)
+    assert r.exit_code == 2 and "other settings (iters)" in r.stderr  # other settings are still refused

@@ -257,6 +257,17 @@ def test_bad_magic(data: bytes) -> None:
         unpack(data)
 
 
+@pytest.mark.parametrize("data", [b"root:x:0:0:root:/root:/bin/bash\n", b"\x89PNG\r\n\x1a\n", b"X", b"IX", b"\x00\x01"])
+def test_bad_magic_names_every_magic_and_echoes_no_byte_of_the_input(data: bytes) -> None:
+    with pytest.raises(BitstreamError) as e:
+        unpack(data)
+    msg = str(e.value)
+    assert msg.startswith("not an invcomp file (unknown magic") and "\n" not in msg, msg
+    for magic in ("b'IVC'", "0xB2", "0xB3"):  # version 1, version 2 (and layered), photo files
+        assert magic in msg, (magic, msg)
+    assert data[:3].decode("latin-1") not in msg.replace("IVC", "") and repr(data[:3]) not in msg, msg
+
+
 @pytest.mark.parametrize("version", [0, 2, 255])
 def test_unknown_version(version: int) -> None:
     data = with_crc(replace(BODY, 3, bytes([version])))

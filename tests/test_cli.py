@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 import zlib
@@ -430,7 +431,7 @@ def test_decode_not_an_ivc(tmp_path: Path) -> None:
     f = tmp_path / "pic.ivc"
     f.write_bytes(DEMO_IMAGE.read_bytes())
     r = run("decode", f, "-o", tmp_path / "p.png")
-    assert_clean_error(r, "not an .ivc file")
+    assert_clean_error(r, "not an invcomp file (unknown magic")
     assert not (tmp_path / "p.png").exists()
 
 
@@ -538,3 +539,82 @@ def test_stochastic_rounding_does_not_depend_on_the_batch(tmp_path: Path, tiny: 
     r = run("encode", d / "good2.png", *common, "-o", tmp_path / "alone.ivc")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "alone.ivc").read_bytes() == (tmp_path / "b" / "good2.ivc").read_bytes()
+
+
+def test_the_help_states_the_sizes_the_default_writes() -> None:
+    r = run("--help")
+    assert r.exit_code == 0
+    assert "~80-byte" not in r.stdout  # what no mode writes: auto writes about 90-230 B a face, inversion ~57 B
+    assert "90-230 B per face" in r.stdout and "about 57 B" in r.stdout, r.stdout
+
+
+def _cli_in_a_fresh_process(*args: Any) -> tuple[int, str, bool]:
+    """``invcomp ARGS`` in a new interpreter: (exit code, stderr, whether torch was imported by the time it ended)."""
+    code = ("import sys\nfrom invcomp.cli import main\nrc = main(sys.argv[1:])\n"
+            "sys.stdout.write('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, *[str(a) for a in args]], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    return p.returncode, p.stderr, p.stdout.endswith("torch imported")
+
+
+@pytest.mark.parametrize("args", [("encode", "{m}.png"), ("encode", "{m}.png", "-o", "{t}/x.ivc"),
+                                  ("decode", "{m}.ivc"), ("compare", "{m}.png", "{t}/b.png"),
+                                  ("compare", "{t}/b.png", "{m}.png"), ("info", "{m}.ivc")])
+def test_a_missing_input_fails_in_one_line_before_torch_is_imported(tmp_path: Path, args: tuple) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    missing = tmp_path / "nowhere" / "missing"
+    rc, err, torch_imported = _cli_in_a_fresh_process(*[a.format(m=missing, t=tmp_path) for a in args])
+    assert rc == 1 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("invcomp: error: ") and "no such file" in lines[0], err
+    assert not torch_imported, "the missing path was found only after torch was imported"
+    assert not (tmp_path / "x.ivc").exists()
+
+
+FAST_CODEC = ("--mode", "vaegan", "--model", "vaegan-utkface64-c4")  # one forward pass
+
+
+@pytest.fixture
+def coded_images(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the images the codec is asked to code (a spy on the photo codec's encode)."""
+    from invcomp.faces.photo import PhotoCodec
+
+    seen: list[str] = []
+    real = PhotoCodec.encode
+
+    def spy(self: Any, images: list, **kw: Any) -> list:
+        seen.extend(Path(n).name for n in kw.get("names") or [])
+        return real(self, images, **kw)
+
+    monkeypatch.setattr(PhotoCodec, "encode", spy)
+    return seen
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_coding(tmp_path: Path, coded_images: list,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file.txt"  # a regular file: nothing can be created under it, whoever runs this
+    blocker.write_text("not a folder")
+    r = run("encode", DEMO_IMAGE, "-o", blocker / "sub" / "face.ivc", *FAST_CODEC)
+    first = assert_clean_error(r, "cannot write", "is a file, not a folder")
+    assert len(r.stderr.strip().splitlines()) == 1 and coded_images == [], first
+    srcs = []
+    for name in ("a", "b", "c"):
+        srcs.append(tmp_path / f"{name}.png")
+        Image.open(DEMO_IMAGE).save(srcs[-1])
+    r = run("encode", *srcs, "-o", f"{blocker}/sub/", *FAST_CODEC, "--json")
+    assert r.exit_code == 1 and coded_images == [] and "Traceback" not in r.stderr
+    assert [row["input"] for row in json_lines(r)] == [str(s) for s in srcs]
+    assert all("is a file, not a folder" in row["error"] for row in json_lines(r))
+    # one input beside an unwritable folder: only it fails, at once; the others are coded, reported in order
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    srcs[1] = ro / "b.png"
+    Image.open(DEMO_IMAGE).save(srcs[1])
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != ro and real_access(p, mode, **kw))
+    r = run("encode", *srcs, *FAST_CODEC, "--json", "--batch-size", 1)
+    rows = json_lines(r)
+    assert r.exit_code == 1 and [Path(row["input"]).name for row in rows] == ["a.png", "b.png", "c.png"]
+    assert "error" not in rows[0] and "error" not in rows[2] and f"{ro} is not writable" in rows[1]["error"]
+    assert coded_images == ["a.png", "c.png"] and not (ro / "b.ivc").exists()
+    assert (tmp_path / "a.ivc").is_file() and (tmp_path / "c.ivc").is_file()

@@ -334,6 +334,47 @@ def test_cli_encodes_at_128_and_decodes_any_number_of_layers(tmp_path: Path) -> 
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
+@pytest.fixture(scope="module")
+def layered128(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A 128-px layered file of the demo face (tone, then a residual layer), and its ``encode --json`` row."""
+    out = tmp_path_factory.mktemp("layered128") / "f.ivc"
+    r = _cli("encode", str(DEMO_IMAGE), "--mode", "layered", "--resolution", "128", "--layer-rates", "tone,4",
+             "--iters", "10", "-o", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    return out, json.loads(r.stdout)
+
+
+def test_encode_and_info_describe_a_layered_file_the_same_way(layered128: tuple) -> None:
+    out, row = layered128
+    r = _cli("info", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["layers"] == row["layers"]  # one description: numbering, rates, sizes
+    assert [s["layer"] for s in row["layers"]] == [0, 1, 2]
+    assert [s["kind"] for s in row["layers"]] == ["base", "tone", "residual"]
+    assert row["layers"][2]["rate"] == 4.0 and row["layers"][2]["resolution"] == 128
+    data = out.read_bytes()
+    for k, step in enumerate(row["layers"], start=1):  # `decode --layers k` keeps layers 0..k-1: that many bytes
+        assert step["bytes"] == len(layers.truncate(data, k))
+    assert sum(s["record_bytes"] for s in row["layers"]) == len(data) == row["bytes"]
+    assert "base_bytes" not in info  # no second, different size of the base
+    human = _cli("info", str(out)).stdout
+    assert "rate: 4.0" in human and "layer: 0" in human
+
+
+def test_compare_measures_a_128_px_layered_file_at_its_own_size(layered128: tuple, tmp_path: Path) -> None:
+    out, row = layered128
+    for flag in ([], ["--native"]):
+        png = tmp_path / f"d{len(flag)}.png"
+        assert _cli("decode", str(out), "-o", str(png), *flag).returncode == 0
+        r = _cli("compare", str(DEMO_IMAGE), str(png), "--bitstream", str(out), "--json")
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["resolution"] == [128, 128] and got["bytes"] == row["bytes"] == out.stat().st_size
+        assert got["bpp"] == pytest.approx(row["bpp"]) == pytest.approx(8 * row["bytes"] / 128 ** 2)
+    assert got["ssim"] == pytest.approx(row["ssim"], abs=1e-6)  # --native: the very pixels encode measured
+
+
 def test_cli_refuses_a_plan_with_a_target_and_a_cut_file_in_a_batch(tmp_path: Path) -> None:
     r = _cli("encode", str(DEMO_IMAGE), "--mode", "layered", "--layer-rates", "tone,1", "--target-bytes", "200",
              "-o", str(tmp_path / "x.ivc"))

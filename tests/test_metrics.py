@@ -289,3 +289,30 @@ def test_make_loss_mix_is_the_weighted_sum() -> None:
     assert torch.allclose(losses.make_loss("ms-ssim")(x, y), 1 - metrics.ms_ssim(x, y), atol=1e-6)
     with pytest.raises(InvcompError):
         losses.make_loss("nope")
+
+
+def test_lpips_offline_is_said_once_in_one_short_line_and_not_retried(caplog, monkeypatch) -> None:
+    import socket
+    import urllib.error
+
+    lpips = pytest.importorskip("lpips")
+    tries = []
+
+    def offline(*args, **kwargs):  # what torchvision's download of the AlexNet weights raises without a network
+        tries.append(1)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(lpips, "LPIPS", offline)
+    monkeypatch.setattr(metrics, "_LPIPS", {})  # as in a fresh process
+    monkeypatch.setattr(metrics, "_LPIPS_FAILED", None, raising=False)
+    monkeypatch.setattr(metrics, "_warned", False)
+    x, y = pair(side=32, n=1)
+    with caplog.at_level(logging.WARNING, logger="invcomp.metrics"):
+        for _ in range(3):
+            assert metrics.lpips_or_none(x, y) is None
+            assert metrics.quality(x, y)[0]["lpips"] is None
+        with pytest.raises(LpipsUnavailable, match="cannot be downloaded"):
+            metrics.get_lpips("cuda:0")  # another device: the download is not tried again either
+    assert len(tries) == 1
+    said = [r.getMessage() for r in caplog.records if r.name == "invcomp.metrics" and r.levelno >= logging.WARNING]
+    assert said == ["LPIPS unavailable (its AlexNet weights cannot be downloaded): reported as n/a"]

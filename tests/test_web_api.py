@@ -337,3 +337,24 @@ def test_sc_options_reach_the_encoder() -> None:
     opts = encode_options({"mode": "sc", "preserve_box": "40,30,120,150", "preserve_halo": "2"}, Catalog(), Limits())
     assert opts == {"mode": "sc", "preserve_box": ("40,30,120,150",), "preserve_halo": 2}
     assert encode_options({"mode": "sc", "preserve": "faces"}, Catalog(), Limits())["preserve"] == "faces"
+
+
+@pytest.mark.parametrize("background, says", [("none", "this file carries no background"),
+                                               ("thumb", "the background the file carries (thumb)")])
+def test_a_photo_result_says_what_its_decoded_pane_shows(api: Any, background: str, says: str) -> None:
+    store = api.app.state.store
+    photo = {"fit": "align", "faces_found": 1, "faces_coded": 1, "faces_too_small": 0, "grayscale": False,
+             "note": "", "background": background, "face_ssim": 0.7}
+    result = {"bytes": 120, "bpp": 0.0023, "resolution": 64, "ssim": 0.7, "ms_ssim": 0.8, "psnr": 20.0,
+              "identity": None, "lpips": None, "mode": "inversion", "model": "dcgan-utkface64", "bits": 6,
+              "coder": "prior", "format": 2, "cr_raw": 900.0, "cr_png": 400.0, "seconds": 1.0, "photo": photo,
+              "decoded": {"seconds": 0.1, "width": 512, "height": 512, "coded_box": None,
+                          "photo": {"faces": 1, "background": background}}}
+    for kind, res in (("encode", result), ("decode", {**result["decoded"], "mode": "inversion", "model": "m",
+                                                       "layers": 1, "layers_in_file": 1})):
+        job_id = f"{'e' if kind == 'encode' else 'd'}{'0' if background == 'none' else '1'}".ljust(32, "0")  # hex ids
+        store.create(job_id, kind, "photo.jpg", {})
+        assert store.claim("test")["id"] == job_id
+        store.finish(job_id, "test", "done", result=res)
+        text = " ".join(api.get(f"/jobs/{job_id}").text.split())
+        assert 'id="decoded-note"' in text and "face is redrawn from the file" in text and says in text, kind

@@ -260,3 +260,38 @@ def test_kill_9_of_the_server_loses_no_job(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/api/jobs").json()["jobs"].__len__() == 2
     finally:
         stop(proc)
+
+
+def test_the_page_the_web_compare_and_the_cli_compare_give_one_identity(live: Any, tmp_path: Path) -> None:
+    """For the same files, the identity distance is one number: the encode job's page, the web compare (with and
+    without the bitstream), `invcomp compare` (with and without it) and `invcomp encode --json`."""
+    from invcomp import identity
+
+    if identity.unavailable():
+        pytest.skip(str(identity.unavailable()))
+    job = wait(live, upload(live, [("face.png", face_bytes())], **FAST).json()["jobs"][0]["id"])
+    assert job["status"] == "done", job["error"]
+    ivc, png = live.get(job["links"]["ivc"]).content, live.get(job["links"]["png"]).content
+    (tmp_path / "face.ivc").write_bytes(ivc)
+    (tmp_path / "dec.png").write_bytes(png)
+    page = job["result"]["identity"]
+    assert page is not None and f"{page:.3f}" in _page_text(live, job["id"])
+    got = {"page": page}
+    for with_ivc in (False, True):
+        files = [("original", ("face.png", face_bytes(), "image/png")),
+                 ("reconstruction", ("dec.png", png, "image/png"))]
+        files += [("bitstream", ("face.ivc", ivc, "application/octet-stream"))] if with_ivc else []
+        cmp = wait(live, live.post("/api/compare", files=files).json()["jobs"][0]["id"])
+        assert cmp["status"] == "done", cmp["error"]
+        got[f"web compare{' --bitstream' * with_ivc}"] = cmp["result"]["identity"]
+        bitstream = ["--bitstream", tmp_path / "face.ivc"] if with_ivc else []
+        r = _cli("compare", DEMO_IMAGE, tmp_path / "dec.png", *bitstream, "--json")
+        assert r.exit_code == 0, r.stderr
+        got[f"cli compare{' --bitstream' * with_ivc}"] = json.loads(r.stdout)["identity"]
+    r = _cli("encode", DEMO_IMAGE, "--model", "vaegan-utkface64-c4", "-o", tmp_path / "cli.ivc", "--json")
+    got["cli encode"] = json.loads(r.stdout)["identity"]
+    assert max(got.values()) - min(got.values()) < 1e-9, got
+
+
+def _page_text(c: Any, job_id: str) -> str:
+    return page(c, f"/jobs/{job_id}").text

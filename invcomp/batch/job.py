@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import UsageError
-from .manifest import FAILED, Store, check_job, lock, plan, to_run
+from ..outputs import unwritable_folder
+from .manifest import FAILED, Store, check_job, job_file, lock, plan, to_run
 from .runner import LocalEngine, JobReport, run_job
 from .sources import items_for, stray_outputs
 from .work import DECODE, ENCODE, JobSpec
@@ -38,13 +39,44 @@ def input_suffixes(kind: str) -> tuple[str, ...]:
     return IMAGE_SUFFIXES if kind == ENCODE else (".ivc",)
 
 
+def manifest_path(out: Path, manifest: Optional[Path]) -> Path:
+    """Where a job's manifest is: ``manifest``, or ``OUT/manifest.jsonl``."""
+    return Path(manifest) if manifest is not None else Path(out) / "manifest.jsonl"
+
+
+def check_places(out: Path, manifest: Optional[Path]) -> None:
+    """Refuse, in one line and before anything is written, an ``--out`` or ``--manifest`` that cannot be written."""
+    for flag, path, folder in (("--out", out, Path(out)), ("--manifest", manifest, Path(manifest or out).parent)):
+        reason = None if path is None else unwritable_folder(folder)
+        if reason is not None:
+            raise UsageError(f"cannot write {flag} {path}: {reason}")
+
+
+def finished(kind: str, items: list[dict[str, Any]], path: Path, options: dict[str, Any]) -> Optional[Store]:
+    """The manifest at ``path``, read only, when a run over ``items`` has nothing left to do (each item done under
+    these settings, its output still there); ``None`` when there is work. Other settings are refused (as
+    :func:`check_job` does); nothing is written."""
+    if not path.is_file() or not job_file(path).is_file():
+        return None
+    held = lock(path)
+    try:
+        state, existed = Store.open(path)
+        check_job(path, {"kind": kind, "options": options}, existed)
+        state = plan(state, items, str(path))
+        wanted = {it["id"] for it in items}
+        if any(r["id"] in wanted for r in to_run(state)):
+            return None
+        return Store(path, state, compact=False)
+    finally:
+        held.close()
+
+
 def prepare(kind: str, items: list[dict[str, Any]], out: Path, manifest: Optional[Path], options: dict[str, Any],
             force: bool = False) -> tuple[Store, list[dict[str, Any]], int, list[dict[str, Any]], Any]:
     """Open (or create) the manifest for ``items`` (:func:`items_for`) -> ``out``: the store, the rows to run,
     how many were done before, the rows refused (items that never ran and whose output exists, a file this job did not
     write, fail at once, unless ``force``) and the manifest's lock (close it when the run ends)."""
-    out = Path(out)
-    path = Path(manifest) if manifest is not None else out / "manifest.jsonl"
+    path = manifest_path(out, manifest)
     held = lock(path)
     try:
         return _prepare(kind, path, items, options, force) + (held,)
@@ -94,10 +126,20 @@ def engine_for(spec: JobSpec, opts: JobOptions) -> Any:
 
 
 def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOptions = JobOptions(),
-        manifest: Optional[Path] = None, on_result: Optional[Callable] = None) -> tuple[JobReport, Store]:
-    """Run a batch job end to end and return its report and manifest store."""
+        manifest: Optional[Path] = None, on_result: Optional[Callable] = None,
+        before_work: Optional[Callable[[], Any]] = None) -> tuple[JobReport, Store]:
+    """Run a batch job end to end and return its report and manifest store. A rerun with nothing left to do
+    returns at once, with no worker, engine or Ray started; otherwise ``before_work()`` (e.g. a check of the
+    options that loads the codec) is called before any of them."""
     use_ray = uses_ray(job)
+    check_places(out, manifest)
     items = items_for(src, Path(out), input_suffixes(kind), SUFFIXES[kind])
+    done = finished(kind, items, manifest_path(out, manifest), options)
+    if done is not None:
+        log.info("manifest %s: all %d items are done; nothing to run", done.path, len(items))
+        return JobReport(total=len(items), skipped=len(items), workers=0), done  # no worker was started
+    if before_work is not None:
+        before_work()
     started = False
     if use_ray:  # reach Ray (and its GPUs) before any manifest is written: a bad address leaves nothing
         from .ray_engine import connect

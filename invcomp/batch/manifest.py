@@ -162,13 +162,14 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class Store:
-    """The manifest on disk, rewritten once as ``state`` when opened; then :meth:`update` persists changed rows
-    (an append for JSONL, a rewrite for Parquet)."""
+    """The manifest on disk, rewritten once as ``state`` when opened (unless ``compact`` is false: a store only
+    read); then :meth:`update` persists changed rows (an append for JSONL, a rewrite for Parquet)."""
 
-    def __init__(self, path: Path, state: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, path: Path, state: dict[str, dict[str, Any]], *, compact: bool = True) -> None:
         self.path, self.state, self.writes = Path(path), state, 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.compact()  # one line per item, and no torn last line for the appends to follow
+        if compact:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.compact()  # one line per item, and no torn last line for the appends to follow
 
     @classmethod
     def open(cls, path: Path) -> tuple[dict[str, dict[str, Any]], bool]:
@@ -202,8 +203,11 @@ def lock(manifest: Path) -> Any:
     """Hold the manifest for one run: an exclusive lock on ``M.lock`` (released when the returned file is
     closed, or the process dies). A second run on the same manifest is refused in one line."""
     where = Path(manifest).with_name(Path(manifest).name + ".lock")
-    where.parent.mkdir(parents=True, exist_ok=True)
-    f = open(where, "a")
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        f = open(where, "a")
+    except OSError as e:
+        raise UsageError(f"cannot write the lock {where} of manifest {manifest}: {e.strerror or e}") from None
     try:
         import fcntl
     except ImportError:  # no fcntl (Windows): no lock
@@ -227,14 +231,19 @@ def check_job(manifest: Path, job: dict[str, Any], existed: bool) -> None:
     from ..files import read_json_object, write_json
 
     where = job_file(manifest)
+    new = json.loads(dumps(job))  # as stored: tuples are lists, non-finite floats strings
     if existed and where.exists():
         old = read_json_object(where, "job settings")
-        if old != json.loads(dumps(job)):
-            diff = sorted(k for k in set(old.get("options", {})) | set(job["options"])
-                          if old.get("options", {}).get(k) != job["options"].get(k)) or ["kind"]
+        if old != new:
+            diff = differing_options(old.get("options", {}), new["options"]) or ["kind"]
             raise UsageError(f"manifest {manifest} was made with other settings ({', '.join(diff)}); "
                              "rerun with the same options, or use another --manifest")
         return
     where.parent.mkdir(parents=True, exist_ok=True)
-    write_json(json.loads(dumps(job)), where)
+    write_json(new, where)
+
+
+def differing_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The names of the options whose values differ between two jobs' settings, both in their JSON form."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 

@@ -1,7 +1,9 @@
 """Batch workers as Ray actors: each loads the codec once (:class:`invcomp.batch.work.Worker`), then codes the
 batches the driver sends it. Ray schedules the actors (CPUs, GPUs, nodes); the driver keeps the manifest.
 
-Actors are not restarted by Ray, nor their calls retried: a batch whose actor dies comes back to the driver
+Each actor dies with the driver: Ray ends the actors of a driver that is gone, and an actor on the driver's host
+also watches the driver's process itself (:func:`invcomp.batch.work.die_with_driver`), so a ``kill -9`` of the
+driver leaves no actor coding on. Actors are not restarted by Ray, nor their calls retried: a batch whose actor dies comes back to the driver
 as an error, the driver retries its items (counting the attempt in the manifest), and a new actor takes
 the dead one's place.
 """
@@ -11,7 +13,7 @@ import logging
 from typing import Any, Optional
 
 from ..errors import UsageError
-from .work import JobSpec, WorkItem, Worker
+from .work import JobSpec, WorkItem, Worker, driver_process
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ class RayEngine:
         check_gpus(gpus)
         self.spec, self.workers, self.deaths = spec, workers, 0
         self._cls = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(Worker)
-        self.actors = [self._cls.remote(spec) for _ in range(workers)]
+        self.driver = driver_process()
+        self.actors = [self._cls.remote(spec, self.driver) for _ in range(workers)]
         self._owner: dict[Any, Any] = {}  # in-flight ref -> its actor
 
     def submit(self, batch: list[WorkItem]) -> Any:
@@ -126,7 +129,7 @@ class RayEngine:
         """Put a new actor in a dead one's place (once, however many of its batches come back lost)."""
         if any(a is dead for a in self.actors):
             self.deaths += 1
-            self.actors = [a for a in self.actors if a is not dead] + [self._cls.remote(self.spec)]
+            self.actors = [a for a in self.actors if a is not dead] + [self._cls.remote(self.spec, self.driver)]
             log.warning("a worker died; started another (%d so far)", self.deaths)
 
     def close(self) -> None:

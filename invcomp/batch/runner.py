@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 from .manifest import DONE, FAILED, PENDING, RUNNING, Store, counts
-from .work import JobSpec, WorkItem, init_process, run_in_process
+from .work import JobSpec, WorkItem, driver_process, init_process, run_in_process
 
 log = logging.getLogger(__name__)
 DEPTH = 2  # batches in flight per worker: one running, one queued behind it (hides the round trip)
@@ -73,12 +73,20 @@ def run_job(store: Store, todo: list[dict[str, Any]], engine: Engine, *, batch_s
     """Run the rows ``todo`` of ``store`` on ``engine``, ``batch_size`` items per call, until each is done or
     has failed: at once for bad input (it would fail the same way again), after ``max_attempts`` tries
     in this run for anything else. Each batch is recorded (attempts + 1, running) before it is submitted, and
-    each result as it arrives. ``on_result(engine, n)`` is called after the n-th batch result (a test hook)."""
+    each result as it arrives. ``on_result(engine, n)`` is called after the n-th batch result (a test hook).
+
+    A lost batch (its worker died, or it raised) is charged to its items only when it ran alone: a worker that
+    dies takes every batch in flight with it (a broken process pool), so the others' items are not to blame. The
+    lost batches' items become *suspects*, run one batch at a time with nothing else in flight; a suspect batch
+    lost alone is split in halves, down to the one item that kills its worker, which then fails with its own
+    error after ``max_attempts`` deaths, while every other item is coded as usual."""
     from tqdm import tqdm
 
     t0, tries = time.perf_counter(), {r["id"]: 0 for r in todo}
     queue = deque(r["id"] for r in todo)
+    suspects: deque[list[str]] = deque()  # batches to run alone, after a worker loss
     inflight: dict[Any, list[str]] = {}
+    alone: dict[Any, bool] = {}  # a batch in flight: has nothing else been in flight since it was submitted?
     bar = tqdm(total=len(todo), desc=f"batch {engine.__class__.__name__}", unit="img", file=sys.stderr,
                disable=None if progress else True, dynamic_ncols=True)
     results = 0
@@ -92,34 +100,62 @@ def run_job(store: Store, todo: list[dict[str, Any]], engine: Engine, *, batch_s
             report.failures.append([item_id, changes.get("error")])
         bar.update(1)
 
-    def retry_or_fail(item_id: str, reason: str, permanent: bool) -> None:
+    def retry_or_fail(item_id: str, reason: str, permanent: bool) -> bool:
+        """Fail the item (bad input, or out of tries) or mark it for another try (the caller requeues it)."""
         if permanent or tries[item_id] >= max_attempts:
             settle(item_id, False, error=reason)
-            return
+            return False
         report.retried += 1
         store.state[item_id] = {**store.state[item_id], "status": PENDING, "error": reason}
-        queue.append(item_id)
+        return True
+
+    def submit(ids: list[str]) -> None:
+        for i in ids:
+            tries[i] += 1
+        store.update([{**store.state[i], "status": RUNNING, "attempts": store.state[i]["attempts"] + 1} for i in ids])
+        rows = [store.state[i] for i in ids]
+        for h in inflight:
+            alone[h] = False
+        handle = engine.submit([WorkItem(r["id"], r["path"], r["output"]) for r in rows])
+        alone[handle] = not inflight
+        inflight[handle] = ids
+
+    def lost(ids: list[str], was_alone: bool, outcome: BaseException) -> None:
+        reason = f"worker lost: {_one_line(outcome)}"
+        if was_alone and len(ids) == 1:  # it died by itself: that item's own doing
+            if retry_or_fail(ids[0], reason, permanent=False):
+                suspects.append(ids)
+            return
+        report.retried += len(ids)
+        for i in ids:  # not (only) its fault: this try is not counted against it
+            tries[i] -= 1
+            store.state[i] = {**store.state[i], "status": PENDING, "error": reason}
+        if was_alone:  # one of these did it: halve the batch and run each half alone
+            half = (len(ids) + 1) // 2
+            suspects.appendleft(ids[half:])
+            suspects.appendleft(ids[:half])
+        else:
+            suspects.append(ids)
 
     try:
-        while queue or inflight:
-            while queue and len(inflight) < DEPTH * engine.workers:
-                ids = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-                for i in ids:
-                    tries[i] += 1
-                store.update([{**store.state[i], "status": RUNNING, "attempts": store.state[i]["attempts"] + 1}
-                              for i in ids])
-                rows = [store.state[i] for i in ids]
-                inflight[engine.submit([WorkItem(r["id"], r["path"], r["output"]) for r in rows])] = ids
+        while queue or inflight or suspects:
+            if suspects:
+                if not inflight:  # suspects run with nothing else in flight
+                    submit(suspects.popleft())
+            else:
+                while queue and len(inflight) < DEPTH * engine.workers:
+                    submit([queue.popleft() for _ in range(min(batch_size, len(queue)))])
             for handle, outcome in engine.wait(list(inflight), timeout=1.0):
                 ids = inflight.pop(handle)
+                was_alone = alone.pop(handle, False)
                 results += 1
                 if report.first_result_seconds is None:
                     report.first_result_seconds = time.perf_counter() - t0
-                if isinstance(outcome, BaseException):  # the batch was lost: every item gets another try
+                if isinstance(outcome, BaseException):  # the batch was lost: its items get another try
                     report.worker_losses += 1
-                    log.warning("a batch of %d items was lost (%s); retrying them", len(ids), _one_line(outcome))
-                    for i in ids:
-                        retry_or_fail(i, f"worker lost: {_one_line(outcome)}", permanent=False)
+                    log.warning("a batch of %d items was lost (%s); retrying them%s", len(ids), _one_line(outcome),
+                                "" if was_alone else ", apart from the others")
+                    lost(ids, was_alone, outcome)
                 else:
                     report.load_seconds += outcome["load_seconds"]
                     report.busy_seconds += outcome["busy_seconds"]
@@ -128,8 +164,8 @@ def run_job(store: Store, todo: list[dict[str, Any]], engine: Engine, *, batch_s
                             row = res["row"]
                             settle(i, True, error=None, bytes=row.get("bytes"), seconds=row.get("seconds"),
                                    metrics={k: v for k, v in row.items() if k not in ("input", "output")})
-                        else:
-                            retry_or_fail(i, res["error"], res["permanent"])
+                        elif retry_or_fail(i, res["error"], res["permanent"]):
+                            queue.append(i)
                 store.update([store.state[i] for i in ids])
                 bar.set_postfix(failed=report.failed, refresh=False)
                 if on_result is not None:
@@ -152,7 +188,8 @@ class LocalEngine:
     """``workers`` processes on this machine, each loading the codec once in its initializer. They are forked
     from a fresh server process that has imported torch and invcomp (``forkserver``; ``spawn`` where there is
     none), so nothing of the driver's threads is inherited and a start does not import torch again. A
-    process that dies breaks the pool: its batches, and the others in flight, are retried on a new pool."""
+    process that dies breaks the pool: its batches, and the others in flight, are retried on a new pool. Each
+    worker dies with the driver (:func:`invcomp.batch.work.die_with_driver`), even after a ``kill -9`` of it."""
 
     name = "local"
 
@@ -168,7 +205,8 @@ class LocalEngine:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=init_process, initargs=(self.spec,))
+        return ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=init_process,
+                                   initargs=(self.spec, driver_process()))
 
     def submit(self, batch: list[WorkItem]) -> Future:
         try:

@@ -22,12 +22,22 @@ def output_for(item_id: str, out: Path, suffix: str) -> Path:
 
 
 def _given_output(output: str, out: Path) -> Path:
-    """A manifest row's own ``output``: relative to ``out``, and refused when it leaves ``out``."""
+    """A manifest row's own ``output``: relative to ``out``, and refused when it leaves ``out``, as written or once
+    resolved (:func:`check_inside`)."""
     full = Path(os.path.normpath(out / output))
     root = Path(os.path.normpath(out))
     if full != root and root not in full.parents:
         raise UsageError(f"output {output} is outside --out {out}")
+    check_inside(full, out, output)
     return full
+
+
+def check_inside(full: Path, out: Path, shown: object) -> None:
+    """Refuse an output whose resolved path leaves ``out`` resolved: a symbolic link to a folder elsewhere, inside
+    ``--out``, on its way (``--out`` itself may be a link: its target is where outputs go)."""
+    root, real = os.path.realpath(out), os.path.realpath(full)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise UsageError(f"output {shown} is outside --out {out}: a symbolic link on its way leads to {real}")
 
 
 def _files(src: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
@@ -89,6 +99,8 @@ def items_for(src: str, out: Path, suffixes: tuple[str, ...], out_suffix: str) -
         for f in files:
             item_id = PurePosixPath(Path(os.path.relpath(f, root)).as_posix())
             triples.append((str(item_id), f, output_for(str(item_id), out, out_suffix)))
+    for _, _, o in triples:  # an output under a symlinked folder inside --out would be written elsewhere
+        check_inside(o, out, o)
     try:
         distinct_outputs([f for _, f, _ in triples], [o for _, _, o in triples])
     except InvcompError as e:

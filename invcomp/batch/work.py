@@ -5,11 +5,19 @@ A :class:`Worker` is what a local process (its initializer) or a Ray actor holds
 :func:`~invcomp.cli.encode.encode_chunk`, :func:`invcomp.cli.decode.decode_one`), so a file coded by a batch
 job is the file those commands write. It never touches the manifest: it returns one result per item, and
 the driver records them.
+
+A worker dies with its driver: the driver's process (host, pid and start time) is handed to it, and a watchdog
+thread kills the worker when that process is gone (a local worker's parent is the forkserver, a Ray actor's the
+raylet, so the kernel's ``PR_SET_PDEATHSIG``, also set for a local worker, does not cover it alone). An input that
+is not a regular file (a device such as ``/dev/zero``, a FIFO, a socket) is that item's one-line error.
 """
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,73 @@ class WorkItem:
     output: str
 
 
+WATCH_SECONDS = 0.5  # how often a worker looks for its driver
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """The start time of process ``pid`` (Linux: field 22 of /proc/PID/stat), so a reused pid is told apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def driver_process() -> dict[str, Any]:
+    """This process, as the workers it starts watch it."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_time(pid)}
+
+
+def _gone(driver: dict[str, Any]) -> bool:
+    try:
+        os.kill(driver["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    start = _start_time(driver["pid"])
+    return driver.get("start") is not None and start is not None and start != driver["start"]
+
+
+def _watch(driver: dict[str, Any]) -> None:
+    while not _gone(driver):
+        time.sleep(WATCH_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)  # at once, whatever the worker is doing: its batch is the driver's to redo
+
+
+def die_with_driver(driver: Optional[dict[str, Any]], *, parent_too: bool = False) -> None:
+    """Kill this worker when ``driver`` (:func:`driver_process`, on this host) goes; ``parent_too``: also when this
+    process's parent goes (Linux ``PR_SET_PDEATHSIG``; only for a parent that forked it from its main thread)."""
+    if parent_too:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if driver is None or driver.get("host") != socket.gethostname() or driver.get("pid") == os.getpid():
+        return  # another machine (Ray kills an actor whose owner died), or in the driver itself
+    if _gone(driver):
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch, args=(driver,), name="invcomp-driver-watch", daemon=True).start()
+
+
+def not_regular(path: str) -> Optional[str]:
+    """Why ``path`` cannot be an input (a device, FIFO, socket or folder), or ``None`` for a regular file (or a
+    missing one: the coder says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"cannot read {path}: it is {kind}, not a regular file"
+
+
 def result(item_id: str, *, ok: bool, permanent: bool = False, error: Optional[str] = None,
            row: Optional[dict] = None) -> dict[str, Any]:
     """One item's outcome as a worker returns it."""
@@ -46,8 +121,9 @@ def result(item_id: str, *, ok: bool, permanent: bool = False, error: Optional[s
 class Worker:
     """Loads the codec of ``spec`` once; :meth:`run` codes a batch and writes each output atomically."""
 
-    def __init__(self, spec: JobSpec) -> None:
+    def __init__(self, spec: JobSpec, driver: Optional[dict[str, Any]] = None) -> None:
         t0 = time.perf_counter()
+        die_with_driver(driver)  # a Ray actor: watched (Ray itself ends an actor whose owner is gone, off this host)
         import torch
 
         torch.set_num_threads(max(1, spec.threads))
@@ -72,7 +148,11 @@ class Worker:
         ``{"results": [one per item, in order], "worker", "load_seconds" (first call only), "busy_seconds"}``.
         An error of the whole batch that is not bad input is raised: the driver retries the batch."""
         t0 = time.perf_counter()
-        out = self._encode(items) if self.spec.kind == ENCODE else self._decode(items)
+        refused = {i.id: why for i in items if (why := not_regular(i.path))}  # never opened: /dev/zero, a FIFO
+        rest = [i for i in items if i.id not in refused]
+        done = iter(self._encode(rest) if self.spec.kind == ENCODE else self._decode(rest)) if rest else iter(())
+        out = [result(i.id, ok=False, permanent=True, error=refused[i.id]) if i.id in refused else next(done)
+               for i in items]
         load, self._reported_load = (0.0 if self._reported_load else self.load_seconds), True
         return {"results": out, "worker": self.where, "load_seconds": load, "busy_seconds": time.perf_counter() - t0}
 
@@ -106,9 +186,11 @@ class Worker:
 _WORKER: Optional[Worker] = None
 
 
-def init_process(spec: JobSpec) -> None:
-    """``ProcessPoolExecutor`` initializer: load this process's worker once."""
+def init_process(spec: JobSpec, driver: Optional[dict[str, Any]] = None) -> None:
+    """``ProcessPoolExecutor`` initializer: die with the driver (and the forkserver), then load this process's worker
+    once."""
     global _WORKER
+    die_with_driver(driver, parent_too=True)
     _WORKER = Worker(spec)
 
 

@@ -51,7 +51,10 @@ class LazyGroup(click.Group):
 @click.option("--threads", default=None, type=click.IntRange(1), envvar="INVCOMP_THREADS", show_envvar=True,
               help="CPU threads for torch.  [default: the CPUs this process may use, less the load average]")
 def cli(debug: bool, verbose: bool, threads: Optional[int]) -> None:
-    """GAN-inversion image compression: images to ~80-byte .ivc files and back.
+    """Generative face compression: images to .ivc files of a few hundred bytes or less, and back.
+
+    The default (--mode auto) writes about 90-230 B per face; GAN inversion alone
+    (--mode inversion) about 57 B for a 64-px face like the generator's training faces.
 
     \b
     Examples:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
@@ -62,15 +62,16 @@ JOB_NAMES = ("out", "manifest", "ray_address", "workers", "gpus_per_worker", "th
              "max_attempts", "force", "as_json")
 
 
-def _run(kind: str, src: str, params: dict[str, Any]) -> None:
-    """Run the job: ``params`` are the command's, the job options of :data:`JOB_OPTIONS` and the codec's."""
+def _run(kind: str, src: str, params: dict[str, Any], before_work: Optional[Callable[[], Any]] = None) -> None:
+    """Run the job: ``params`` are the command's, the job options of :data:`JOB_OPTIONS` and the codec's;
+    ``before_work`` runs only when something is left to do."""
     from ..batch import JobOptions, run
 
     j = {k: params.pop(k) for k in JOB_NAMES}
     job = JobOptions(ray=j["ray_address"], workers=j["workers"], gpus_per_worker=j["gpus_per_worker"],
                      batch_size=j["batch_size"], max_attempts=j["max_attempts"],
                      threads_per_worker=j["threads_per_worker"], force=j["force"])
-    report, store = run(kind, src, j["out"], options=params, job=job, manifest=j["manifest"])
+    report, store = run(kind, src, j["out"], options=params, job=job, manifest=j["manifest"], before_work=before_work)
     if j["as_json"]:
         click.echo(dumps({**report.as_dict(), "manifest": str(store.path)}))
     for item, reason in report.failures:
@@ -86,11 +87,11 @@ def _run(kind: str, src: str, params: dict[str, Any]) -> None:
 @guard
 def encode(src: str, **params: Any) -> None:
     """Encode every image of SRC to OUT/<its relative path>.ivc: the file `invcomp encode IMAGE` writes."""
-    from .encode import make_encoder
+    from . import encode as cli_encode
 
     codec = {k: v for k, v in params.items() if k not in JOB_NAMES and k != "max_pixels"}
-    make_encoder(**{**codec, "device": "cpu"})  # bad options fail here, in one line, before any work
-    _run("encode", src, params)
+    # bad options fail in one line before any work (a rerun with nothing left to do loads no codec)
+    _run("encode", src, params, before_work=lambda: cli_encode.make_encoder(**{**codec, "device": "cpu"}))
 
 
 @batch.command("decode")

@@ -6,12 +6,12 @@ import os
 import sys
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import click
 
 from ..errors import InvcompError
-from ..outputs import atomic_write
+from ..outputs import atomic_write, unwritable_folder
 
 STDIO = Path("-")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",
@@ -77,32 +77,43 @@ def distinct_outputs(inputs: Sequence[Path], outs: list[Path]) -> list[Path]:
 
 
 def read_bytes(path: Path, limit: Optional[int] = None, what: str = "file") -> bytes:
-    """The bytes of ``path``, or of stdin for ``-``; one-line errors. With ``limit``, a larger input is refused
-    before it is read (stdin: after ``limit + 1`` bytes)."""
+    """The bytes of ``path``, or of stdin for ``-``; one-line errors. With ``limit`` (default: the most bytes read
+    for an image, :func:`invcomp.files.image_cap`), a larger input is refused: from its size, and after ``limit + 1``
+    bytes whatever its size says (stdin too); devices, FIFOs and sockets are refused unread
+    (:func:`invcomp.files.read_capped`)."""
     if str(path) == "-":
         data = sys.stdin.buffer.read(-1 if limit is None else limit + 1)
         if limit is not None and len(data) > limit:
             raise InvcompError(f"stdin is larger than the largest legal {what} ({limit:,} bytes)")
         return data
-    try:
-        if limit is not None and path.is_file() and path.stat().st_size > limit:
-            raise InvcompError(f"{path} is {path.stat().st_size:,} bytes, larger than the largest legal {what} "
-                               f"({limit:,} bytes)")
-        return path.read_bytes()
-    except IsADirectoryError:
-        raise InvcompError(f"cannot read {path}: it is a folder") from None
-    except OSError as e:
-        raise InvcompError(f"cannot read {path}: {e.strerror or e}") from None
+    from ..codecs.settings import DEFAULT_MAX_PIXELS
+    from ..files import image_cap, read_capped
+
+    return read_capped(path, image_cap(DEFAULT_MAX_PIXELS) if limit is None else limit, what)  # regular files only
+
+
+def check_readable(src: Path) -> None:
+    """Refuse, before any work (and before torch is imported), an input that is missing or a folder."""
+    if str(src) == "-":
+        return
+    if not src.exists():
+        raise InvcompError(f"cannot read {src}: no such file")
+    if src.is_dir():
+        raise InvcompError(f"cannot read {src}: it is a folder")
 
 
 def check_writable(dst: Path, force: bool) -> None:
-    """Refuse, before any work, an output that exists (without ``force``) or is a folder."""
+    """Refuse, before any work, an output that exists (without ``force``), is a folder, or whose folder cannot be
+    written (:func:`~invcomp.outputs.unwritable_folder`)."""
     if str(dst) == "-":
         return
     if dst.is_dir():
         raise InvcompError(f"output {dst} is a folder")
     if dst.exists() and not force:
         raise InvcompError(f"{dst} exists (use --force to overwrite)")
+    reason = unwritable_folder(dst.parent)
+    if reason is not None:
+        raise InvcompError(f"cannot write {dst}: {reason}")
 
 
 def write_bytes(dst: Path, data: bytes, force: bool) -> None:
@@ -135,6 +146,28 @@ def item_error(e: Exception, debug: bool = False) -> ItemError:
     if debug:
         raise e
     return ItemError(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", False)
+
+
+def check_jobs(pairs: Sequence[tuple[Path, Path]], force: bool) -> list[Optional[ItemError]]:
+    """Per (input, output) pair, the :class:`ItemError` that refuses it before any work (a missing input, an output
+    that cannot be written), or ``None``; cheap, and torch-free."""
+    out: list[Optional[ItemError]] = []
+    for src, dst in pairs:
+        try:
+            check_readable(src)
+            check_writable(dst, force)
+        except InvcompError as e:
+            out.append(ItemError(str(e), True))
+            continue
+        out.append(None)
+    return out
+
+
+def exit_refused(report: Any, pairs: Sequence[tuple[Path, Path]], refused: Sequence[Optional[ItemError]]) -> NoReturn:
+    """Report every pair with its :func:`check_jobs` refusal, in order, and exit: nothing is left to do."""
+    for (src, _), err in zip(pairs, refused):
+        report.failure(str(src), err.reason if err is not None else "not run")
+    sys.exit(report.finish())
 
 
 def device_option(default: str = "auto") -> Callable:

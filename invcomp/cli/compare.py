@@ -1,6 +1,7 @@
 """``invcomp compare``: distortion between an original and a reconstruction, optionally as the encoder measured it."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -8,7 +9,7 @@ import click
 
 from ..errors import InvcompError
 from ..outputs import dumps, guard
-from .common import read_bytes
+from .common import check_readable, read_bytes
 
 
 @click.command()
@@ -23,8 +24,12 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
 
     With --bitstream both images are brought to the model resolution with the
     bitstream's fit (for crop: the coded centre square), which is what encode
-    measured; without it they must be the same size.
+    measured; without it they must be the same size. The identity distance is
+    always that of the reconstruction at the original's size (a --native one is
+    first put back as decode writes it), as encode --json and the web app give it.
     """
+    for path in (original, reconstruction, *([bitstream_path] if bitstream_path is not None else [])):
+        check_readable(path)  # before torch is imported
     from .. import metrics
     from ..imageio import load_image
 
@@ -53,15 +58,18 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
 def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, str, str] = ("ORIGINAL",
             "RECONSTRUCTION", "the bitstream")) -> dict:
     """What ``invcomp compare --json`` reports for PIL images ``a`` (original) and ``b`` (reconstruction): the quality
-    metrics and ``resolution``; with the ``.ivc`` bytes ``data``, both brought to the model resolution with its fit,
-    plus ``bytes``, ``bpp`` and ``cr`` (a photo file: each face in the frame, and the whole frame). ``names``
-    (original, reconstruction, bitstream) go into errors."""
-    from .. import bitstream, metrics
+    metrics and ``resolution``; with the ``.ivc`` bytes ``data``, both brought to the model resolution with its fit
+    (a layered file's: its last layer's side), plus ``bytes``, ``bpp`` and ``cr`` (a photo file: each face in the
+    frame, and the whole frame). The identity is :func:`invcomp.identity.picture_distance`, at the original's
+    size. ``names`` (original, reconstruction, bitstream) go into errors."""
+    from .. import bitstream, layers, metrics
     from ..faces import container
-    from ..imageio import fit_image, from_image
+    from ..identity import picture_distance
+    from ..imageio import fit_image, from_image, restore_size
     from .encode_report import rates
 
     row: dict = {"original": names[0], "reconstruction": names[1]}
+    seen = (a, b)  # the two pictures as given, for the identity distance
     if data is not None:
         if container.is_photo(data):
             return _photo(a, b, data, row)
@@ -71,16 +79,21 @@ def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, s
             from ..codecs.entropy import parse
 
             header = parse(data, codec_for_header(header))[0]
+        if layers.is_layered(data):  # the file's own side: its last residual layer's, not the base's 64 px
+            header = replace(header, resolution=layers.resolution(data))
         if b.size not in ((header.width, header.height), (header.resolution, header.resolution)):
             raise InvcompError(f"{names[1]} is {b.width}x{b.height}, but {names[2]} decodes to "
                                f"{header.width}x{header.height} (or {header.resolution}x{header.resolution} with --native)")
+        if b.size != a.size and b.size != (header.width, header.height):  # --native: as decode writes it at full size
+            seen = (a, restore_size(b, header.width, header.height, header.fit))  # type: ignore[arg-type]
         a = fit_image(a, header.resolution, header.fit)  # type: ignore[arg-type]
         b = fit_image(b, header.resolution, header.fit)  # type: ignore[arg-type]
     elif a.size != b.size:
         raise InvcompError(f"image sizes differ ({a.width}x{a.height} vs {b.width}x{b.height}); pass --bitstream "
                            "to compare at the model resolution")
     x, y = from_image(a)[None], from_image(b)[None]
-    row.update(metrics.quality(y, x, with_identity=True)[0])
+    row.update(metrics.quality(y, x)[0])
+    row["identity"] = picture_distance(*(seen if seen[0].size == seen[1].size else (a, b)))
     row["resolution"] = [a.width, a.height]
     if data is not None:
         r = rates(len(data), x[0])

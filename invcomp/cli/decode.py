@@ -12,8 +12,8 @@ import click
 from ..codecs.settings import DEFAULT_MAX_PIXELS
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .common import (check_writable, device_option, expand_inputs, item_error, option_defaults, output_paths, read_bytes,
-                     write_bytes)
+from .common import (check_jobs, check_writable, device_option, exit_refused, expand_inputs, item_error,
+                     option_defaults, output_paths, read_bytes, write_bytes)
 
 
 DECODE_OPTIONS = [  # how a file is decoded: shared by `invcomp decode` and `invcomp batch decode`
@@ -65,12 +65,19 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
     from tqdm import tqdm
 
     check_decode_options(model, weights_path)
-    dev = resolve_device(device)
     inputs = expand_inputs(files, (".ivc",))
     outs = output_paths(inputs, output, ".decoded.png")
     report, cache = Report(as_json, to_stderr=any(str(o) == "-" for o in outs)), {}
+    jobs = list(zip(inputs, outs))
+    refused = check_jobs(jobs, force)  # missing inputs, unwritable outputs: found before torch is imported
+    if all(refused):
+        exit_refused(report, jobs, refused)
+    dev = resolve_device(device)
     debug = click.get_current_context().find_root().params.get("debug", False)
-    for src, dst in tqdm(list(zip(inputs, outs)), desc="decode", disable=None, file=sys.stderr, leave=False):
+    for (src, dst), err in tqdm(list(zip(jobs, refused)), desc="decode", disable=None, file=sys.stderr, leave=False):
+        if err is not None:
+            report.failure(str(src), err.reason)
+            continue
         try:
             row, human = decode_one(src, dst, model, weights_path, native, max_pixels, force, cache, dev, keep_layers)
         except Exception as e:  # noqa: BLE001  (a bug or MemoryError must not abort the rest of the batch)

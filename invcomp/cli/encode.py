@@ -13,9 +13,10 @@ from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, D
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
 from ..errors import InvcompError
 from ..outputs import Report, guard, resolve_device
-from .encode_report import METRICS_MAX_PIXELS, metrics_view, rates, report_row  # noqa: F401  (rates: re-exported)
-from .common import (IMAGE_SUFFIXES, ItemError, check_writable, device_option, expand_inputs, item_error, option_defaults,
-                     output_paths, read_bytes, write_bytes)
+from .encode_report import (METRICS_MAX_PIXELS, file_metrics, metrics_view, rates,  # noqa: F401  (re-exported)
+                            report_row)
+from .common import (IMAGE_SUFFIXES, ItemError, check_jobs, check_writable, device_option, exit_refused, expand_inputs,
+                     item_error, option_defaults, output_paths, read_bytes, write_bytes)
 
 PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
 
@@ -132,14 +133,20 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
     Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
-    cropped/resized original that was coded, on the pixels the decoder writes.
+    cropped/resized original that was coded, on the pixels the decoder writes;
+    the identity distance (--json) on the picture decode writes, at the original's
+    size, as compare measures it.
     """
     max_pixels = options.pop("max_pixels")
-    codec, goal = make_encoder(**options)
     inputs = expand_inputs(images, IMAGE_SUFFIXES)
     outs = output_paths(inputs, output, ".ivc")
     report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
-    _run(codec, list(zip(inputs, outs)), batch_size, max_pixels, force, report, goal)
+    jobs = list(zip(inputs, outs))
+    refused = check_jobs(jobs, force)  # missing inputs, unwritable outputs: before torch, before any search
+    if all(refused):
+        exit_refused(report, jobs, refused)
+    codec, goal = make_encoder(**options)
+    _run(codec, jobs, batch_size, max_pixels, force, report, goal, refused)
     sys.exit(report.finish())
 
 
@@ -189,22 +196,39 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
 
 
 def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels: int, force: bool,
-         report: Report, goal: Any = None) -> None:
-    """Encode ``jobs`` (input, output) in batches; report every item in input order."""
+         report: Report, goal: Any = None, refused: Optional[Sequence[Optional[ItemError]]] = None) -> None:
+    """Encode ``jobs`` (input, output) in batches, but those ``refused`` already (:func:`check_jobs`: they are
+    never coded); report every item in input order."""
     from tqdm import tqdm
 
     debug = click.get_current_context().find_root().params.get("debug", False)
-    bar = tqdm(total=codec.work(len(jobs)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        done = encode_chunk(codec, chunk, max_pixels=max_pixels, force=force, goal=goal,
+    refused = refused or [None] * len(jobs)
+    todo = [k for k, err in enumerate(refused) if err is None]
+    bar = tqdm(total=codec.work(len(todo)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
+    results: dict[int, Any] = {k: err for k, err in enumerate(refused) if err is not None}
+    reported = 0
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        done = encode_chunk(codec, [jobs[k] for k in chunk], max_pixels=max_pixels, force=force, goal=goal,
                             with_identity=report.as_json, progress=bar.update, debug=debug)
-        for (src, _), res in zip(chunk, done):
-            if isinstance(res, ItemError):
-                report.failure(str(src), res.reason)
-            else:
-                report.success(*res)
+        results.update(zip(chunk, done))
+        reported = _report_ready(jobs, results, reported, report)
+    _report_ready(jobs, results, reported, report)
     bar.close()
+
+
+def _report_ready(jobs: Sequence[tuple[Path, Path]], results: dict[int, Any], first: int, report: Report) -> int:
+    """Report the results from item ``first`` on, in input order, up to the first one not done yet; returns that
+    item's index."""
+    k = first
+    while k < len(jobs) and k in results:
+        res = results.pop(k)
+        if isinstance(res, ItemError):
+            report.failure(str(jobs[k][0]), res.reason)
+        else:
+            report.success(*res)
+        k += 1
+    return k
 
 
 def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: int, force: bool, goal: Any = None,
@@ -216,8 +240,6 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
     never fails the others. An error of the whole batch that is not an :class:`InvcompError` (a bug, a
     killed device) is raised (``invcomp batch`` retries the batch).
     """
-    from .. import metrics
-    from ..codecs import stored_pixels
     from ..imageio import decode_image_bytes
 
     tick = progress or (lambda n: None)
@@ -248,14 +270,11 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
                 results[k] = item_error(e)
         if done is not None:
             seconds = (time.perf_counter() - t0) / len(loaded)
-            for (k, _), e in zip(loaded, done):
+            for (k, img), e in zip(loaded, done):
                 if isinstance(e, InvcompError):
                     results[k] = item_error(e)
                     continue
-                m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]), with_identity=with_identity)[0]
-                if e.target.shape[-2] * e.target.shape[-1] > METRICS_MAX_PIXELS:
-                    m["metrics_at"] = "area-downscaled to at most 4 MP"
-                results[k] = (e, m, seconds)
+                results[k] = (e, file_metrics(e, img, with_identity), seconds)
     for k, ((src, dst), res) in enumerate(zip(chunk, results)):
         if isinstance(res, ItemError):
             continue

@@ -41,6 +41,25 @@ def metrics_view(x: Any, y: Any) -> tuple[Any, Any]:
     return F.avg_pool2d(x, k, ceil_mode=True), F.avg_pool2d(y, k, ceil_mode=True)
 
 
+def file_metrics(e: Any, original: Any, with_identity: bool) -> dict:
+    """What the report says of one coded image: the quality metrics at the model resolution, on the pixels the
+    decoder writes; with ``with_identity``, the identity distance of the picture ``invcomp decode`` writes
+    against the original, at the original's size (:func:`invcomp.identity.picture_distance`, as ``invcomp
+    compare`` and the web app measure it)."""
+    from .. import metrics
+    from ..codecs import stored_pixels
+    from ..codecs.base import decoded_picture
+
+    m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]))[0]
+    if e.target.shape[-2] * e.target.shape[-1] > METRICS_MAX_PIXELS:
+        m["metrics_at"] = "area-downscaled to at most 4 MP"
+    if with_identity:
+        from ..identity import picture_distance
+
+        m["identity"] = picture_distance(original, decoded_picture(e))
+    return m
+
+
 def report_row(codec: Any, src: Path, dst: Path, e: Any, m: dict, seconds: float, goal: Any) -> tuple[dict, str]:
     """The JSON row and the human line of one written file."""
     row = {"input": str(src), "output": str(dst), **rates(len(e.data), e.target), **m, **codec.describe(),

@@ -8,7 +8,7 @@ from typing import Sequence
 import click
 
 from ..outputs import Report, guard
-from .common import expand_inputs, read_bytes
+from .common import check_readable, expand_inputs, read_bytes
 
 
 @click.command()
@@ -31,6 +31,7 @@ def info(files: Sequence[Path], as_json: bool) -> None:
     limit = max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES)
     for src in expand_inputs(files, (".ivc",)):
         try:
+            check_readable(src)
             row = fileinfo.describe(read_bytes(src, limit, ".ivc file"))
         except Exception as e:  # noqa: BLE001  (one bad file never stops the others)
             from .common import item_error

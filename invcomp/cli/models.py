@@ -34,9 +34,12 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
     if register_name is not None:
         if not model_spec:
             raise InvcompError("--register needs --model")
-        gen = registry.load_generator(model_spec, "cpu", weights_path)
-        register(register_name, model_spec, weights_path, gen.sha256,
-                 shipped={e.name for e in registry.list_models()}, force=force, config_sha256=gen.config_sha256)
+        from ..generators.custom import code_sha256
+
+        code = code_sha256(model_spec)  # a .py file: hashed first, and exactly those bytes run below
+        gen = registry.load_generator(model_spec, "cpu", weights_path, code_sha256=code)
+        register(register_name, model_spec, weights_path, gen.sha256, shipped={e.name for e in registry.list_models()},
+                 force=force, config_sha256=gen.config_sha256, code_sha256=code)
         click.echo(f"registered {register_name!r} (id {gen.sha256[:8]}, {gen.config.latent_dim}-d -> "
                    f"{gen.config.resolution}x{gen.config.resolution}) in {user_home()}")
         return

@@ -36,11 +36,19 @@ log = logging.getLogger(__name__)
 @click.option("--max-pixels", default=16_000_000, show_default=True, type=click.IntRange(1), help="Pixels per image.")
 @click.option("--max-queue", default=500, show_default=True, type=click.IntRange(1), help="Jobs waiting at once.")
 @click.option("--max-iters", default=2000, show_default=True, type=click.IntRange(0), help="Search iterations a request may ask.")
-@click.option("--job-timeout", default=900.0, show_default=True, type=click.FloatRange(min=1), help="Seconds a job may run.")
+@click.option("--job-timeout", default=900.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds a job of any kind may run (its worker is killed past it).")
+@click.option("--read-timeout", default=15.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a request body may go without a byte (then 408).")
+@click.option("--upload-timeout", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a whole request body may take (then 408).")
+@click.option("--max-uploads-per-client", default=4, show_default=True, type=click.IntRange(1),
+              help="Uploads one client address may have in flight (then 429).")
 @guard
 def serve(host: str, port: int, data: Path, workers: int, threads_per_worker: int, token: Optional[str], device: str,
           bench: Sequence[Path], retention: float, max_upload_mb: float, max_files: int, max_pixels: int,
-          max_queue: int, max_iters: int, job_timeout: float) -> None:
+          max_queue: int, max_iters: int, job_timeout: float, read_timeout: float, upload_timeout: float,
+          max_uploads_per_client: int) -> None:
     """Start the web app: compress, decompress and compare in the browser or over a JSON API (/docs).
 
     \b
@@ -59,7 +67,8 @@ def serve(host: str, port: int, data: Path, workers: int, threads_per_worker: in
     if not bench and Path("experiments/results").is_dir():
         bench = (Path("experiments/results"),)
     limits = Limits(max_upload_bytes=int(max_upload_mb * 1_000_000), max_files=max_files, max_pixels=max_pixels,
-                    max_queue=max_queue, max_iters=max_iters, job_timeout=job_timeout)
+                    max_queue=max_queue, max_iters=max_iters, job_timeout=job_timeout, read_timeout=read_timeout,
+                    upload_seconds=upload_timeout, max_uploads_per_client=max_uploads_per_client)
     config = WebConfig(data=data.resolve(), host=host, port=port, workers=workers, threads_per_worker=threads_per_worker,
                        token=token, device=resolve_device(device), retention_seconds=retention * 3600,
                        bench_dirs=tuple(b.resolve() for b in bench), limits=limits)

@@ -40,6 +40,18 @@ class Encoded:
     extra: dict = field(default_factory=dict)
 
 
+def decoded_picture(e: Encoded) -> Image.Image:
+    """The picture ``invcomp decode`` writes for ``e``'s file: the reconstruction at the original size (a photo
+    file's frame, when its codec left a way to draw it in ``extra["decoded_frame"]``)."""
+    from ..imageio import restore_size, to_pil
+
+    frame = e.extra.get("decoded_frame")
+    if frame is not None:
+        return frame()
+    img, h = to_pil(e.recon), e.header
+    return img if img.size == (h.width, h.height) else restore_size(img, h.width, h.height, h.fit)
+
+
 def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
     """RGB image -> the model-resolution target ``(3, R, R)`` in [-1, 1] that a codec codes."""
     return from_image(fit_image(img, resolution, fit))  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import bitstream
+from .. import bitstream, budget
 from ..errors import BitstreamError, InvcompError, UnknownModelError
 from ..gc import gridcode, tiles
 from ..gc.store import LoadedGC, is_kind, load_gc_model
@@ -47,9 +47,7 @@ def read_header(data: bytes, codec: Any, max_pixels: Optional[int] = None) -> tu
     header, payload, _ = bitstream.unpack(data)
     check_mode(header, codec)
     limit = max_pixels or getattr(codec, "max_pixels", DEFAULT_MAX_PIXELS)
-    if header.width * header.height > limit:
-        raise InvcompError(f"this file declares a {header.width}x{header.height} = {header.width * header.height:,} pixel "
-                           f"image, over the decoder's limit of {limit:,} (raise it with --max-pixels)")
+    budget.check_file(data, limit, native=True)  # the picture, its tiles (and SC's grid) against the decode budget
     if header.version != 2 or header.bits not in (2, 3) or header.fit != "squash":
         raise BitstreamError("invalid .ivc field: a GC or SC file is version 2 with bit-depth field 0 or 1 and the "
                              "whole-frame flag")

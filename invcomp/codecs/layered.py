@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 from PIL import Image
 
-from .. import bitstream, layers
+from .. import bitstream, budget, layers
 from ..errors import BitstreamError, InvcompError
 from ..residual import DEFAULT_RESIDUAL, Residual, load_residual, residual_dir  # noqa: F401  (re-exported)
 from ..imageio import quantize_pixels
@@ -31,12 +31,12 @@ from . import entropy
 from .base import Encoded, Progress, prepare
 from .layer_pictures import apply_tone, one_thread, prepare_like, tone_layer, upsample  # noqa: F401  (re-exported)
 from .gan_inversion import InversionCodec
-from .settings import EncodeSettings
+from .settings import DEFAULT_MAX_PIXELS, EncodeSettings
 from .table import register_mode
 
 DEFAULT_PLAN = "tone,3"
-BASE_RESOLUTION = 64
-RATE_STEPS = 4  # a layer's rate index counts quarter steps between the network's trained rates: 0..4 * (rates - 1)
+BASE_RESOLUTION = layers.BASE_RESOLUTION
+RATE_STEPS = layers.RATE_STEPS  # a layer's rate index counts quarter steps between the network's trained rates
 
 
 def parse_plan(plan: str, resolution: int, rates: int) -> list[tuple[int, int, int]]:
@@ -72,6 +72,17 @@ def check_resolution(size: int) -> None:
         raise InvcompError(f"layered resolution {size} must be a multiple of 16 in 16..4080")
 
 
+def check_plan(plan: list[tuple[int, int, int]], resolution: int, max_pixels: int, text: str) -> None:
+    """Refuse, before any work, a plan whose residual layers exceed the decode budget of ``max_pixels``
+    (:func:`invcomp.budget.check_budget`, the check every decoded file goes through): the encoder draws each layer
+    at its resolution, as the decoder will, and the picture at ``resolution``."""
+    steps = [budget.Step("the generator's picture", BASE_RESOLUTION, BASE_RESOLUTION)]
+    steps += [budget.Step(f"layer {i} (residual, {size} px)", size, size)
+              for i, (kind, _, size) in enumerate(plan, start=1) if kind == layers.KIND_RESIDUAL]
+    out = budget.Step("layered picture", resolution, resolution, budget.OUTPUT_BYTES_PER_PIXEL, network=False)
+    budget.check_budget(steps, out, max_pixels, f"--layer-rates {text!r} at --resolution {resolution}")
+
+
 @register_mode
 class LayeredCodec(InversionCodec):
     """Mode 3 (see the module doc): an inversion codec of generator ``gen`` plus ``residual`` layers at ``resolution``."""
@@ -82,21 +93,22 @@ class LayeredCodec(InversionCodec):
     controls_rate = True  # rate.encode_images hands a goal to encode()
 
     def __init__(self, gen: Any, settings: Optional[EncodeSettings] = None, warm_start: Any = None, *,
-                 residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN) -> None:
+                 residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN,
+                 max_pixels: Optional[int] = None) -> None:
         super().__init__(gen, settings, warm_start)
-        self._layered(residual, resolution, plan)
+        self._layered(residual, resolution, plan, max_pixels)
 
     @classmethod
     def sharing(cls, codec: InversionCodec, *, residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION,
-                plan: str = DEFAULT_PLAN) -> "LayeredCodec":
+                plan: str = DEFAULT_PLAN, max_pixels: Optional[int] = None) -> "LayeredCodec":
         """The layered mode over the generator, warm-start network and resolved settings of a loaded mode-0 codec
         (nothing loaded or resolved again, so no setting is warned about twice)."""
         out = cls.__new__(cls)
         out.__dict__.update(codec.__dict__)
-        out._layered(residual, resolution, plan)
+        out._layered(residual, resolution, plan, max_pixels)
         return out
 
-    def _layered(self, residual: Optional[Residual], resolution: int, plan: str) -> None:
+    def _layered(self, residual: Optional[Residual], resolution: int, plan: str, max_pixels: Optional[int] = None) -> None:
         gen = self.gen
         if self.resolution != BASE_RESOLUTION:
             raise InvcompError(f"the layered mode's base is a {BASE_RESOLUTION}-px generator; {gen.name!r} draws "
@@ -110,18 +122,25 @@ class LayeredCodec(InversionCodec):
             raise InvcompError(f"residual network {self.residual.name!r} was trained over {self.residual.base!r}, "
                                f"not {gen.name!r}")
         self.resolution, self.plan_text = resolution, plan
+        self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS  # the decode budget's limit, for encoding and decoding
         self.plan = parse_plan(plan, resolution, self.residual.rates)
+        check_plan(self.plan, resolution, self.max_pixels, plan)  # the plan the user gave
+        check_plan([(layers.KIND_RESIDUAL, 0, resolution)], resolution, self.max_pixels, plan)  # rate control's plans
 
     @classmethod
     def load(cls, spec: str, settings: Optional[EncodeSettings] = None, *, device: str = "cpu", for_decode: bool = False,
              resolution: Optional[int] = None, layer_rates: Optional[str] = None, residual: Optional[str] = None,
-             **options: Any) -> "LayeredCodec":
+             max_pixels: Optional[int] = None, **options: Any) -> "LayeredCodec":
         """``spec``: the base generator (default ``dcgan-utkface64``); ``resolution``: the output side R;
-        ``layer_rates``: the plan (module doc); ``residual``: a residual network name or ``.pt``."""
+        ``layer_rates``: the plan (module doc); ``residual``: a residual network name or ``.pt``; ``max_pixels``:
+        the decode budget's pixel limit (default 64 Mpx), which every residual layer of the plan must fit
+        (:func:`check_plan`) and every decoded file too."""
+        if resolution is not None:
+            check_resolution(resolution)  # before anything loads
         base = InversionCodec.load(spec, settings, device=device, for_decode=for_decode, **options)
         res = load_residual(residual or DEFAULT_RESIDUAL)
         return cls(base.gen, base.settings, base.warm_start, residual=res, resolution=resolution or BASE_RESOLUTION,
-                   plan=layer_rates or DEFAULT_PLAN)
+                   plan=layer_rates or DEFAULT_PLAN, max_pixels=max_pixels)
 
     @classmethod
     def claims(cls, spec: str) -> bool:
@@ -178,7 +197,6 @@ class LayeredCodec(InversionCodec):
                     plan: list[tuple[int, int, int]]) -> tuple[bytes, torch.Tensor, list[dict]]:
         """The file, its reconstruction ``(1, 3, S, S)`` in [-1, 1] and per-layer sizes for one image."""
         pic, recs = base_pic, []
-        steps = [{"layer": 0, "kind": "base", "bytes": len(layers.join(plain, [], self.residual.key))}]
         for kind, rate, size in plan:
             if kind == layers.KIND_TONE:
                 record, pic = tone_layer(pic[0], t64, keep_ssim=len(plan) == 1)  # the last layer: never lower SSIM
@@ -191,22 +209,31 @@ class LayeredCodec(InversionCodec):
                                                                 rate / RATE_STEPS, stage)
                 recs.append(layers.Layer(kind, data, rate, size))
                 pic = rec01 * 2 - 1
-            steps.append({"layer": len(recs), "kind": layers.KINDS[kind], "rate": rate / RATE_STEPS, "resolution": size or BASE_RESOLUTION,
-                          "bytes": steps[-1]["bytes"] + len(recs[-1].record(self.residual.key))})
         data = layers.join(plain, recs, self.residual.key)
         out = pic if pic.shape[-1] == self.resolution else upsample(pic, self.resolution) * 2 - 1
-        return data, out, steps
+        return data, out, layers.describe(data)  # what `invcomp info` says of the same file
 
     # --- decoding ---------------------------------------------------------------------------------------
-    def decode(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor]:
+    def decode(self, data: bytes, *, max_pixels: Optional[int] = None) -> tuple[bitstream.Header, torch.Tensor]:
         """Layered bytes (any prefix of layers) -> header and the picture ``(3, S, S)`` in [-1, 1]: S is the last
         residual layer's side (64 when there is none), upsampled to this codec's resolution when below it (as
-        :meth:`encode` reports it)."""
+        :meth:`encode` reports it). Every layer's resolution is checked against the decode budget of ``max_pixels``
+        (default: the codec's) before any work (:func:`invcomp.budget.check_file`)."""
+        budget.check_file(data, max_pixels or self.max_pixels, native=True)
         plain, recs = layers.split(data)
         header, z, _ = entropy.read_with_side(plain, _Mode0(self))
         header = replace(header, mode=self.mode)
         with one_thread():
             return header, self._layers(z, recs)
+
+    def decode_picture(self, data: bytes, *, native: bool = False,
+                       max_pixels: Optional[int] = None) -> tuple[bitstream.Header, Image.Image]:
+        """As every mode's (the original size, or ``native``), with the layers checked against ``max_pixels``."""
+        from ..imageio import restore_size, to_pil
+
+        header, recon = self.decode(data, max_pixels=max_pixels)
+        img = to_pil(recon)
+        return header, img if native else restore_size(img, header.width, header.height, header.fit)
 
     def _layers(self, z: torch.Tensor, recs: list) -> torch.Tensor:
         """The base latent ``(1, D)`` and the layer records after it -> the picture ``(3, S, S)`` in [-1, 1]."""

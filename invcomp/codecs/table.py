@@ -116,10 +116,13 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
     if mode == AUTO or prefix == AUTO or (mode is None and spec is None):
         return _load_auto(rest or None, settings, device, {k: v for k, v in options.items() if v is not None})
     cls, spec = mode_for_spec(spec, mode)
-    if not for_decode and spec is not None:
-        from ..generators.registry import refuse_alias_for_encoding
+    if not for_decode and spec is not None:  # an alias (an earlier release of a model) only decodes its files
+        from ..generators.registry import list_models
 
-        refuse_alias_for_encoding(spec)
+        alias_of = next((e.alias_of for e in list_models() if e.name == spec and e.alias_of), None)
+        if alias_of:
+            raise InvcompError(f"model {spec!r} is kept only to decode the files of an earlier release; encode with "
+                               f"{alias_of!r}")
     options = {k: v for k, v in options.items() if v is not None}
     return cls.load(spec, settings, device=device, for_decode=for_decode, **options)  # type: ignore[arg-type]
 

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import io
 from typing import Optional
 
 import numpy as np
@@ -90,22 +89,22 @@ def decode(name: str, data: bytes, width: int, height: int) -> Image.Image:
         except Exception as e:  # noqa: BLE001  (a malformed hash: the file is corrupt)
             raise BitstreamError(f"corrupt .ivc photo file: its ThumbHash does not decode ({type(e).__name__})") from None
         return small.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    old = Image.MAX_IMAGE_PIXELS
+    from ..imageio import TooManyPixels, open_image
+
+    try:  # the image formats' allowlist (never EPS: Ghostscript), with the frame as its bomb guard, per call
+        img = open_image(data, name=f"its {name} background", max_pixels=max(1, width * height))
+    except TooManyPixels:
+        raise BitstreamError(f"corrupt .ivc photo file: its {name} background is larger than its {width}x{height} "
+                             "frame") from None
+    except Exception:  # noqa: BLE001
+        raise BitstreamError(f"corrupt .ivc photo file: its {name} background is not an image") from None
+    if img.width > width or img.height > height or (img.format or "").lower().replace(" ", "") not in _FORMATS[name]:
+        raise BitstreamError(f"corrupt .ivc photo file: its {name} background is a {img.format} {img.width}x{img.height} "
+                             f"image in a {width}x{height} frame")
     try:
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            img = Image.open(io.BytesIO(data))
-        except Exception:  # noqa: BLE001
-            raise BitstreamError(f"corrupt .ivc photo file: its {name} background is not an image") from None
-        if img.width > width or img.height > height or (img.format or "").lower().replace(" ", "") not in _FORMATS[name]:
-            raise BitstreamError(f"corrupt .ivc photo file: its {name} background is a {img.format} {img.width}x{img.height} "
-                                 f"image in a {width}x{height} frame")
-        try:
-            img.load()
-        except Exception as e:  # noqa: BLE001
-            raise BitstreamError(f"corrupt .ivc photo file: its {name} background does not decode ({e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+        img.load()
+    except Exception as e:  # noqa: BLE001
+        raise BitstreamError(f"corrupt .ivc photo file: its {name} background does not decode ({e})") from None
     img = img.convert("RGB")
     return img if img.size == (width, height) else img.resize((width, height), Image.Resampling.LANCZOS)
 

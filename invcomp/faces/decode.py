@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .. import budget
+from ..codecs.settings import DEFAULT_MAX_PIXELS
 from ..codecs.table import decode_file
 from ..errors import InvcompError
 from . import container
@@ -15,19 +17,22 @@ def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights
                name: str = "this file") -> tuple[Any, Any, Any, Optional[dict]]:
     """``(header, codec, PIL image, photo info)`` of one file: for a photo file, the first face's header and
     codec, the frame (``native``: the face crops side by side at the model resolution) and what the file holds
-    (``None`` for other files)."""
+    (``None`` for other files).
+
+    Before anything is decoded, every size the file makes the decoder draw (the picture, each layer, each face
+    and its paste-back, each tile, and their sum) is checked against ``max_pixels`` (default 64 Mpx) and the
+    memory budget derived from it, by :func:`invcomp.budget.check_file`, for every kind of file."""
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    budget.check_file(data, max_pixels, native=native, name=name)
     if not container.is_photo(data):
         return (*decode_file(data, cache=cache, model=model, weights=weights, native=native, max_pixels=max_pixels,
                              device=device, name=name), None)
     photo = container.unpack(data)
-    if not native and max_pixels is not None and photo.width * photo.height > max_pixels:
-        raise InvcompError(f"{name} declares a {photo.width}x{photo.height} = {photo.width * photo.height:,} pixel "
-                           f"photo, over the limit of {max_pixels:,} (raise it with --max-pixels, or use --native)")
     faces, fits, first = [], [], None
     for i, rec in enumerate(photo.faces, start=1):
         try:
             header, codec, img = decode_file(rec.data, cache=cache, model=model, weights=weights, native=True,
-                                             device=device, name=f"{name}'s face {i}")
+                                             max_pixels=max_pixels, device=device, name=f"{name}'s face {i}")
         except InvcompError as e:
             raise type(e)(f"face {i}: {e}") from None
         first = first or (header, codec)

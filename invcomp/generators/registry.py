@@ -29,17 +29,15 @@ from ..files import load_state_dict, sha256_file
 from .config import GeneratorConfig
 from .custom import is_custom_spec, load_custom
 from .families import FAMILIES, infer_config
-from .user_registry import user_models
+from .user_registry import registered_code, user_models
 
 log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "models.json"
-ALIAS_TOLERANCE = 2
-"""The most an alias's decode may differ from its release's at the model's resolution, in 8-bit levels per pixel
-and channel (measured: 1 for every model, experiments/results/fp16_models.json; tested on the files of the first
-releases, tests/test_compat.py)."""
-ALIAS_TOLERANCE_RESIZED = 4
-"""The same at the file's own size: the Lanczos resize to it can stretch a 1-level step (measured: at most 3)."""
+# The most an alias's decode may differ from its release's, in 8-bit levels per pixel and channel: at the model's
+# resolution (measured 1 for every model: experiments/results/fp16_models.json), and at the file's own size, where the
+# Lanczos resize can stretch a 1-level step (measured 3). tests/test_compat.py checks the first releases' files.
+ALIAS_TOLERANCE, ALIAS_TOLERANCE_RESIZED = 2, 4
 _told: set[str] = set()
 
 
@@ -67,8 +65,7 @@ class ModelEntry:
     file_sha256: Optional[str] = None
 
     @property
-    def stored_sha256(self) -> str:
-        """The sha256 that the weights file on disk must have."""
+    def stored_sha256(self) -> str:  # what the weights file on disk must hash to
         return self.file_sha256 or self.sha256
 
     @property
@@ -159,18 +156,19 @@ def build(config: GeneratorConfig, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
-                   weights_path: Optional[str] = None) -> LoadedGenerator:
+                   weights_path: Optional[str] = None, *, code_sha256: Optional[str] = None) -> LoadedGenerator:
     """Load a generator: a registered name, a ``.pt`` state_dict path (DCGAN or PGAN, config from the ``.json``
     beside it or inferred), or a user model (``file.py:factory``, ``package.module:factory`` or a TorchScript
     file, see :mod:`invcomp.generators.custom`; ``weights_path`` loads a state_dict into it).
 
-    ``file.py:factory`` runs that file's code, by design.
+    ``file.py:factory`` runs that file's code, by design; ``code_sha256`` (as a registered name has) is checked
+    against the file before it is imported.
     """
     entries = {e.name: e for e in list_models()}
     users = user_models()
     if spec not in entries and spec in users:
         u = users[spec]
-        gen = load_generator(u["model"], device, u.get("weights"))
+        gen = load_generator(u["model"], device, u.get("weights"), code_sha256=registered_code(spec, u))
         if gen.sha256 != u["sha256"]:
             raise InvcompError(f"user model {spec!r} no longer matches its registered sha256 "
                                f"({u['sha256'][:8]} registered, {gen.sha256[:8]} now); re-register it with --force")
@@ -180,7 +178,7 @@ def load_generator(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
         gen.name = spec
         return gen
     if spec not in entries and is_custom_spec(spec):
-        module, info, digest = load_custom(spec, weights_path, str(device))
+        module, info, digest = load_custom(spec, weights_path, str(device), code_sha256=code_sha256)
         config = GeneratorConfig("custom", info["latent_dim"], info["resolution"], info["prior"],
                                  norm_free=info["norm_free"], training={"spec": spec, "kind": info["kind"]})
         return LoadedGenerator(name=info["name"], module=module, config=config, sha256=digest)
@@ -223,14 +221,6 @@ def _checked_weights(e: ModelEntry) -> str:
         raise InvcompError(f"config for model {e.name!r} does not match the registry sha256 (edited or replaced file "
                            f"{e.config}): it changes the decoded pixels under the same model id")
     return e.sha256  # an alias answers with its release's sha256: the id its files carry
-
-
-def refuse_alias_for_encoding(spec: str) -> None:
-    """Aliases only decode: a new file is written with the current model, under its own id."""
-    e = {x.name: x for x in list_models()}.get(spec)
-    if e is not None and e.alias_of:
-        raise InvcompError(f"model {spec!r} is kept only to decode the files of an earlier release; encode with "
-                           f"{e.alias_of!r}")
 
 
 def tell_alias(e: ModelEntry) -> None:

@@ -2,9 +2,11 @@
 
 It lives in ``$INVCOMP_HOME/models.json`` (default ``~/.config/invcomp/models.json``). Each entry holds the
 model spec (a ``.pt`` path, a TorchScript file, ``file.py:factory`` or ``package.module:factory``), the
-optional ``--weights`` path, the sha256 id of the weights as loaded at registration, and the sha256 of a ``.pt``
-model's ``.json`` config. Loading a registered name checks both again, so a changed file is refused rather than silently decoding with other weights.
-A ``file.py:factory`` entry runs that file's code whenever it is loaded, by design.
+optional ``--weights`` path, the sha256 id of the weights as loaded at registration, the sha256 of a ``.pt``
+model's ``.json`` config, and the sha256 of a ``file.py:factory`` entry's ``.py`` file (``code_sha256``). Loading a
+registered name checks them again, so a changed file is refused rather than silently decoding with other weights,
+and a changed ``.py`` file is refused before any of it runs.
+A ``file.py:factory`` entry runs that file's code whenever it is loaded, by design: the code registered, no other.
 """
 from __future__ import annotations
 
@@ -55,6 +57,22 @@ def _check_entry(path: Path, name: str, entry: object) -> None:
         raise bad("has no valid sha256 (64 lowercase hex digits)")
     if entry.get("config_sha256") is not None and not _is_sha256(entry["config_sha256"]):
         raise bad("has a config_sha256 that is not 64 lowercase hex digits")
+    if entry.get("code_sha256") is not None and not _is_sha256(entry["code_sha256"]):
+        raise bad("has a code_sha256 that is not 64 lowercase hex digits")
+
+
+def registered_code(name: str, entry: dict) -> Optional[str]:
+    """The sha256 that the ``.py`` file of user model ``name`` must have before it is imported (``None``: the entry
+    is not a ``file.py:factory``). An entry registered before code was hashed is refused: re-register it."""
+    from .custom import _split
+
+    parts = _split(entry["model"])
+    if parts is None or not parts[0].endswith(".py"):
+        return None
+    if entry.get("code_sha256") is None:
+        raise InvcompError(f"user model {name!r} ({entry['model']}) was registered without the sha256 of its .py file, "
+                           f"so a changed file could run: re-register it with invcomp models --register {name} --force")
+    return str(entry["code_sha256"])
 
 
 def _is_sha256(v: object) -> bool:
@@ -70,11 +88,18 @@ def _absolute(spec: str) -> str:
 
 
 def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipped: set[str], force: bool = False,
-             config_sha256: Optional[str] = None) -> dict:
-    """Add ``name`` -> (spec, weights, sha256, config_sha256) to the user registry; returns the entry.
+             config_sha256: Optional[str] = None, code_sha256: Optional[str] = None) -> dict:
+    """Add ``name`` -> (spec, weights, sha256, config_sha256, code_sha256) to the user registry; returns the entry.
 
     ``config_sha256`` is the sha256 of the ``.json`` config beside a ``.pt`` model (None when there is none): the
-    config changes the decode, so loading the name refuses an edited, added or removed config."""
+    config changes the decode, so loading the name refuses an edited, added or removed config. ``code_sha256`` is
+    the sha256 of a ``file.py:factory`` spec's file (required for one): loading the name refuses an edited file
+    before it is imported."""
+    from .custom import _split
+
+    parts = _split(spec)
+    if parts is not None and parts[0].endswith(".py") and code_sha256 is None:
+        raise InvcompError(f"registering {spec} needs the sha256 of its .py file")
     from ..outputs import atomic_write
 
     if not name or any(c in name for c in "/\\:") or name.startswith("."):
@@ -86,6 +111,8 @@ def register(name: str, spec: str, weights: Optional[str], sha256: str, *, shipp
         raise InvcompError(f"user model {name!r} exists (use --force to replace it)")
     entry = {"model": _absolute(spec), "weights": str(Path(weights).resolve()) if weights else None, "sha256": sha256,
              "config_sha256": config_sha256}
+    if code_sha256 is not None:
+        entry["code_sha256"] = code_sha256
     rows[name] = entry
     home = user_home()
     atomic_write(home / FILE, (json.dumps(rows, indent=2, sort_keys=True) + "\n").encode(), force=True)

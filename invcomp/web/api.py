@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from .store import DONE, FILES, FINISHED, INPUT, INPUT_B, is_job_id
 from .tasks import INPUT_IVC
-from .uploads import WebError, check_count, check_image, check_ivc, display_name, encode_options, \
-    queue_job, read_limited
+from .uploads import WebError, check_count, check_image, check_ivc, check_room, display_name, encode_options, \
+    queue_job, queue_jobs, read_limited
 
 router = APIRouter(prefix="/api")
 EVENT_SECONDS = 0.25
@@ -48,10 +48,14 @@ def _job(request: Request, job_id: str) -> dict:
     return row
 
 
-async def _uploads(request: Request, files: Optional[list[UploadFile]], check: Any) -> list[tuple[str, bytes]]:
-    lim = _state(request).config.limits
+async def _uploads(request: Request, files: Optional[list[UploadFile]], check: Any, room: bool = True
+                   ) -> list[tuple[str, bytes]]:
+    s = _state(request)
+    lim = s.config.limits
     files = [f for f in files or [] if f is not None]
     check_count(len(files), lim)
+    if room:  # a request the queue has no room for is refused before its uploads are checked
+        await run_in_threadpool(check_room, s.store, lim, len(files))
     out = []
     for k, f in enumerate(files):
         name = display_name(f.filename, f"file {k + 1}")
@@ -83,8 +87,8 @@ async def create_jobs(request: Request, files: Optional[list[UploadFile]] = File
     fields = {k: v for k, v in form.multi_items() if k != "files"}
     opts = encode_options(fields, s.catalog, s.config.limits)
     uploads = await _uploads(request, files, check_image)
-    rows = [await run_in_threadpool(queue_job, s.store, s.config.limits, "encode", name, opts, {INPUT: data})
-            for name, data in uploads]
+    rows = await run_in_threadpool(queue_jobs, s.store, s.config.limits, "encode",
+                                   [(name, opts, {INPUT: data}) for name, data in uploads])
     return {"jobs": [public(r) for r in rows]}
 
 
@@ -102,8 +106,8 @@ async def decode(request: Request, files: Optional[list[UploadFile]] = File(None
             raise WebError(422, "layers must be an integer from 1 to 64")
         opts["layers"] = int(layers)
     uploads = await _uploads(request, files, check_ivc)
-    rows = [await run_in_threadpool(queue_job, s.store, s.config.limits, "decode", name, opts, {INPUT: data})
-            for name, data in uploads]
+    rows = await run_in_threadpool(queue_jobs, s.store, s.config.limits, "decode",
+                                   [(name, opts, {INPUT: data}) for name, data in uploads])
     return {"jobs": [public(r) for r in rows]}
 
 
@@ -115,10 +119,10 @@ async def compare(request: Request, original: Optional[UploadFile] = File(None),
     if original is None or reconstruction is None:
         raise WebError(422, "compare needs two images: multipart fields 'original' and 'reconstruction'")
     (na, a), = await _uploads(request, [original], check_image)
-    (nb, b), = await _uploads(request, [reconstruction], check_image)
+    (nb, b), = await _uploads(request, [reconstruction], check_image, room=False)
     files, names = {INPUT: a, INPUT_B: b}, [na, nb, "bitstream"]
     if bitstream is not None and bitstream.filename:
-        (nc, c), = await _uploads(request, [bitstream], check_ivc)
+        (nc, c), = await _uploads(request, [bitstream], check_ivc, room=False)
         files[INPUT_IVC], names[2] = c, nc
     row = await run_in_threadpool(queue_job, s.store, s.config.limits, "compare", f"{na} vs {nb}", {"names": names}, files)
     return {"jobs": [public(row)]}
@@ -209,15 +213,18 @@ def rates(request: Request, job_id: str, body: dict = Body(..., examples=[{"bits
         raise WebError(422, f"{key} must be a list of 1 to {MAX_RATES} values")
     src = s.store.folder(job_id) / INPUT
     base = {k: v for k, v in parent["options"].items() if k not in ("bits", "target_bytes", "target_bpp", "target_ssim")}
-    made = []
-    for v in values:
+    jobs = []
+    for v in values:  # every value checked, and the queue's room, before any job exists
         opts = encode_options({**base, key: v}, s.catalog, s.config.limits)
-        label = f"{v} bits" if key == "bits" else f"<= {v} B" if key == "target_bytes" else f"SSIM {v}"
-        data = src.read_bytes() if src.is_file() else None
-        if data is None:
-            raise WebError(409, "this job's upload is gone (removed after the retention time)")
-        made.append(queue_job(s.store, s.config.limits, "encode", f"{parent['name']} @ {label}", opts, {INPUT: data},
-                              parent=job_id))
+        label = f"{opts[key]:g} bits" if key == "bits" else f"<= {opts[key]:g} B" if key == "target_bytes" \
+            else f"SSIM {opts[key]:g}"
+        jobs.append((f"{parent['name']} @ {label}", opts))
+    check_room(s.store, s.config.limits, len(jobs))
+    data = src.read_bytes() if src.is_file() else None
+    if data is None:
+        raise WebError(409, "this job's upload is gone (removed after the retention time)")
+    made = queue_jobs(s.store, s.config.limits, "encode", [(name, opts, {INPUT: data}) for name, opts in jobs],
+                      parent=job_id)
     return {"jobs": [public(r) for r in made]}
 
 

@@ -2,6 +2,8 @@
 its cards, and the ``invcomp bench`` results folders (by name) with their plots and equal-bytes tables."""
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,13 +18,18 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
+_HEALTH = ThreadPoolExecutor(max_workers=2, thread_name_prefix="invcomp-health")
+"""Threads of its own for the health check: it answers while uploads being checked hold the shared thread pool."""
+
+
 @router.get("/health", summary="Liveness, workers and queue counts")
-def health(request: Request) -> dict:
+async def health(request: Request) -> dict:
     s = _state(request)
     from .. import __version__
 
+    counts = await asyncio.get_running_loop().run_in_executor(_HEALTH, s.store.counts)
     return {"ok": True, "version": __version__, "workers": s.pool.alive() if s.pool else 0,
-            "jobs": s.store.counts(), "requeued_at_start": s.pool.requeued_at_start if s.pool else 0}
+            "jobs": counts, "requeued_at_start": s.pool.requeued_at_start if s.pool else 0}
 
 
 @router.get("/options", summary="What POST /api/jobs accepts: modes, models, fits, coders, starts, limits")

@@ -31,9 +31,14 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS  # an image's pixel count (decoded from its header before any work)
     max_queue: int = 500  # jobs waiting (queued) at once; more are refused with 503
     max_active_uploads: int = 64  # upload requests being read and checked at once; more get 503
+    max_uploads_per_client: int = 4  # of those, from one client address; more get 429
+    read_timeout: float = 15.0  # seconds a request body may go without a byte arriving; then 408
+    upload_seconds: float = 120.0  # seconds a whole request body may take to arrive; then 408
     max_iters: int = 2000  # the search iterations a request may ask for
-    job_timeout: float = 900.0  # seconds a job may run before it fails
+    job_timeout: float = 900.0  # seconds a job of any kind may run: its worker is killed past it
     max_attempts: int = 3  # runs of a job whose worker died before it is failed
+    max_auth_failures: int = 10  # wrong tokens from one client within auth_window; then 429 until it passes
+    auth_window: float = 60.0
 
     @property
     def max_request_bytes(self) -> int:

@@ -4,8 +4,14 @@ At start-up every job left ``running`` by a server that was killed is queued aga
 it). Then :class:`WorkerPool` starts ``--workers`` processes (``spawn``: nothing of the server's threads is
 inherited) and a supervisor thread that, every :data:`WATCH_SECONDS`:
 
+- stops a job that ran past ``job_timeout`` (any kind: encode, decode, compare, other rates), or that was
+  cancelled and whose worker did not stop by itself within :data:`CANCEL_GRACE` seconds, by killing its worker
+  (``SIGKILL``: whatever it is doing, in Python or in a C call), then records the job failed or cancelled;
 - replaces a worker process that died, after re-queueing the job it held (failed after ``max_attempts``);
 - removes, every ``sweep_seconds``, the jobs finished more than ``retention_seconds`` ago, with their files.
+
+A worker also stops a job by itself, at its progress reports (cancel, the time limit): the kill is for the phases
+that report nothing (loading a model, a decode, a long C call) and for a worker that hangs.
 """
 from __future__ import annotations
 
@@ -18,11 +24,13 @@ import time
 from typing import Any, Optional
 
 from .config import WebConfig
-from .store import JobStore
-from .worker import WorkerSpec, main
+from .store import CANCELLED, FAILED, JobStore
+from .worker import WorkerSpec, main, time_limit_reason
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.5
+KILL_GRACE = 1.0  # seconds past the time limit before the worker is killed (it may stop the job itself first)
+CANCEL_GRACE = 2.0  # seconds a cancelled job's worker has to stop by itself (it reports every 0.25 s when it can)
 
 
 class WorkerPool:
@@ -37,8 +45,10 @@ class WorkerPool:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._last_sweep = 0.0
+        self._cancel_seen: dict[str, float] = {}  # job id -> when the supervisor first saw its cancel
         self.requeued_at_start = 0
         self.replaced = 0
+        self.killed = 0  # workers killed to stop a job (time limit or cancel)
 
     def start(self) -> None:
         lim = self.config.limits
@@ -68,8 +78,40 @@ class WorkerPool:
             except Exception:  # noqa: BLE001  (the supervisor must outlive a bad moment: a locked store, a full disk)
                 log.exception("worker supervisor")
 
+    def enforce(self) -> list[str]:
+        """Stop, by killing its worker, each running job past the time limit or cancelled but still running after
+        :data:`CANCEL_GRACE`; the job is then failed or cancelled (its worker is replaced by :meth:`check`).
+        Returns the ids of the jobs stopped."""
+        lim, now, mono = self.config.limits, time.time(), time.monotonic()
+        procs = {owner: p for p, owner in self._procs.values()}
+        running, stopped = self.store.running(), []
+        for job in running:
+            p = procs.get(job["owner"])
+            if p is None:
+                continue  # not one of this server's workers (it is re-queued when its owner is found dead)
+            if job["cancel"]:
+                if mono - self._cancel_seen.setdefault(job["id"], mono) < CANCEL_GRACE:
+                    continue
+                status, reason = CANCELLED, "cancelled while running"
+            elif job["started"] is not None and now - job["started"] > lim.job_timeout + KILL_GRACE:
+                status, reason = FAILED, time_limit_reason(lim.job_timeout)
+            else:
+                continue
+            p.kill()  # first: the worker can then neither finish this job nor claim another
+            p.join(5)
+            if self.store.finish(job["id"], job["owner"], status, error=reason):
+                log.warning("job %s (%s): %s; its worker %s was killed", job["id"], job["kind"], reason, job["owner"])
+                stopped.append(job["id"])
+            self.killed += 1
+        live = {j["id"] for j in running}
+        self._cancel_seen = {k: v for k, v in self._cancel_seen.items() if k in live}
+        return stopped
+
     def check(self) -> None:
-        """Replace dead workers (re-queueing their jobs) and sweep old jobs when it is time."""
+        """Stop jobs past their limit or cancelled (:meth:`enforce`), replace dead workers (re-queueing their
+        jobs) and sweep old jobs when it is time."""
+        if not self._stop.is_set():
+            self.enforce()
         for slot, (p, owner) in list(self._procs.items()):
             if p.is_alive() or self._stop.is_set():
                 continue

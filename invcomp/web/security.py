@@ -7,7 +7,13 @@
   ``Sec-Fetch-Site``, or an ``Origin`` that is not this server) is refused; one that carries this app's
   cookies must carry the double-submit ``X-CSRF-Token`` header (the pages put it there), unless it
   authenticates with the bearer header, which no other site can send.
-- **Uploads at once:** more than ``max_active_uploads`` multipart requests in flight get 503.
+- **Token guesses:** a client (its address) that sent ``max_auth_failures`` wrong tokens (bearer or ``/login``)
+  within ``auth_window`` seconds gets 429 for any further token it sends until the window passes: the right one
+  too, or the answers would tell the guesses apart.
+- **Uploads at once:** more than ``max_active_uploads`` multipart requests in flight get 503, and more than
+  ``max_uploads_per_client`` from one client 429, so that a few slow clients cannot hold every slot.
+- **Slow bodies:** a request body that goes ``read_timeout`` seconds without a byte, or takes more than
+  ``upload_seconds`` in all, is cut off with 408 (its slot is free again).
 - **Body limit:** a declared ``Content-Length`` over the limit is refused unread; a streamed body is cut off
   when it passes it (413 either way).
 - **Headers:** a strict Content-Security-Policy (no inline script; the API docs get what Swagger UI needs),
@@ -16,10 +22,14 @@
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import math
 import secrets
+import time
+from collections import deque
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import quote
 
@@ -63,6 +73,25 @@ class Guard:
         self.app, self.config = app, config
         self.hosts = config.hosts()
         self.uploading = 0  # multipart requests being read and checked (the event loop is one thread)
+        self.uploads_by_client: dict[str, int] = {}
+        self.auth_failures: dict[str, deque] = {}  # client -> times of its recent wrong tokens
+
+    def locked_out(self, client: str) -> float:
+        """Seconds until ``client`` may send a token again (0: it may now)."""
+        lim, now = self.config.limits, time.monotonic()
+        seen = self.auth_failures.get(client)
+        while seen and now - seen[0] > lim.auth_window:
+            seen.popleft()
+        if not seen:
+            self.auth_failures.pop(client, None)
+            return 0.0
+        return lim.auth_window - (now - seen[0]) if len(seen) >= lim.max_auth_failures else 0.0
+
+    def auth_failed(self, client: str) -> None:
+        if len(self.auth_failures) >= 10_000 and client not in self.auth_failures:  # bounded: forget the oldest
+            self.auth_failures.pop(next(iter(self.auth_failures)))
+        self.auth_failures.setdefault(client, deque(maxlen=max(1, self.config.limits.max_auth_failures))).append(
+            time.monotonic())
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -72,7 +101,9 @@ class Guard:
 
         req = Request(scope)
         path, method = scope["path"], scope["method"]
-        refusal = self.refuse(req, path, method)
+        client = (scope.get("client") or ("-", 0))[0]
+        login = method == "POST" and path == "/login"
+        refusal = self.refuse(req, path, method, client)
         csrf = req.cookies.get(CSRF)
         page = not path.startswith(("/api/", "/static/", "/openapi.json"))  # only pages hand out the CSRF cookie
         new_csrf = None if (csrf and len(csrf) == 64) or not page else secrets.token_hex(32)
@@ -83,6 +114,8 @@ class Guard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if login and message.get("status") == 401 and self.config.token is not None:
+                    self.auth_failed(client)  # a wrong token typed into /login
                 headers = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
                 docs = path in ("/docs", "/redoc") or path.startswith("/docs/")
@@ -98,39 +131,64 @@ class Guard:
         if refusal is not None:
             await refusal(scope, receive, send_guarded)
             return
+        lim = self.config.limits
         upload = method in UNSAFE and req.headers.get("content-type", "").startswith("multipart/")
-        if upload and self.uploading >= self.config.limits.max_active_uploads:
+        if upload and self.uploading >= lim.max_active_uploads:
             await _error(503, f"{self.uploading} uploads are being checked at once, this server's limit; try again "
                               "in a moment", retry=True)(scope, receive, send_guarded)
             return
+        if upload and self.uploads_by_client.get(client, 0) >= lim.max_uploads_per_client:
+            await _error(429, f"{lim.max_uploads_per_client} uploads from this client are being read at once, this "
+                              "server's limit per client; try again in a moment", retry=True)(scope, receive, send_guarded)
+            return
         self.uploading += upload
-        limit, seen, over = self.config.limits.max_request_bytes, 0, False
+        if upload:
+            self.uploads_by_client[client] = self.uploads_by_client.get(client, 0) + 1
+        limit, seen, cut, body_done = lim.max_request_bytes, 0, 0, False  # cut: 413 (too large) or 408 (too slow)
+        deadline = time.monotonic() + lim.upload_seconds
 
         async def receive_limited() -> dict:
-            nonlocal seen, over
-            if over:
+            nonlocal seen, cut, body_done
+            if cut:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:  # the body is in: what comes now is the client going (streamed answers wait for it)
+                return await receive()
+            try:
+                wait = max(0.0, min(lim.read_timeout, deadline - time.monotonic()))
+                message = await asyncio.wait_for(receive(), timeout=wait)
+            except asyncio.TimeoutError:  # a client that sends too slowly: the app sees it go; the answer is ours
+                cut = 408
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:  # the app sees the client go; the answer is ours
-                    over = True
+                    cut = 413
                     return {"type": "http.disconnect"}
             return message
 
-        async def send_unless_over(message: dict) -> None:
-            if not over:
+        async def send_unless_cut(message: dict) -> None:
+            if not cut:
                 await send_guarded(message)
 
         try:
-            await self.app(scope, receive_limited, send_unless_over)
+            await self.app(scope, receive_limited, send_unless_cut)
         except Exception:
-            if not over:
+            if not cut:
                 raise
         finally:
             self.uploading -= upload
-        if over and not started:
-            await _error(413, self.too_large())(scope, receive, send_guarded)
+            if upload:
+                left = self.uploads_by_client.get(client, 1) - 1
+                if left > 0:
+                    self.uploads_by_client[client] = left
+                else:
+                    self.uploads_by_client.pop(client, None)
+        if cut and not started:
+            detail = self.too_large() if cut == 413 else (
+                f"the request body came too slowly (nothing for {lim.read_timeout:g} s, or not all of it within "
+                f"{lim.upload_seconds:g} s)")
+            await _error(cut, detail)(scope, receive, send_guarded)
 
     def too_large(self) -> str:
         lim = self.config.limits
@@ -141,7 +199,7 @@ class Guard:
         flags = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if self.config.secure_cookies else "")
         return f"{name}={value}{flags}"
 
-    def refuse(self, req: Any, path: str, method: str) -> Optional[ASGIApp]:
+    def refuse(self, req: Any, path: str, method: str, client: str = "-") -> Optional[ASGIApp]:
         """The response that refuses this request, or ``None`` when it may go on."""
         host = req.headers.get("host", "")
         name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
@@ -153,8 +211,14 @@ class Guard:
             return _error(413, self.too_large())
         token = self.config.token
         bearer = req.headers.get("authorization", "")
+        if token is not None and (bearer or (method == "POST" and path == "/login")):
+            wait = self.locked_out(client)
+            if wait > 0:  # checked before the token: the right one is refused too, or guesses could go on
+                return _error(429, f"too many wrong tokens from this client; try again in {math.ceil(wait)} s",
+                              retry=math.ceil(wait))
         by_bearer = token is not None and bearer.startswith("Bearer ") and same(bearer[7:].strip(), token)
         if token is not None and bearer and not by_bearer:
+            self.auth_failed(client)
             return _error(401, "wrong bearer token", auth=True)
         by_cookie = token is not None and same(req.cookies.get(SESSION), session_value(token))
         if token is not None and not (by_bearer or by_cookie) and not path.startswith(OPEN_PATHS):
@@ -175,7 +239,7 @@ class Guard:
         return None
 
 
-def _error(status: int, detail: str, *, auth: bool = False, retry: bool = False) -> ASGIApp:
+def _error(status: int, detail: str, *, auth: bool = False, retry: int = 0) -> ASGIApp:
     body = json.dumps({"detail": detail}).encode()
 
     async def respond(scope: Scope, receive: Callable, send: Callable) -> None:
@@ -183,7 +247,7 @@ def _error(status: int, detail: str, *, auth: bool = False, retry: bool = False)
         if auth:
             headers.append((b"www-authenticate", b'Bearer realm="invcomp"'))
         if retry:
-            headers.append((b"retry-after", b"2"))
+            headers.append((b"retry-after", str(2 if retry is True else int(retry)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

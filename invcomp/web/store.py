@@ -92,6 +92,16 @@ class JobStore:
         finally:
             c.close()
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only look (WAL: it sees the last commit and never waits for a writer's lock)."""
+        c = sqlite3.connect(self.db, timeout=5.0)
+        try:
+            c.row_factory = sqlite3.Row
+            yield c
+        finally:
+            c.close()
+
     def folder(self, job_id: str) -> Path:
         """``DATA/jobs/ID``: only a well-formed id (never a name from a request) becomes a path."""
         if not is_job_id(job_id):
@@ -102,15 +112,36 @@ class JobStore:
     def create(self, job_id: str, kind: str, name: str, options: dict, *, parent: Optional[str] = None,
                max_queue: Optional[int] = None) -> Optional[dict]:
         """Queue a job whose input files are already in its folder; ``None`` when ``max_queue`` jobs wait."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown job kind {kind!r}")
+        rows = self.create_many([(job_id, kind, name, options)], parent=parent, max_queue=max_queue)
+        return rows[0] if rows else None
+
+    def create_many(self, jobs: list[tuple[str, str, str, dict]], *, parent: Optional[str] = None,
+                    max_queue: Optional[int] = None) -> Optional[list[dict]]:
+        """Queue ``(id, kind, name, options)`` jobs in one transaction: all of them, or none (``None``) when the
+        queue has no room for them all under ``max_queue``."""
+        if any(kind not in KINDS for _, kind, _, _ in jobs):
+            raise ValueError(f"unknown job kind in {[k for _, k, _, _ in jobs]!r}")
         with self._tx() as c:
             if max_queue is not None and c.execute("SELECT COUNT(*) FROM jobs WHERE status=?",
-                                                   (QUEUED,)).fetchone()[0] >= max_queue:
+                                                   (QUEUED,)).fetchone()[0] + len(jobs) > max_queue:
                 return None
-            c.execute("INSERT INTO jobs (id, kind, status, name, options, parent, created) VALUES (?,?,?,?,?,?,?)",
-                      (job_id, kind, QUEUED, name[:200], json.dumps(options, sort_keys=True), parent, time.time()))
-            return _row(c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
+            now = time.time()
+            c.executemany("INSERT INTO jobs (id, kind, status, name, options, parent, created) VALUES (?,?,?,?,?,?,?)",
+                          [(job_id, kind, QUEUED, name[:200], json.dumps(options, sort_keys=True), parent, now)
+                           for job_id, kind, name, options in jobs])
+            return [_row(c.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()) for job_id, *_ in jobs]
+
+    def queued(self) -> int:
+        """How many jobs wait (a read: it never waits for a writer)."""
+        with self._read() as c:
+            return int(c.execute("SELECT COUNT(*) FROM jobs WHERE status=?", (QUEUED,)).fetchone()[0])
+
+    def running(self) -> list[dict]:
+        """The running jobs as the supervisor sees them: ``id``, ``kind``, ``owner``, ``started`` (seconds since the
+        epoch) and ``cancel`` (asked to stop)."""
+        with self._read() as c:
+            return [dict(r) for r in c.execute("SELECT id, kind, owner, started, cancel FROM jobs WHERE status=?",
+                                               (RUNNING,))]
 
     def get(self, job_id: str) -> Optional[dict]:
         with self._tx() as c:
@@ -132,7 +163,7 @@ class JobStore:
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        with self._tx() as c:
+        with self._read() as c:
             got = dict(c.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
         return {s: int(got.get(s, 0)) for s in (QUEUED, RUNNING, DONE, FAILED, CANCELLED)}
 

@@ -11,7 +11,7 @@ under generated names. Every refusal is a :class:`WebError`: an HTTP status and 
 """
 from __future__ import annotations
 
-import io
+import math
 import re
 from typing import Any, Optional
 
@@ -59,20 +59,16 @@ def check_count(n: int, limits: Limits, what: str = "files") -> None:
 
 
 def check_image(data: bytes, name: str, limits: Limits) -> None:
-    """Refuse what is not a decodable image, or has more than ``max_pixels`` pixels (from its header)."""
-    from PIL import Image, UnidentifiedImageError
+    """Refuse what is not a decodable image in one of the accepted formats (422: never EPS or PostScript, whatever
+    its name), or has more than ``max_pixels`` pixels (413, from its header, before any pixel is decoded)."""
+    from ..imageio import TooManyPixels, decode_image_bytes
 
-    from ..imageio import decode_image_bytes
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        w = h = 0  # let the full decode below give the reason
-    if w * h > limits.max_pixels:
-        raise WebError(413, f"{name} is {w}x{h} = {w * h:,} pixels, over this server's limit of {limits.max_pixels:,}")
     try:
         decode_image_bytes(data, name=name, max_pixels=limits.max_pixels)
+    except TooManyPixels as e:
+        w, h = e.size
+        said = f"is {w}x{h} = {w * h:,} pixels" if w * h else "declares too many pixels"
+        raise WebError(413, f"{name} {said}, over this server's limit of {limits.max_pixels:,}") from None
     except InvcompError as e:
         raise WebError(422, str(e)) from None
 
@@ -92,16 +88,34 @@ def check_ivc(data: bytes, name: str, limits: Limits) -> None:
     if header.width * header.height > limits.max_pixels:
         raise WebError(413, f"{name} declares a {header.width}x{header.height} image, over this server's limit of "
                             f"{limits.max_pixels:,} pixels")
+    from .. import budget
+    from ..errors import BitstreamError
+
+    try:  # every size its decode would draw (layers, faces, tiles, their sum), as the worker checks it again
+        budget.check_file(data, limits.max_pixels, name=name)
+    except BitstreamError as e:
+        raise WebError(422, f"{name}: {e}") from None
+    except InvcompError as e:
+        raise WebError(413, str(e).replace("raise it with --max-pixels", "this server's limit").replace(
+            "raise --max-pixels", "this server's limit")) from None
 
 
 def _number(form: dict, key: str, kind: type, lo: float, hi: float) -> Any:
+    """``form[key]`` as a finite ``kind`` in ``[lo, hi]`` (``None`` when absent); anything else is a 422: a string that
+    is no number, ``Infinity``, ``NaN``, ``1e400`` (JSON gives floats past the largest as infinity), a fraction for an
+    integer, a boolean."""
     raw = form.get(key)
     if raw is None or raw == "":
         return None
+    want = "an integer" if kind is int else "a number"
     try:
+        if isinstance(raw, bool) or (kind is int and isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError
         value = kind(raw)
-    except (TypeError, ValueError):
-        raise WebError(422, f"{key} must be {'an integer' if kind is int else 'a number'}, not {str(raw)[:40]!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise WebError(422, f"{key} must be {want} between {lo:g} and {hi:g}, not {str(raw)[:40]!r}") from None
     if not lo <= value <= hi:
         raise WebError(422, f"{key} must be between {lo:g} and {hi:g}, not {value:g}")
     return value
@@ -155,6 +169,7 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
     if rates:
         if not LAYER_RATES.match(str(rates)):
             raise WebError(422, "layer_rates must be a plan such as tone,3 or 2@64,5@128")
+        check_layer_plan(str(rates), out["resolution"], limits)
         out["layer_rates"] = str(rates)
     background = form.get("background")
     if background:
@@ -168,23 +183,61 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def check_layer_plan(text: str, resolution: Optional[int], limits: Limits) -> None:
+    """Refuse, before a job exists, a layered plan whose layers would not fit this server's pixel limit and the
+    memory budget derived from it (413; the worker's codec checks the same again), or that does not parse (422)."""
+    from ..codecs import layered
+
+    try:
+        plan = layered.parse_plan(text, resolution or layered.BASE_RESOLUTION, 1 << 20)  # rates: the codec checks
+    except InvcompError as e:
+        raise WebError(422, f"layer_rates: {e}") from None
+    try:
+        layered.check_plan(plan, resolution or layered.BASE_RESOLUTION, limits.max_pixels, text)
+    except InvcompError as e:
+        raise WebError(413, str(e).replace("(raise it with --max-pixels)", "(this server's limit)")) from None
+
+
 ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "faces", "max_faces",
                  "on_no_face", "background", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
                  "layer_rates", "preserve", "preserve_box", "preserve_halo")
 
 
+def queue_full(limits: Limits) -> WebError:
+    return WebError(503, f"the queue is full ({limits.max_queue} jobs waiting); try again later",
+                    headers={"Retry-After": "10"})
+
+
+def check_room(store: JobStore, limits: Limits, n: int) -> None:
+    """Refuse (503) a request for ``n`` jobs that the queue has no room for, before any upload is read or checked."""
+    if store.queued() + n > limits.max_queue:
+        raise queue_full(limits)
+
+
+def queue_jobs(store: JobStore, limits: Limits, kind: str, jobs: list[tuple[str, dict, dict[str, bytes]]], *,
+               parent: Optional[str] = None) -> list[dict]:
+    """Queue every job of one request, or none: each ``(name, options, files)`` gets its folder (``files``: fixed
+    name -> bytes, written atomically), then all rows are created in one transaction, which refuses (503) when the
+    queue has no room for all of them; the folders are then removed and no job exists."""
+    import shutil
+
+    ids, rows = [new_id() for _ in jobs], None
+    try:
+        for job_id, (_, _, files) in zip(ids, jobs):
+            for fname, data in files.items():
+                atomic_write(store.folder(job_id) / fname, data, force=True)
+        rows = store.create_many([(job_id, kind, name, options) for job_id, (name, options, _) in zip(ids, jobs)],
+                                 parent=parent, max_queue=limits.max_queue)
+    finally:
+        if rows is None:
+            for job_id in ids:
+                shutil.rmtree(store.folder(job_id), ignore_errors=True)
+    if rows is None:
+        raise queue_full(limits)
+    return rows
+
+
 def queue_job(store: JobStore, limits: Limits, kind: str, name: str, options: dict, files: dict[str, bytes], *,
               parent: Optional[str] = None) -> dict:
     """Store ``files`` (fixed name -> bytes) in a new job's folder, atomically, then queue the job."""
-    job_id = new_id()
-    folder = store.folder(job_id)
-    for fname, data in files.items():
-        atomic_write(folder / fname, data, force=True)
-    row = store.create(job_id, kind, name, options, parent=parent, max_queue=limits.max_queue)
-    if row is None:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
-        raise WebError(503, f"the queue is full ({limits.max_queue} jobs waiting); try again later",
-                       headers={"Retry-After": "10"})
-    return row
+    return queue_jobs(store, limits, kind, [(name, options, files)], parent=parent)[0]

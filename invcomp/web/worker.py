@@ -45,6 +45,11 @@ class WorkerSpec:
     job_timeout: float = 900.0
 
 
+def time_limit_reason(seconds: float) -> str:
+    """A job's error when it ran past the server's time limit (the worker's own check, or the supervisor's kill)."""
+    return f"took longer than the server's limit of {seconds:.0f} s"
+
+
 def die_with_parent() -> None:
     """Linux: ask the kernel to SIGKILL this process when its parent dies (no-op elsewhere)."""
     try:
@@ -88,7 +93,7 @@ class Reporter:
         if not _alive(self.spec.server_pid):
             raise SystemExit(0)  # the server is gone: the next one re-queues this job
         if now - self.t0 > self.spec.job_timeout:
-            raise JobStopped(FAILED, f"took longer than the server's limit of {self.spec.job_timeout:.0f} s")
+            raise JobStopped(FAILED, time_limit_reason(self.spec.job_timeout))
         if self.store.progress(self.job_id, self.spec.owner, self.done, self.total):
             raise JobStopped(CANCELLED, "cancelled while running")
 
