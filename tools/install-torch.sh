@@ -22,6 +22,6 @@ if [ "$mode" = cpu ]; then
     "$py" -m pip install -q --index-url "$index" torch torchvision
     exit 0
   fi
-  echo "note: $index did not answer within 5 s; installing torch from pip's default index instead (on Linux x86_64 the CUDA build, a .venv of about 6.5 GB)"
+  echo "note: $index did not answer within 5 s; installing torch from pip's default index instead (on Linux x86_64 the CUDA build, a .venv of about 6-7 GB)"
 fi
 "$py" -m pip install -q torch torchvision
