@@ -3,7 +3,7 @@ beside the inversion codec's rows at similar bytes.
 
     python experiments/vaegan_table.py --model runs/vaegan-c2/vaegan.pt --model runs/vaegan-c4/vaegan.pt \\
         --data ../shared/data/utkface --split holdout --limit 128 \\
-        --inversion experiments/results/table_s3_dcgan-utkface64_heldout128.json
+        --inversion experiments/results/table_s3_dcgan-utkface64_heldout128.json.gz
 
 Each ``--model`` is a VAE-GAN codec (a registered name or a ``vaegan.pt``); ``--inversion`` is a Table S3-1 JSON
 of ``experiments/seed_tables.py`` on the same faces, whose quantiser-aware rows are merged in by bytes. Writes
@@ -11,6 +11,7 @@ of ``experiments/seed_tables.py`` on the same faces, whose quantiser-aware rows 
 """
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import shlex
@@ -76,7 +77,8 @@ def main(models: tuple[str, ...], data: str, split: str, limit: int, inversion_j
                             f"{8 * b[0] / r ** 2:.3f} | {3 * r * r / b[0]:.1f}× | {ssim[0]:.3f} ({ssim[1]:.3f}) | "
                             f"{psnr[0]:.2f} ({psnr[1]:.2f}) | {f'{seed[0]:.2f} at {seed[1]:.2f}×' if seed else '—'} |"))
     if inversion_json:
-        doc = json.loads(Path(inversion_json).read_text())
+        raw = Path(inversion_json).read_bytes()
+        doc = json.loads(gzip.decompress(raw) if inversion_json.endswith(".gz") else raw)
         if names is not None and doc["images"] != names:
             raise click.ClickException(f"{inversion_json} was measured on other faces; run it on the same set")
         r = doc["resolution"]
