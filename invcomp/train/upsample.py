@@ -41,7 +41,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..errors import InvcompError
-from ..files import atomic_save, write_json
+from ..files import atomic_save, load_state_dict, write_json
 from ..gc.discriminator import MultiScaleD, d_loss, feature_matching, g_loss
 from ..metrics import ssim
 from ..nets.upsampler import Upsampler, UpsamplerConfig, param_count, save_upsampler, upscale
@@ -182,8 +182,9 @@ def _stop_on_signals() -> Iterator[None]:
             signal.signal(sig, h)
 
 
-def train_upsampler(cfg: UpsampleTrainConfig, *, resume: bool = True) -> Path:
-    """Run (or resume) training until ``steps`` or ``minutes`` (or a signal); returns the kept ``upsampler.pt``."""
+def train_upsampler(cfg: UpsampleTrainConfig, *, resume: bool = True, init: Path | None = None) -> Path:
+    """Run (or resume) training until ``steps`` or ``minutes`` (or a signal); returns the kept ``upsampler.pt``.
+    ``init``: a generator state_dict (e.g. a committed float16 snapshot) that a fresh run starts G and its EMA from."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -191,10 +192,10 @@ def train_upsampler(cfg: UpsampleTrainConfig, *, resume: bool = True) -> Path:
     with file_log(out / "train.log"), _stop_on_signals():
         log.info("start: config %s (torch %s, %d thread(s))", asdict(cfg), torch.__version__, torch.get_num_threads())
         write_json(_jsonable(cfg), out / "config.json")
-        return run(UpsampleTrainer(cfg, out), out, resume=resume)
+        return run(UpsampleTrainer(cfg, out), out, resume=resume, init=init)
 
 
-def run(trainer: UpsampleTrainer, out: Path, *, resume: bool = True) -> Path:
+def run(trainer: UpsampleTrainer, out: Path, *, resume: bool = True, init: Path | None = None) -> Path:
     """The loop: resume from ``out/checkpoint.pt``, steps with a log line (steps/s, mean loss terms) every
     ``log_every`` steps, a scored checkpoint every ``checkpoint_minutes`` and at the end."""
     cfg, ckpt = trainer.cfg, out / "checkpoint.pt"
@@ -205,6 +206,11 @@ def run(trainer: UpsampleTrainer, out: Path, *, resume: bool = True) -> Path:
         step, best, elapsed = int(state["step"]), float(state["best"]), float(state["seconds"])
         log.info("resumed from %s at step %d, %.0f s trained; best score %s", ckpt, step, elapsed,
                  f"{best:.4f}" if best > -math.inf else "none yet")
+    elif init is not None:  # float16 weights load into the float32 networks
+        weights = load_state_dict(init)
+        trainer.G.load_state_dict(weights)
+        trainer.ema.load_state_dict(weights)
+        log.info("started G and its EMA from %s", init)
     t0 = time.time()
     deadline = t0 + cfg.minutes * 60 if cfg.minutes else None
 
@@ -266,19 +272,20 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(flag, type=kind, **({"required": True} if f.name in ("data", "out") else {"default": f.default}))
     p.add_argument("--no-resume", action="store_true", help="Start afresh even if --out has a checkpoint.")
+    p.add_argument("--init", type=Path, default=None, help="Start a fresh run's G and EMA from this state_dict.")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: every :class:`UpsampleTrainConfig` field is an option (``--batch-size 16``)."""
     args = vars(_parser().parse_args(argv))
-    no_resume = args.pop("no_resume")
+    no_resume, init = args.pop("no_resume"), args.pop("init")
     cfg = UpsampleTrainConfig(**args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     for h in logging.getLogger().handlers:  # the INFO lines go to OUT/train.log only
         h.setLevel(logging.WARNING)
     try:
-        path = train_upsampler(cfg, resume=not no_resume)
+        path = train_upsampler(cfg, resume=not no_resume, init=init)
     except InvcompError as e:
         log.error("%s", e)
         return 2
