@@ -1,8 +1,8 @@
-"""Packages are found, never listed by hand: a new subpackage of ``invcomp`` ships in the wheel without an edit here.
+"""setup.cfg holds everything, the packages included (``packages = find:``, so a new subpackage of ``invcomp`` ships in
+the wheel without an edit). This file adds the one package that ``find:`` cannot see: the shipped weights, which live
+in ``pretrained/`` of the checkout and install as ``invcomp.pretrained`` (``package_dir`` in setup.cfg)."""
+from setuptools import setup
+from setuptools.config.setupcfg import read_configuration
 
-The shipped weights live in ``pretrained/`` of the checkout and install as the package ``invcomp.pretrained``
-(``package_dir`` in setup.cfg); everything else, metadata and package data included, is in setup.cfg.
-"""
-from setuptools import find_packages, setup
-
-setup(packages=[*find_packages(include=["invcomp", "invcomp.*"]), "invcomp.pretrained"])
+found = read_configuration("setup.cfg")["options"]["packages"]
+setup(packages=[*found, "invcomp.pretrained"])
