@@ -2,31 +2,13 @@
 layers' conditioning picture, and the one-thread rule that keeps encoder and decoder in step. Pure functions."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 import torch.nn.functional as F
 
 from .. import tone
 from ..imageio import quantize_pixels
 from ..metrics import ssim
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the residual layers' float work on one CPU thread, in the encoder and the decoder alike.
-
-    A residual layer's entropy model takes its scale indexes from a network run on the decoded base, so the
-    decoder must compute the same floats as the encoder did. A convolution's sums are ordered by the thread
-    count, so a file coded with ``--threads 2`` could misdecode at ``--threads 1``; on one thread both sides add in
-    the same order, whatever the machine's core count or the user's settings."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from ..nets import one_thread  # noqa: F401  (re-exported: the residual layers run on one thread)
 
 
 def upsample(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +38,7 @@ from torch import nn
 
 from ..errors import InvcompError
 from ..files import atomic_save, load_state_dict, sha256_file, write_json
+from . import one_thread
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,6 @@ class Upsampler(nn.Module):
 def param_count(module: nn.Module) -> int:
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block's torch work on one CPU thread, restoring the caller's thread count after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()
