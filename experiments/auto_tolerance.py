@@ -7,7 +7,7 @@
 
 ``range_study.py``'s auto run keeps every candidate's file of every face, scored like the chosen ones (bytes,
 SSIM on the decoder's pixels, PSNR, identity);
-this script runs :func:`invcomp.codecs.auto.choose` on them for each tolerance, exactly as the encoder decides,
+this script runs :func:`invcomp.codecs.modes.auto.choose` on them for each tolerance, exactly as the encoder decides,
 and prints per set the mean bytes, SSIM, PSNR, identity distance and same-person share of the chosen files,
 beside WebP at its lowest setting. The validation faces are not the held-out faces the targets are checked on.
 """
@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp.codecs.auto import choose  # noqa: E402
+from invcomp.codecs.modes.auto import choose  # noqa: E402
 from invcomp.identity import SAME_PERSON  # noqa: E402
 
 log = logging.getLogger("auto_tolerance")

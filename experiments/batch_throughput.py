@@ -33,7 +33,7 @@ import click
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 PORTRAITS = REPO / "experiments" / "data" / "portraits"
 

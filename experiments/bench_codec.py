@@ -27,12 +27,12 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 from invcomp import metrics  # noqa: E402
 from invcomp.bench.entropy import entropy_row, payload_bits, markdown as entropy_markdown  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec, stored_pixels  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
+from invcomp.zoo.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import fit_image, from_image, load_image  # noqa: E402
 
 log = logging.getLogger("bench")

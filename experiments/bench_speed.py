@@ -22,15 +22,15 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec, prepare  # noqa: E402
 from invcomp.codecs.entropy import parse  # noqa: E402
 from invcomp.codecs.settings import ITERS_FROM_WARM_START  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.warmstart import shipped_warm_start  # noqa: E402
-from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
+from invcomp.zoo.warmstart import shipped_warm_start  # noqa: E402
+from invcomp.zoo.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import load_image, restore_size, to_pil  # noqa: E402
-from invcomp.inversion import invert  # noqa: E402
+from invcomp.search.inversion import invert  # noqa: E402
 
 
 def _sync(device: str) -> None:

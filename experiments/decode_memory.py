@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp import bitstream  # noqa: E402
+from invcomp.formats import ivc as bitstream  # noqa: E402
 
 SIZES = {"64x64": (64, 64), "1 Mpx (1000x1000)": (1000, 1000), "16 Mpx (4000x4000)": (4000, 4000),
          "64 Mpx (8000x8000)": (8000, 8000), "64 Mpx (64000x1000)": (64000, 1000)}

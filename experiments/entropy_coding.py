@@ -32,13 +32,13 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp import prior as priors  # noqa: E402
+from invcomp.coding import tables as priors  # noqa: E402
 from invcomp.codecs import entropy, load_codec, stored_pixels  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.metrics import quality  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
-from invcomp.quantize import dequantize  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
+from invcomp.coding.quantize import dequantize  # noqa: E402
 
 
 def _with(codec, **kw):
@@ -113,7 +113,7 @@ def coder_table(codec, z: torch.Tensor) -> list[dict]:
         outs = [fn(i) for i in range(n)]
         return outs, (time.perf_counter() - t0) / n * 1e6
 
-    from invcomp import elias
+    from invcomp.coding import elias
     el, us = timed(lambda i: elias.encode_levels([int(v) for v in q.levels[i]], elias.best_coder([int(v) for v in q.levels[i]]))[0])
     rows.append({"coder": "Elias (best of gamma/delta/omega, v1)", "bytes": np.mean([len(x) for x in el]), "encode_us": us})
 

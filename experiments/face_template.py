@@ -4,7 +4,7 @@
 
 Writes ``invcomp/faces/template-utkface.json``: the mean landmark positions in crop coordinates [0, 1] (the
 generator sees each 200 x 200 UTKFace crop whole, resized), their spread, and how many faces the detector found.
-The same detector and predictor as the encoder (:mod:`invcomp.faces.detect`), so that their biases cancel.
+The same detector and predictor as the encoder (:mod:`invcomp.landmarks.detect`), so that their biases cancel.
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.data import list_images  # noqa: E402
-from invcomp.faces import align, detect  # noqa: E402
+from invcomp.landmarks import align
+from invcomp.landmarks import detect  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 log = logging.getLogger("face_template")
 
@@ -50,7 +51,7 @@ def main(data: Path, limit: int, seed: int, out: Path) -> None:
            "landmarks": "dlib 5-point: right eye outer, right eye inner, left eye outer, left eye inner, nose base "
                         "(image right/left as dlib orders them)",
            "faces": len(pts), "sampled": len(files), "split": "train", "data": "UTKFace aligned 200x200 crops",
-           "detector": "dlib HOG frontal_face_detector + shape_predictor_5_face_landmarks (invcomp.faces.detect)",
+           "detector": "dlib HOG frontal_face_detector + shape_predictor_5_face_landmarks (invcomp.landmarks.detect)",
            "command": f"python experiments/face_template.py --data DATA --limit {limit} --seed {seed}"}
     atomic_write(out, (json.dumps(row, indent=1) + "\n").encode())
     log.info("%d of %d faces detected; template (crop coordinates): %s; spread %s", len(pts), len(files),

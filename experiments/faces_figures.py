@@ -35,10 +35,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.codecs.rate import RateTarget  # noqa: E402
-from invcomp.faces import align, container, detect, frame  # noqa: E402
+from invcomp.faces import frame
+from invcomp.landmarks import align
+from invcomp.landmarks import detect
+from invcomp.formats import photo as container  # noqa: E402
 from invcomp.identity import SAME_PERSON  # noqa: E402
 from invcomp.imageio import load_image, to_pil  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 log = logging.getLogger("faces_figures")
 RESULTS = Path(__file__).resolve().parent / "results" / "faces"

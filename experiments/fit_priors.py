@@ -9,7 +9,7 @@
 - **VAE-GAN** (``vaegan-utkface64-c*``): the analysis means of ``--vaegan-faces`` training faces, one table per
   code-map channel.
 
-Writes ``pretrained/MODEL-prior.json`` (integer tables, :mod:`invcomp.prior`) and the file's sha256 into
+Writes ``pretrained/MODEL-prior.json`` (integer tables, :mod:`invcomp.coding.tables`) and the file's sha256 into
 ``pretrained/models.json``. The version-2 model id covers it, so refitting changes the id.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.files import sha256_file  # noqa: E402
-from invcomp.generators import registry  # noqa: E402
-from invcomp.generators.config import GeneratorConfig  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
-from invcomp.prior import fit_prior, save_prior  # noqa: E402
-from invcomp.vaegan import load_vaegan  # noqa: E402
+from invcomp.zoo import registry  # noqa: E402
+from invcomp.nets.generators.config import GeneratorConfig  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
+from invcomp.coding.tables import fit_prior, save_prior  # noqa: E402
+from invcomp.nets.vaegan import load_vaegan  # noqa: E402
 
 log = logging.getLogger("fit_priors")
 
@@ -41,8 +41,8 @@ log = logging.getLogger("fit_priors")
 def vaegan_latents(entry: registry.ModelEntry, data: str, faces: int,
                    augment: float = 0.0) -> tuple[torch.Tensor, list[int], dict]:
     """Analysis means ``(faces, C*h*w)`` of training faces; with ``augment`` a share of them augmented as the model
-    was trained (:func:`invcomp.augment.augment`, seeded), so the tables fit what it is sent."""
-    from invcomp.augment import augment as augment_batch
+    was trained (:func:`invcomp.train.augment.augment`, seeded), so the tables fit what it is sent."""
+    from invcomp.train.augment import augment as augment_batch
 
     model = load_vaegan(entry.weights, "cpu")
     gen = torch.Generator().manual_seed(0)

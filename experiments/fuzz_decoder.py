@@ -28,7 +28,7 @@ sizes) and **gc** (GC/SC sizes, tables flag, mode, id, payload and SC records).
 
 A case's **growth** is its peak minus the RSS at its start, and its **peak over the floor** its peak minus the
 process's RSS once every model is loaded (the API: after decoding every seed; a batch worker: at its first case,
-after warm-up rows of every model that are not counted); both must be within :func:`invcomp.budget.memory_budget`
+after warm-up rows of every model that are not counted); both must be within :func:`invcomp.codecs.budget.memory_budget`
 of ``--max-pixels`` (384 MiB + 16 B per pixel) for every case. Writes OUT/fuzz.json (the summary) and OUT/fuzz.log
 (progress), and prints the tables; exits 1 on any crash, hang or case over the budget.
 """
@@ -49,13 +49,13 @@ import click
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp.budget import memory_budget  # noqa: E402
+from invcomp.codecs.budget import memory_budget  # noqa: E402
 from invcomp.codecs import EncodeSettings, load_codec  # noqa: E402
 from invcomp.fuzz import (MUTATORS, codec_seeds, gc_seeds, make_case, photo_seeds, rss_kib,  # noqa: E402
                           run_fuzz, seed_streams)
-from invcomp.generators.registry import list_models  # noqa: E402
+from invcomp.zoo.registry import list_models  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 HOOK = r'''
 import os
@@ -86,7 +86,7 @@ def log(out: Path, text: str) -> None:
 
 def make_seeds(rng: random.Random) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """Valid files of every shipped model, coder and container kind; the shipped model ids; the layer keys."""
-    from invcomp.residual import load_residual
+    from invcomp.nets.residual import load_residual
 
     entries = list_models()
     ids = [bytes.fromhex(e.sha256[:8]) for e in entries] + [e.model_id_v2 for e in entries if e.model_id_v2]
@@ -330,7 +330,7 @@ def main(cases: int, cli_cases: int, api_start: int, cli_start: int, part: int, 
         row = {"commands": commands + [command] * (command not in commands),
                "seed_files": len(seeds), "model_ids": [i.hex() for i in ids], "max_pixels": max_pixels,
                "budget_mib": round(memory_budget(max_pixels) / 2**20, 1),
-               "budget_formula": "384 MiB + 16 B * max_pixels (invcomp.budget.memory_budget), above the process's "
+               "budget_formula": "384 MiB + 16 B * max_pixels (invcomp.codecs.budget.memory_budget), above the process's "
                                  "floor; a case is within it when its peak RSS minus its RSS at its start, and its "
                                  "peak minus the process's RSS once every model is loaded (the floor), are",
                "hang_s": hang, "api": api or None, "cli": cli or None}

@@ -6,9 +6,9 @@
 
 For every image (held-out UTKFace faces at their full 200 px, or the 24 Kodak images, out of domain) and every
 shipped GC model, the file's bytes B are the targets; each other codec is set, by the bench's equal-bytes search
-(:func:`invcomp.bench.search.find_closest`, the closest file to the target, ties to the smaller), to B and to 2B.
+(:func:`invcomp.classic.search.find_closest`, the closest file to the target, ties to the smaller), to B and to 2B.
 Measured on the decoded 8-bit pixels against the original: bpp, PSNR, MS-SSIM (as many scales as the size allows),
-identity distance (faces only; dlib, where installed), and the blur proxy :func:`invcomp.gc.metrics.hf_ratio`;
+identity distance (faces only; dlib, where installed), and the blur proxy :func:`invcomp.metrics.hf_ratio`;
 GC's encode (which includes its reconstruction) and decode CPU seconds.
 Writes ``OUT/SET/summary.json`` (means per codec and target, CompressAI-style ``results`` for the GC models),
 ``tables.md`` and ``per_image.csv.gz``.
@@ -31,12 +31,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp.bench.codecs import build_codecs  # noqa: E402
-from invcomp.bench.search import find_closest  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
+from invcomp.classic.search import find_closest  # noqa: E402
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.gc.metrics import hf_ratio  # noqa: E402
-from invcomp.generators.registry import list_models  # noqa: E402
+from invcomp.metrics import hf_ratio  # noqa: E402
+from invcomp.zoo.registry import list_models  # noqa: E402
 from invcomp.imageio import from_image, load_image  # noqa: E402
 from invcomp.metrics import ms_ssim, psnr, ssim  # noqa: E402
 

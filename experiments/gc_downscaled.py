@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 from gc_bench import gc_models, images, measure  # noqa: E402
 
-from invcomp.bench.codecs import build_codecs  # noqa: E402
-from invcomp.bench.search import find_closest  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
+from invcomp.classic.search import find_closest  # noqa: E402
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.imageio import from_image, load_image  # noqa: E402
 

@@ -18,11 +18,11 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp.bench.codecs import build_codecs  # noqa: E402
-from invcomp.bench.search import find_closest  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
+from invcomp.classic.search import find_closest  # noqa: E402
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.generators.registry import list_models  # noqa: E402
+from invcomp.zoo.registry import list_models  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
 
 SIDE, LABEL = 200, 14

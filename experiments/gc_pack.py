@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.data import load_faces  # noqa: E402
 from invcomp.files import sha256_file  # noqa: E402
-from invcomp.gc.fit import fit_gc_prior  # noqa: E402
-from invcomp.gc.model import load_gc, save_gc  # noqa: E402
-from invcomp.gc.store import save_prior  # noqa: E402
-from invcomp.gc.tiles import pad16  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.train.generative_tables import fit_gc_prior  # noqa: E402
+from invcomp.nets.generative.model import load_gc, save_gc  # noqa: E402
+from invcomp.zoo.generative import save_prior  # noqa: E402
+from invcomp.nets.generative.tiles import pad16  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 log = logging.getLogger("gc_pack")
 PRE = Path(os.environ.get("INVCOMP_PRETRAINED", ROOT / "pretrained"))  # as the registry finds it

@@ -30,8 +30,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.codecs import load_codec  # noqa: E402
-from invcomp.codecs.gc import image_array, symbols_of  # noqa: E402
-from invcomp.gc import tiles  # noqa: E402
+from invcomp.codecs.modes.gc import image_array, symbols_of  # noqa: E402
+from invcomp.nets.generative import tiles  # noqa: E402
 
 log = logging.getLogger("gc_speed")
 

@@ -18,11 +18,11 @@ import click
 import torch
 
 from invcomp.codecs import entropy
-from invcomp.codecs.table import load_codec
+from invcomp.codecs.loader import load_codec
 from invcomp.data import load_faces
-from invcomp.inversion import invert
-from invcomp.quantize import dequantize
-from invcomp.warmstart import predict_latents
+from invcomp.search.inversion import invert
+from invcomp.coding.quantize import dequantize
+from invcomp.nets.warmstart import predict_latents
 
 log = logging.getLogger("layered_bases")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from invcomp.bench.search import find_closest
+from invcomp.classic.search import find_closest
 from invcomp.imageio import to_pil
 
 FIGURE_PLANS = ("none", "tone,0", "tone,2", "tone,4", "tone,7")

@@ -37,11 +37,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp import metrics  # noqa: E402
-from invcomp.bench.codecs import build_codecs  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
 from invcomp.bench.run import Coded, load_inputs, measure, run_equal_bytes, run_fixed  # noqa: E402
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
-from invcomp.codecs.layered import parse_plan  # noqa: E402
+from invcomp.codecs.modes.layered import parse_plan  # noqa: E402
 from invcomp.identity import SAME_PERSON  # noqa: E402
 from invcomp.imageio import quantize_pixels  # noqa: E402
 
@@ -301,9 +301,9 @@ def main(data: str, split: str, limit: int, resolution: int, out: Path, anchors:
 
 def extra_peer_codecs(root: Path) -> dict:
     """The peers of ``root/peers.json`` as bench codecs named ``NAME-RES@extra`` (as the bench builds its own)."""
-    from invcomp.bench import learned
-    from invcomp.bench.codecs import ClassicCodec
-    from invcomp.bench.search import Knob
+    from invcomp.nets import peers as learned
+    from invcomp.classic.codecs import ClassicCodec
+    from invcomp.classic.search import Knob
 
     out = {}
     for fam in learned.read_manifest(root).values():

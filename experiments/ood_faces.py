@@ -29,7 +29,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.data import list_images  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 log = logging.getLogger("ood_faces")
 SETS = ("reframed", "relit", "colour", "gray")

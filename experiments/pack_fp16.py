@@ -13,7 +13,7 @@ registry against today's:
 
 With ``--write`` the float16 file becomes the model (a new sha256, so new files get a new id), and the old name
 gains a row ``NAME@SHA8`` (``alias_of``) whose id is the float32 release's, so its files still decode, with the
-float16 weights, within :data:`invcomp.generators.registry.ALIAS_TOLERANCE` (tests/test_compat.py checks it). The
+float16 weights, within :data:`invcomp.zoo.registry.ALIAS_TOLERANCE` (tests/test_compat.py checks it). The
 float32 file is removed. Results: ``experiments/results/fp16_models.json``.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from invcomp.codecs import load_codec, stored_pixels  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.files import atomic_save, load_state_dict, sha256_file  # noqa: E402
-from invcomp.generators import registry  # noqa: E402
+from invcomp.zoo import registry  # noqa: E402
 from invcomp.metrics import psnr, ssim  # noqa: E402
 
 log = logging.getLogger("pack_fp16")

@@ -1,7 +1,7 @@
 """Store the trained learned peers compactly for ``invcomp bench``, and show that float16 costs nothing.
 
 Reads the runs of ``experiments/train_peers.py`` (``RUNS/ARCH-METRIC-LAMBDA/model.pt`` + ``model.json``), stores
-each with :func:`invcomp.bench.learned.pack_state` (parameters in float16, entropy tables rebuilt from them) in
+each with :func:`invcomp.nets.peers.pack_state` (parameters in float16, entropy tables rebuilt from them) in
 ``OUT`` (default ``pretrained/peers``) and writes ``OUT/peers.json``. For every model it codes ``--limit`` held-out
 faces before and after, through real ``compress()`` files, and prints bytes and PSNR of both.
 
@@ -19,7 +19,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from invcomp.bench import learned  # noqa: E402
+from invcomp.nets import peers as learned  # noqa: E402
 from invcomp.files import atomic_save, load_state_dict, sha256_file  # noqa: E402
 
 log = logging.getLogger("invcomp.experiments.pack_peers")

@@ -22,8 +22,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp.codecs.layered import load_residual, residual_dir  # noqa: E402
-from invcomp.codecs.table import load_codec  # noqa: E402
+from invcomp.codecs.modes.layered import load_residual, residual_dir  # noqa: E402
+from invcomp.codecs.loader import load_codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.files import atomic_save, sha256_file, write_json  # noqa: E402
 from invcomp.imageio import decode_image_bytes, quantize_pixels  # noqa: E402
@@ -40,7 +40,7 @@ def _measure(weights: Path, cfg: dict, images: list, sizes: tuple[int, ...]) -> 
     from dataclasses import replace
 
     from invcomp.codecs.base import prepare
-    from invcomp.codecs.layered import parse_plan
+    from invcomp.codecs.modes.layered import parse_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         pt, js = Path(tmp) / "r.pt", Path(tmp) / "r.json"
@@ -71,7 +71,7 @@ def main(run: Path, name: str, data: str, limit: int, base: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
     info = json.loads((run / "model.json").read_text())
-    from invcomp.residual import ResidualCoder
+    from invcomp.nets.residual import ResidualCoder
 
     names = {n for n, _ in ResidualCoder(info["N"], info["M"], info["rates"]).named_parameters()}
     cfg = {"description": f"conditional variable-rate residual coder (CompressAI layers, N={info['N']}, M={info['M']}, "

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.files import atomic_save, load_state_dict, sha256_file  # noqa: E402
 from invcomp.metrics import ssim  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 from invcomp.train.loop import load_val  # noqa: E402
-from invcomp.vaegan import load_vaegan, quantize_code  # noqa: E402
+from invcomp.nets.vaegan import load_vaegan, quantize_code  # noqa: E402
 
 log = logging.getLogger("pack_vaegan")
 

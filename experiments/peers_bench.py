@@ -39,9 +39,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from invcomp.bench import report  # noqa: E402
-from invcomp.bench.codecs import build_codecs, check_available, peer_names  # noqa: E402
+from invcomp.classic.codecs import build_codecs, check_available, peer_names  # noqa: E402
 from invcomp.bench.run import COLUMNS, Coded, load_inputs, run_equal_bytes, run_fixed, run_invcomp  # noqa: E402
-from invcomp.outputs import dumps  # noqa: E402
+from invcomp.files import dumps  # noqa: E402
 
 log = logging.getLogger("invcomp.experiments.peers_bench")
 INVCOMP_RUNS = (("invcomp", "dcgan-utkface64", None), ("invcomp 4 bits", "dcgan-utkface64", 4),

@@ -1,6 +1,6 @@
 """Two processes write one output at the same moment, without --force, over many trials: exactly one must win.
 
-Each trial starts two processes that wait on a shared barrier, then call ``invcomp.outputs.atomic_write`` on the
+Each trial starts two processes that wait on a shared barrier, then call ``invcomp.files.atomic_write`` on the
 same path with different bytes. Prints how often exactly one won, and whether any hidden temporary file was left.
 
     python experiments/race_writes.py --trials 100
@@ -16,7 +16,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.errors import InvcompError  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 
 def _writer(path: str, payload: bytes, barrier: "mp.synchronize.Barrier", results: "mp.Queue") -> None:

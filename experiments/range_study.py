@@ -34,9 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from invcomp.bench import report  # noqa: E402
-from invcomp.bench.codecs import build_codecs  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
 from invcomp.bench.run import Coded, load_inputs, measure, run_invcomp, warm_up  # noqa: E402
-from invcomp.outputs import dumps  # noqa: E402
+from invcomp.files import dumps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from auto_tolerance import _file, load_candidates, replay  # noqa: E402  # beside this file
@@ -51,7 +51,7 @@ RUNS: dict[str, tuple[Optional[str], Optional[str], dict]] = {
     "VAE-GAN C=8": ("vaegan-utkface64-c8", None, {}),
     "auto (default)": (None, None, {}),
 }
-# auto's candidates, in its order (invcomp.codecs.table._load_auto); experiments/auto_tolerance.py replays its choice
+# auto's candidates, in its order (invcomp.codecs.registry._load_auto); experiments/auto_tolerance.py replays its choice
 WEBP_LOWEST = 0.0
 HELD_OUT = "utkface-holdout"
 
@@ -62,7 +62,7 @@ def _mean(v: list) -> Optional[float]:
 
 
 def decoded_of(hex_file: str):  # type: ignore[no-untyped-def]
-    from invcomp.codecs.table import decode_file
+    from invcomp.codecs.loader import decode_file
 
     return decode_file(bytes.fromhex(hex_file), cache=_DECODERS, native=True)[2]
 
@@ -282,7 +282,7 @@ def run_auto(codec, inputs, label: str, cache: Path, key: dict) -> tuple[list[di
     """``run_invcomp`` for ``--mode auto``, which also keeps every candidate's file of every face and scores
     them as the chosen ones are scored: ``cache/CANDIDATE.json`` per candidate (what auto_tolerance.py replays)."""
     from invcomp.bench.run import _row
-    from invcomp.codecs.table import decode_file
+    from invcomp.codecs.loader import decode_file
     from invcomp.imageio import from_image
 
     codec.keep_candidates = True
@@ -315,9 +315,9 @@ def run_auto(codec, inputs, label: str, cache: Path, key: dict) -> tuple[list[di
 
 def _describe_choice(data: bytes) -> str:
     """``MODE:MODEL`` of a file, from its header (what ``invcomp decode`` finds)."""
-    from invcomp import bitstream
-    from invcomp.codecs.table import modes
-    from invcomp.generators.registry import name_for_id
+    from invcomp.formats import ivc as bitstream
+    from invcomp.codecs.loader import modes
+    from invcomp.zoo.registry import name_for_id
 
     h = bitstream.unpack(data)[0]
     return f"{modes()[h.mode].mode_key}:{name_for_id(h.model_id) or h.model_id.hex()}"

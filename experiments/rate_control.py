@@ -22,7 +22,7 @@ from invcomp.codecs.rate import RateTarget, encode_images  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.errors import InvcompError  # noqa: E402
 from invcomp.metrics import ssim  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 
 def _ssim(e) -> float:

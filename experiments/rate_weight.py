@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp.codecs import EncodeSettings, load_codec, stored_pixels  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.metrics import ssim  # noqa: E402
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 
 
 @click.command()

@@ -24,8 +24,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.codecs import load_codec  # noqa: E402
-from invcomp.codecs.gc import GCCodec  # noqa: E402
-from invcomp.gc import masks  # noqa: E402
+from invcomp.codecs.modes.gc import GCCodec  # noqa: E402
+from invcomp.nets.generative import masks  # noqa: E402
 from sc_savings import masked_psnr  # noqa: E402
 
 log = logging.getLogger("sc_photos")

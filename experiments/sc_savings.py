@@ -3,7 +3,7 @@
     python experiments/sc_savings.py --data ../shared/data/utkface --limit 32
 
 For each held-out face (200 px): GC's file (the base model), and SC's files preserving
-- **the face:** the pixels that its landmark label map (:mod:`invcomp.gc.semantic`) does not call background, with the
+- **the face:** the pixels that its landmark label map (:mod:`invcomp.nets.generative.semantic`) does not call background, with the
   map coded in the file and without it;
 - **centred boxes** covering 0%, 10%, 25%, 50%, 75% and 100% of the picture (the map coded).
 Bytes (and each record's), and inside the preserved pixels PSNR against the original for SC and GC, and SC against
@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.codecs import load_codec  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.gc import masks, semantic  # noqa: E402
-from invcomp.gc.metrics import hf_ratio  # noqa: E402
+from invcomp.nets.generative import masks
+from invcomp.nets.generative import semantic  # noqa: E402
+from invcomp.metrics import hf_ratio  # noqa: E402
 from invcomp.identity import ASSUMED_BOX  # noqa: E402
 
 log = logging.getLogger("sc_savings")

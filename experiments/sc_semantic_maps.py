@@ -1,4 +1,4 @@
-"""Landmark label maps of UTKFace faces (invcomp.gc.semantic) at the semantic grid, for SC training and figures.
+"""Landmark label maps of UTKFace faces (invcomp.nets.generative.semantic) at the semantic grid, for SC training and figures.
 
     python experiments/sc_semantic_maps.py --data ../shared/data/utkface --split train --limit 6000 --out runs/sc/maps_train.npz
 
@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from invcomp.data import list_images
-from invcomp.gc.semantic import landmark_map, to_grid
+from invcomp.nets.generative.semantic import landmark_map, to_grid
 from invcomp.identity import ASSUMED_BOX
 
 log = logging.getLogger("sc_semantic_maps")

@@ -28,16 +28,17 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invcomp import metrics  # noqa: E402
 from invcomp.bench import entropy  # noqa: E402
-from invcomp.bench.codecs import build_codecs  # noqa: E402
+from invcomp.classic.codecs import build_codecs  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import Coded, Inputs, load_inputs, measure, run_invcomp, warm_up  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec, stored_pixels  # noqa: E402
 from invcomp.codecs.entropy import parse  # noqa: E402
 from invcomp.codecs.settings import DEFAULT_BITS, ITERS_FROM_PRIOR  # noqa: E402
-from invcomp.generators.registry import DEFAULT_MODEL, LoadedGenerator, load_generator  # noqa: E402
+from invcomp.zoo.registry import DEFAULT_MODEL, LoadedGenerator, load_generator  # noqa: E402
 from invcomp.imageio import from_image  # noqa: E402
-from invcomp.inversion import invert  # noqa: E402
-from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
+from invcomp.search.inversion import invert  # noqa: E402
+from invcomp.files import atomic_write
+from invcomp.nets import resolve_device  # noqa: E402
 
 log = logging.getLogger("seed_tables")
 STATS = ("bytes", "bpp", "psnr", "mse", "ssim", "ms_ssim", "encode_seconds")

@@ -26,10 +26,11 @@ from invcomp.bench.run import Inputs, run_invcomp  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec  # noqa: E402
 from invcomp.codecs.settings import resolve_search  # noqa: E402
-from invcomp.generators.registry import LoadedGenerator, load_generator  # noqa: E402
+from invcomp.zoo.registry import LoadedGenerator, load_generator  # noqa: E402
 from invcomp.imageio import from_image, to_pil  # noqa: E402
-from invcomp.inversion import initial_latents  # noqa: E402
-from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
+from invcomp.search.inversion import initial_latents  # noqa: E402
+from invcomp.files import atomic_write
+from invcomp.nets import resolve_device  # noqa: E402
 
 log = logging.getLogger("self_recovery")
 GOAL = 0.95

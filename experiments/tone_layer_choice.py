@@ -1,5 +1,5 @@
 """The layered mode's tone layer: the plain least-squares record against the SSIM-keeping choice, alone and under a
-residual layer (the figures behind ``invcomp.codecs.layer_pictures.tone_layer``).
+residual layer (the figures behind ``invcomp.codecs.modes.layer_pictures.tone_layer``).
 
     python experiments/layered_rd.py --data ../shared/data/utkface --split holdout --limit 48 --resolution 64 \
         --out /tmp/rd64 --latents /tmp/lat/holdout.pt --search-only
@@ -21,7 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from invcomp.bench.run import load_inputs  # noqa: E402
-from invcomp.codecs import layered, load_codec  # noqa: E402
+from invcomp.codecs import load_codec
+from invcomp.codecs.modes import layered  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.imageio import quantize_pixels  # noqa: E402
 from invcomp.metrics import psnr, ssim  # noqa: E402

@@ -1,5 +1,5 @@
 """How much of a full tone search (mode 2) a short refinement of the plain search's latent keeps: the measurement
-behind ``invcomp.codecs.auto.TONE_REFINE``.
+behind ``invcomp.codecs.modes.auto.TONE_REFINE``.
 
     python experiments/ood_faces.py --data ../shared/data/utkface --limit 64 --out /tmp/ood
     python experiments/tone_refine.py --data /tmp/ood/colour --limit 12

@@ -22,13 +22,13 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp.outputs import atomic_write  # noqa: E402
+from invcomp.files import atomic_write  # noqa: E402
 from invcomp import metrics  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec, stored_pixels  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
-from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
+from invcomp.zoo.registry import DEFAULT_MODEL, load_generator  # noqa: E402
 from invcomp.imageio import load_image  # noqa: E402
-from invcomp.warmstart import shipped_warm_start  # noqa: E402
+from invcomp.zoo.warmstart import shipped_warm_start  # noqa: E402
 
 
 def parse_grid(spec: str) -> list[dict]:

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from invcomp.data import list_images
-from invcomp.generators.registry import load_vaegan_model
+from invcomp.zoo.registry import load_vaegan_model
 from invcomp.imageio import decode_image_bytes, fit_image
-from invcomp.vaegan import reconstruct
+from invcomp.nets.vaegan import reconstruct
 
 log = logging.getLogger("upsample_data")
 

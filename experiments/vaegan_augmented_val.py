@@ -4,7 +4,7 @@
         --model vaegan-utkface64-c8 --model vaegan-utkface64aug-c8
 
 The first ``--limit`` validation faces (the trainer's), coded at each model's bits (nearest, per-image max norm,
-as the codec does), and the same faces through :func:`invcomp.augment.augment` with every face augmented
+as the codec does), and the same faces through :func:`invcomp.train.augment.augment` with every face augmented
 (seed 1234: the augmented faces the trainer scores snapshots on).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invcomp.augment import augment  # noqa: E402
-from invcomp.generators.registry import load_vaegan_model  # noqa: E402
+from invcomp.train.augment import augment  # noqa: E402
+from invcomp.zoo.registry import load_vaegan_model  # noqa: E402
 from invcomp.train.loop import load_val  # noqa: E402
 from invcomp.train.vaegan import score  # noqa: E402
 

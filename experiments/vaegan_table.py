@@ -28,8 +28,9 @@ from invcomp import metrics  # noqa: E402
 from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import load_inputs, measure  # noqa: E402
 from invcomp.codecs import VAEGANCodec, stored_pixels  # noqa: E402
-from invcomp.generators.registry import load_vaegan_model  # noqa: E402
-from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
+from invcomp.zoo.registry import load_vaegan_model  # noqa: E402
+from invcomp.files import atomic_write
+from invcomp.nets import resolve_device  # noqa: E402
 
 log = logging.getLogger("vaegan_table")
 # The seed's Table 2 (its faces and models), for reference: channels -> (SSIM, compression ratio).

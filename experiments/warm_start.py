@@ -27,9 +27,11 @@ from invcomp.bench.report import json_bytes  # noqa: E402
 from invcomp.bench.run import load_inputs, run_invcomp, warm_up  # noqa: E402
 from invcomp.codecs import EncodeSettings, InversionCodec  # noqa: E402
 from invcomp.codecs.settings import DEFAULT_LR, resolve_search  # noqa: E402
-from invcomp.warmstart import check_warm_start, load_warm_start, shipped_warm_start  # noqa: E402
-from invcomp.generators.registry import DEFAULT_MODEL, load_generator  # noqa: E402
-from invcomp.outputs import atomic_write, resolve_device  # noqa: E402
+from invcomp.nets.warmstart import load_warm_start
+from invcomp.zoo.warmstart import check_warm_start, shipped_warm_start  # noqa: E402
+from invcomp.zoo.registry import DEFAULT_MODEL, load_generator  # noqa: E402
+from invcomp.files import atomic_write
+from invcomp.nets import resolve_device  # noqa: E402
 
 log = logging.getLogger("warm_start")
 

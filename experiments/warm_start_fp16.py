@@ -24,9 +24,9 @@ from invcomp.codecs import load_codec, stored_pixels  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.files import atomic_save, load_state_dict, sha256_file  # noqa: E402
-from invcomp.generators import registry  # noqa: E402
+from invcomp.zoo import registry  # noqa: E402
 from invcomp.metrics import ssim  # noqa: E402
-from invcomp.warmstart import load_warm_start, predict_latents  # noqa: E402
+from invcomp.nets.warmstart import load_warm_start, predict_latents  # noqa: E402
 
 
 def _encode(codec, images) -> tuple[float, float]:

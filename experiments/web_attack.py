@@ -94,7 +94,7 @@ def crafted_photo(work: Path, side: int = 4000, n: int = 64) -> bytes:
     ``side``-px picture, coded at 64 px), each covering the whole ``side`` x ``side`` frame."""
     from PIL import Image
 
-    from invcomp.faces import container
+    from invcomp.formats import photo as container
 
     big = work / "big.png"
     Image.new("RGB", (side, side), (120, 90, 80)).save(big)

@@ -181,7 +181,7 @@ def whole(url: str, jobs: list[dict], images: dict[str, bytes], options: dict) -
     import httpx
     from PIL import Image
 
-    from invcomp import bitstream
+    from invcomp.formats import ivc as bitstream
     from invcomp.cli.encode import codec_defaults, make_encoder
     from invcomp.imageio import decode_image_bytes
 

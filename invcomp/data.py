@@ -21,7 +21,7 @@ from typing import Iterable, Literal
 import numpy as np
 import torch
 
-from .imageio import decode_image_bytes, fit_image
+from invcomp.imageio import decode_image_bytes, fit_image
 
 log = logging.getLogger(__name__)
 

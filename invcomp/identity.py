@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InvcompError
-from .imageio import to_rgb
+from invcomp.errors import InvcompError
+from invcomp.imageio import to_rgb
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .codecs.settings import DEFAULT_MAX_PIXELS
-from .errors import InvcompError
+from invcomp.files import DEFAULT_MAX_PIXELS
+from invcomp.errors import InvcompError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     files the first frame is used. Raises :class:`InvcompError` with one
     line for anything unreadable.
     """
-    from .files import image_cap, read_capped
+    from invcomp.files import image_cap, read_capped
 
     path = Path(path)
     data = read_capped(path, image_cap(max_pixels), "image")  # regular files only, at most that many bytes

@@ -49,7 +49,7 @@ def tiny_dcgan(latent_dim: int = 8, widths: tuple[int, ...] = (8, 4, 2), *, bias
     """
     import torch
 
-    from invcomp.generators.dcgan import DCGANArch, DCGANGenerator
+    from invcomp.nets.generators.dcgan import DCGANArch, DCGANGenerator
 
     torch.manual_seed(seed)
     g = DCGANGenerator(DCGANArch(latent_dim=latent_dim, widths=widths, bias=bias))

@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 from invcomp.files import sha256_file
-from invcomp.gc.fit import fit_gc_prior, fit_sc_prior, symbol_grids
-from invcomp.gc.masks import random_cell_masks
-from invcomp.gc.model import GCConfig, GCNet, save_gc
-from invcomp.gc.store import save_prior
-from invcomp.gc.synth import SCConfig, Synthesiser, save_synth
+from invcomp.train.generative_tables import fit_gc_prior, fit_sc_prior, symbol_grids
+from invcomp.nets.generative.masks import random_cell_masks
+from invcomp.nets.generative.model import GCConfig, GCNet, save_gc
+from invcomp.zoo.generative import save_prior
+from invcomp.nets.generative.synth import SCConfig, Synthesiser, save_synth
 
 TINY = dict(enc_widths=(4, 8, 8, 8), gen_width=8, res_blocks=2, up_widths=(8, 8, 4, 4))
 
@@ -45,7 +45,7 @@ def make_gc(folder: Path, channels: int = 2, seed: int = 0) -> Path:
 
 def make_sc(folder: Path, gc_path: Path, seed: int = 0) -> Path:
     """A tiny SC model ``folder/tiny-sc.pt`` over the GC model at ``gc_path``."""
-    from invcomp.gc.model import load_gc
+    from invcomp.nets.generative.model import load_gc
 
     net = load_gc(gc_path)
     cfg = SCConfig(base=str(gc_path), base_sha256=sha256_file(gc_path), channels=net.cfg.channels,

@@ -17,11 +17,11 @@ import torch
 from click.testing import Result
 from PIL import Image
 
-from invcomp.bench import kmeans
-from invcomp.bench.codecs import CODEC_NAMES, build_codecs, check_available, parse_codecs
+from invcomp.classic import kmeans
+from invcomp.classic.codecs import CODEC_NAMES, build_codecs, check_available, parse_codecs
 from invcomp.bench.report import RESULT_KEYS
 from invcomp.bench.run import COLUMNS, Coded, Inputs, run_equal_bytes, run_fixed
-from invcomp.bench.search import Knob, find_closest
+from invcomp.classic.search import Knob, find_closest
 from invcomp.cli.bench import bench
 from invcomp.errors import InvcompError
 from invcomp.imageio import from_image
@@ -120,7 +120,7 @@ def test_kmeans_four_colours_are_lossless() -> None:
 
 def test_parse_codecs() -> None:
     assert parse_codecs("jpeg, png,jpeg") == ["jpeg", "png"]
-    from invcomp.bench.codecs import CLASSIC_NAMES, peer_names
+    from invcomp.classic.codecs import CLASSIC_NAMES, peer_names
 
     assert parse_codecs("all") == list(CLASSIC_NAMES + peer_names() + ("invcomp",))
     assert {"jpegxl", "thumbhash", "blurhash"} <= set(parse_codecs("all"))

@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.bitstream` (the ``.ivc`` container).
+"""Tests for :mod:`invcomp.formats.ivc` (the ``.ivc`` container).
 
 Expected bytes are written out by hand from the layout table in the module
 docstring, not produced by the module itself.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invcomp.bitstream import Header, pack, unpack
+from invcomp.formats.ivc import Header, pack, unpack
 from invcomp.errors import BitstreamError, InvcompError
 
 MODEL_ID = bytes.fromhex("52c46b11")

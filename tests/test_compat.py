@@ -16,8 +16,8 @@ from PIL import Image
 
 from invcomp.cli import cli
 from invcomp.codecs import EncodeSettings, load_codec
-from invcomp.generators import registry
-from invcomp.generators.registry import ALIAS_TOLERANCE, ALIAS_TOLERANCE_RESIZED, list_models
+from invcomp.zoo import registry
+from invcomp.zoo.registry import ALIAS_TOLERANCE, ALIAS_TOLERANCE_RESIZED, list_models
 
 from .conftest import REPO, cli_runner
 
@@ -49,8 +49,8 @@ def test_old_files_decode_to_the_same_pixels(name: str, native: bool, tmp_path: 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_old_files_name_their_release_through_an_alias(name: str) -> None:
-    from invcomp import bitstream
-    from invcomp.generators.registry import find_by_id
+    from invcomp.formats import ivc as bitstream
+    from invcomp.zoo.registry import find_by_id
 
     header = bitstream.unpack((DATA / f"{name}.ivc").read_bytes())[0]
     entry = find_by_id(header.model_id)

@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream, prior
+from invcomp.formats import ivc as bitstream
+from invcomp.coding import tables as prior
 from invcomp.codecs import EncodeSettings, load_codec
 from invcomp.codecs.entropy import parse
 from invcomp.codecs.rate import RateTarget, bytes_for_bpp, control, encode_to
 from invcomp.errors import InvcompError
-from invcomp.generators import registry
+from invcomp.zoo import registry
 
 from .conftest import DEMO_IMAGE, REPO
 

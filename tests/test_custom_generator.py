@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.generators.custom`: factory files, modules, weights, TorchScript, errors."""
+"""Tests for :mod:`invcomp.nets.generators.custom`: factory files, modules, weights, TorchScript, errors."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from invcomp.errors import InvcompError
-from invcomp.generators.custom import LatentAdapter, is_custom_spec, load_custom
+from invcomp.nets.generators.custom import LatentAdapter, is_custom_spec, load_custom
 
 GEN = """
 import torch

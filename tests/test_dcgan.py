@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.generators.dcgan`: shape inference, loading, and a real third-party checkpoint; and for
+"""Tests for :mod:`invcomp.nets.generators.dcgan`: shape inference, loading, and a real third-party checkpoint; and for
 its trainer :mod:`invcomp.train.dcgan` on the loop all trainers share, :mod:`invcomp.train.loop`."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from PIL import Image
 
 from .conftest import DEMO_IMAGE, needs_shared, shared_path, tiny_dcgan
 from invcomp.errors import InvcompError
-from invcomp.generators.dcgan import DCGANArch, DCGANGenerator, infer_arch, load_dcgan, standard_arch
-from invcomp.generators.registry import load_generator
+from invcomp.nets.generators.dcgan import DCGANArch, DCGANGenerator, infer_arch, load_dcgan, standard_arch
+from invcomp.zoo.registry import load_generator
 from invcomp.train.dcgan import DCGANTrainConfig, train_dcgan
 from invcomp.train.loop import Score, Trainer, run_training
 
@@ -219,7 +219,7 @@ def test_non_chaining_message_names_layer() -> None:
 
 @needs_shared(*ANIME)
 def test_anime32_checkpoint_loads_as_a_working_generator(monkeypatch: pytest.MonkeyPatch) -> None:
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     path = shared_path(*ANIME)
     calls = []

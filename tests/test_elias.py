@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.elias` against hand-worked codes and independent expectations."""
+"""Tests for :mod:`invcomp.coding.elias` against hand-worked codes and independent expectations."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invcomp.elias import (
+from invcomp.coding.elias import (
     CODERS,
     best_coder,
     bits_to_bytes,

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from invcomp.cli import cli
-from invcomp.warmstart import WarmStartConfig, WarmStartNet, predict_latents, save_warm_start
+from invcomp.nets.warmstart import WarmStartConfig, WarmStartNet, predict_latents, save_warm_start
 from invcomp.files import sha256_file
 from invcomp.imageio import fit_image, from_image
-from invcomp.quantize import dequantize, quantize
+from invcomp.coding.quantize import dequantize, quantize
 
 from .conftest import cli_runner
 from .test_warmstart import D, R, save_generator, varied_dcgan
@@ -50,7 +50,7 @@ def test_encoder_init_with_zero_iterations_codes_the_encoders_guess(files: dict[
     decoded = from_image(Image.open(files["dir"] / "y.png").convert("RGB"))
 
     # independent expectation: E's latent for the coded pixels, QSGD at 8 bits (l2), one G pass
-    from invcomp.warmstart import load_warm_start
+    from invcomp.nets.warmstart import load_warm_start
 
     target = from_image(fit_image(Image.open(files["img"]).convert("RGB"), R, "crop"))[None]
     z = predict_latents(load_warm_start(files["enc"]).module, target)

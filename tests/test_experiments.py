@@ -101,7 +101,7 @@ def test_self_recovery_reports_each_model(setup: tuple[Path, Path]) -> None:
 
 
 def test_warm_start_curves_for_each_init(tmp_path: Path, setup: tuple[Path, Path]) -> None:
-    from invcomp.warmstart import WarmStartConfig, WarmStartNet, save_warm_start
+    from invcomp.nets.warmstart import WarmStartConfig, WarmStartNet, save_warm_start
     from invcomp.files import sha256_file
 
     from .test_warmstart import D, R, save_generator
@@ -128,7 +128,7 @@ def test_warm_start_curves_for_each_init(tmp_path: Path, setup: tuple[Path, Path
 
 
 def test_vaegan_table_codes_every_face_with_each_model(tmp_path: Path, setup: tuple[Path, Path]) -> None:
-    from invcomp.vaegan import VAEGANConfig, build_vaegan, save_vaegan
+    from invcomp.nets.vaegan import VAEGANConfig, build_vaegan, save_vaegan
 
     _, faces = setup
     for c in (2, 4):

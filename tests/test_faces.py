@@ -16,7 +16,10 @@ from PIL import Image
 
 from invcomp.cli import cli
 from invcomp.errors import BitstreamError, InvcompError
-from invcomp.faces import align, background, container, detect
+from invcomp.faces import background
+from invcomp.landmarks import align
+from invcomp.landmarks import detect
+from invcomp.formats import photo as container
 from invcomp.faces.photo import PhotoOptions, is_gray
 
 from .conftest import DEMO_IMAGE, cli_runner, tiny_dcgan
@@ -340,7 +343,7 @@ def test_grayscale_input_decodes_to_grayscale(tmp_path: Path, tiny_model: str) -
 
 
 def test_bitstream_unpack_names_a_photo_file() -> None:
-    from invcomp import bitstream
+    from invcomp.formats import ivc as bitstream
 
     data = container.pack(container.Photo(8, 8, [container.FaceRecord(None, b"x")]))
     with pytest.raises(BitstreamError, match="photo file"):

@@ -40,7 +40,7 @@ def test_fuzz_sample_never_crashes_or_hangs() -> None:
 
 @pytest.mark.parametrize("kind", ["edge_field", "swap", "scratch"])
 def test_structural_mutations_keep_the_crc_and_reach_the_field_checks(kind: str) -> None:
-    from invcomp import bitstream
+    from invcomp.formats import ivc as bitstream
 
     rng = random.Random(3)
     seeds = seed_streams(rng, [b"\x01\x02\x03\x04"], [16])

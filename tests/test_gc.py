@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from invcomp import bitstream
+from invcomp.formats import ivc as bitstream
 from invcomp.codecs import load_codec
-from invcomp.codecs.gc import GCCodec, image_array, pixels_of, symbols_of
+from invcomp.codecs.modes.gc import GCCodec, image_array, pixels_of, symbols_of
 from invcomp.errors import BitstreamError, InvcompError, UnknownModelError
-from invcomp.gc import gridcode, tiles
-from invcomp.gc.model import GCConfig, GCNet
-from invcomp.generators.registry import list_models
+from invcomp.coding import gridcode
+from invcomp.nets.generative import tiles
+from invcomp.nets.generative.model import GCConfig, GCNet
+from invcomp.zoo.registry import list_models
 from invcomp.train.gc import GCTrainConfig, GCTrainer
 
 from .gc_fixtures import TINY, image, make_gc, smooth_images
@@ -158,7 +159,7 @@ def test_config_validation() -> None:
     with pytest.raises(InvcompError):
         GCConfig(up_widths=(8, 8))
     with pytest.raises(ValueError):
-        from invcomp.gc.model import check_size
+        from invcomp.nets.generative.model import check_size
 
         check_size(torch.zeros(1, 3, 20, 16))
     assert GCNet(GCConfig(channels=2, **TINY))(torch.zeros(1, 3, 32, 48))[0].shape == (1, 3, 32, 48)  # type: ignore[arg-type]
@@ -190,7 +191,7 @@ def test_train_gc_command_checkpoints_and_resumes(tmp_path: Path) -> None:
 def test_photo_wrapper_passes_whole_images_to_gc(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``invcomp encode`` wraps every codec in the photo codec; for GC (a whole-image codec) it must not look for
     faces, nor warp a crop: the file is GC's own, byte for byte, and ``--fit align|squash`` is refused."""
-    from invcomp.faces import detect
+    from invcomp.landmarks import detect
     from invcomp.faces.photo import PhotoCodec, PhotoOptions
 
     def no_detector(*a: object, **k: object) -> None:

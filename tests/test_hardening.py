@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from invcomp import bitstream, elias, layers
+from invcomp.formats import ivc as bitstream
+from invcomp.coding import elias
+from invcomp.formats import layered as layers
 from invcomp.cli import cli
 from invcomp.errors import BitstreamError, InvcompError
-from invcomp.faces import container
-from invcomp.outputs import atomic_write
+from invcomp.formats import photo as container
+from invcomp.files import atomic_write
 
 from .conftest import DEMO_IMAGE, cli_runner
 
@@ -176,7 +178,7 @@ def test_an_edited_shipped_config_is_refused_by_name(name: str, field: str, valu
     import shutil
 
     from invcomp.codecs import load_codec
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     src = registry.pretrained_dir()
     dst = tmp_path / "pretrained"
@@ -196,7 +198,7 @@ def test_an_edited_warm_start_config_is_refused_by_name(tmp_path: Path, monkeypa
     import shutil
 
     from invcomp.codecs import load_codec
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     dst = tmp_path / "pretrained"
     shutil.copytree(registry.pretrained_dir(), dst, ignore=shutil.ignore_patterns("*.png", "pgan-*", "vaegan-*"))
@@ -234,7 +236,7 @@ def test_a_killed_encode_leaves_a_temporary_file_that_the_next_encode_removes(tm
     import sys
 
     code = ("import os, sys, time\n"
-            "from invcomp import outputs\n"
+            "from invcomp import files as outputs\n"
             "real = os.link\n"
             "def slow(a, b):\n"
             "    print('in window', flush=True); time.sleep(60)\n"
@@ -253,7 +255,7 @@ def test_a_killed_encode_leaves_a_temporary_file_that_the_next_encode_removes(tm
 def test_an_edited_config_beside_a_registered_pt_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     monkeypatch.setenv("INVCOMP_HOME", str(tmp_path / "home"))
     entry = {e.name: e for e in registry.list_models()}["dcgan-utkface64"]
@@ -274,7 +276,7 @@ def test_an_edited_config_beside_a_registered_pt_model_is_refused(tmp_path: Path
 
 
 def _shipped_files() -> list[tuple[str, str]]:
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     out = []
     for name, e in json.loads((registry.pretrained_dir() / "models.json").read_text()).items():
@@ -290,7 +292,7 @@ def _shipped_files() -> list[tuple[str, str]]:
 def pretrained_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import shutil
 
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     dst = tmp_path_factory.mktemp("tamper") / "pretrained"
     shutil.copytree(registry.pretrained_dir(), dst, ignore=shutil.ignore_patterns("*.png", "*.log"))

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from invcomp import bitstream, layers
+from invcomp.formats import ivc as bitstream
+from invcomp.formats import layered as layers
 from invcomp.errors import BitstreamError, InvcompError
 from tests.conftest import DEMO_IMAGE, REPO
 
@@ -101,8 +102,8 @@ def test_the_rans_decoder_matches_compressai_on_every_canonical_stream_and_refus
     included), refuses every proper prefix of them, and any other stream it accepts re-encodes to itself."""
     from compressai import ans
 
-    from invcomp import rans
-    from invcomp.residual import entropy_tables, load_residual
+    from invcomp.coding import rans
+    from invcomp.nets.residual import entropy_tables, load_residual
 
     g = load_residual().module.gaussian
     t = entropy_tables(g)
@@ -151,7 +152,7 @@ class _Worked(Exception):
 @pytest.fixture
 def no_residual_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any residual layer's work (decoding or encoding) raises :class:`_Worked`: a budget must refuse first."""
-    from invcomp.residual import ResidualCoder
+    from invcomp.nets.residual import ResidualCoder
 
     def worked(*a: Any, **k: Any) -> Any:
         raise _Worked()
@@ -189,10 +190,10 @@ def test_sixteen_layers_at_4080_are_refused_before_any_work(layered: tuple[bytes
 
 
 def test_the_budget_formula_and_every_file_kind(layered: tuple[bytes, bytes]) -> None:
-    from invcomp import budget
-    from invcomp.codecs.gc import gc_header
-    from invcomp.faces import container
-    from invcomp.faces.align import Placement
+    from invcomp.codecs import budget
+    from invcomp.codecs.modes.gc import gc_header
+    from invcomp.formats import photo as container
+    from invcomp.landmarks.align import Placement
 
     assert budget.memory_budget(64_000_000) == 384 * 2**20 + 16 * 64_000_000
     data, key = layered
@@ -235,7 +236,7 @@ def test_the_encoder_refuses_layers_over_the_budget(no_residual_work: None) -> N
     """Issue 30, item 2 (encode side): ``--layer-rates 3@4080`` (8.8 GB for an 8-layer web job) is refused when the
     codec is made, before any image is looked at; the same budget as decoding."""
     from invcomp.codecs import load_codec
-    from invcomp.codecs.layered import check_plan, parse_plan
+    from invcomp.codecs.modes.layered import check_plan, parse_plan
 
     for kw in ({"layer_rates": "tone,3@4080"}, {"resolution": 4080}, {"layer_rates": ",".join(["3@2048"] * 8)}):
         with pytest.raises(InvcompError, match="--layer-rates .*(memory budget|add up to)"):
@@ -332,7 +333,7 @@ def _windows(text: bytes) -> set[str]:
 def test_errors_never_echo_input_bytes(prefix: bytes, tmp_path: Path) -> None:
     """Issue 30: ``bad magic b'roo'`` for /etc/passwd. No message, of decode or info, quotes the input."""
     from invcomp.faces.decode import decode_any
-    from invcomp.fileinfo import describe
+    from invcomp.service.describe import describe
 
     data = prefix + SECRET
     for body in (data, data + bitstream.crc16(data)):
@@ -361,7 +362,7 @@ def test_a_json_file_that_is_not_utf8_is_refused_without_quoting_it(tmp_path: Pa
 # --- 5. the fuzzer reaches residual records, photo files of layered faces, GC and SC files --------------------------
 def test_fuzzer_seeds_and_mutators_reach_the_new_records(layered: tuple[bytes, bytes]) -> None:
     from invcomp import fuzz
-    from invcomp.faces import container
+    from invcomp.formats import photo as container
 
     data, key = layered
     rng = random.Random(4)

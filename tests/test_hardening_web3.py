@@ -460,7 +460,7 @@ def test_an_edited_generator_file_is_refused_before_it_runs(tmp_path: Path, monk
     from click.testing import CliRunner
 
     from invcomp.cli import cli
-    from invcomp.generators import registry
+    from invcomp.zoo import registry
 
     monkeypatch.setenv("INVCOMP_HOME", str(tmp_path / "home"))
     gen, mark = tmp_path / "gen.py", tmp_path / "mark"

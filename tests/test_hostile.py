@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from invcomp.cli import cli
-from invcomp.fileinfo import describe
+from invcomp.service.describe import describe
 
 from .conftest import DEMO_IMAGE, tiny_dcgan
 

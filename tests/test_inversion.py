@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.inversion` with a tiny, well-conditioned synthetic generator.
+"""Tests for :mod:`invcomp.search.inversion` with a tiny, well-conditioned synthetic generator.
 
 The generator is ``z (8) -> tanh(W z) -> (3, 16, 16)`` with ``W`` having
 orthogonal columns, so the MSE inversion problem has a unique, reachable
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from invcomp.inversion import QuantSpec, initial_latents, invert, lr_at
+from invcomp.search.inversion import QuantSpec, initial_latents, invert, lr_at
 
 D, R = 8, 16
 
@@ -246,7 +246,7 @@ def test_random_init_does_not_depend_on_batch_position(prior: str) -> None:
 
 
 def hand_quant(z: torch.Tensor, bits: int) -> torch.Tensor:
-    """l2-scaled nearest quantise/dequantise, norm rounded up to float16 (independent of invcomp.quantize)."""
+    """l2-scaled nearest quantise/dequantise, norm rounded up to float16 (independent of invcomp.coding.quantize)."""
     s = 2 ** (bits - 1) - 1
     out = []
     for row in z.double().numpy():

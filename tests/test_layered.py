@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream, layers
+from invcomp.formats import ivc as bitstream
+from invcomp.formats import layered as layers
 from invcomp.errors import BitstreamError, InvcompError
 from tests.conftest import DEMO_IMAGE, REPO, cli_runner
 
@@ -98,7 +99,7 @@ def _smooth(seed: int) -> torch.Tensor:
 
 
 def test_tone_variants_start_with_the_identity_and_the_fit_and_keep_each_channels_mean() -> None:
-    from invcomp import tone
+    from invcomp.search import tone
 
     x = _smooth(0) * 0.4  # well inside [-1, 1]: no variant is clamped
     fit = tone.fit(x[None], (0.7 * x + 0.1)[None])[0]
@@ -110,8 +111,8 @@ def test_tone_variants_start_with_the_identity_and_the_fit_and_keep_each_channel
 
 
 def test_a_last_tone_layer_never_lowers_ssim_and_under_a_residual_it_is_the_plain_fit() -> None:
-    from invcomp import tone
-    from invcomp.codecs.layered import apply_tone, tone_layer
+    from invcomp.search import tone
+    from invcomp.codecs.modes.layered import apply_tone, tone_layer
     from invcomp.imageio import quantize_pixels
     from invcomp.metrics import ssim
 
@@ -138,7 +139,7 @@ def _blurred(x: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def tiny() -> Any:
     """A tiny residual coder trained for a few seconds to restore blurred textures (its base)."""
-    from invcomp.residual import ResidualCoder, rate_lambdas
+    from invcomp.nets.residual import ResidualCoder, rate_lambdas
     from invcomp.train.residual import chained, rd_terms
 
     torch.manual_seed(0)

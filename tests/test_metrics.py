@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.metrics` and :func:`invcomp.losses.parse_loss` / ``make_loss``.
+"""Tests for :mod:`invcomp.metrics` and :func:`invcomp.search.losses.parse_loss` / ``make_loss``.
 
 SSIM is checked against scikit-image, MS-SSIM against a small NumPy
 re-implementation of the module doc's definition, and the rate figures
@@ -14,7 +14,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from invcomp import losses, metrics
+from invcomp import metrics
+from invcomp.search import losses
 from invcomp.errors import InvcompError, LpipsUnavailable
 
 

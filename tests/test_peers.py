@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp.bench import tiny
+from invcomp.classic import placeholders as tiny
 from invcomp.errors import InvcompError
 
 from .conftest import cli_runner
@@ -90,7 +90,7 @@ def test_more_components_cost_more_bytes_and_fit_better() -> None:
 # --- JPEG XL ---------------------------------------------------------------------------------------------------
 
 def test_jpegxl_sizes_follow_quality_and_decode() -> None:
-    from invcomp.bench.codecs import build_codecs, check_available
+    from invcomp.classic.codecs import build_codecs, check_available
 
     codec = build_codecs()["jpegxl"]
     if check_available(codec):
@@ -108,7 +108,7 @@ def test_jpegxl_sizes_follow_quality_and_decode() -> None:
 def tiny_peers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two tiny hyperprior models (2 λ) trained for a few steps and packed as a family in ROOT/peers."""
     pytest.importorskip("compressai")
-    from invcomp.bench import learned
+    from invcomp.nets import peers as learned
     from invcomp.files import load_state_dict, sha256_file
     from invcomp.train.peer import PeerTrainConfig, build_model, train_peer
 
@@ -137,7 +137,7 @@ def tiny_peers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_peer_file_is_a_real_bitstream(tiny_peers: Path) -> None:
-    from invcomp.bench import learned
+    from invcomp.nets import peers as learned
 
     fam = learned.read_manifest(tiny_peers / "peers")["compressai-tiny"]
     for w, h in ((64, 64), (70, 33)):
@@ -156,7 +156,7 @@ def test_peer_file_is_a_real_bitstream(tiny_peers: Path) -> None:
 def test_tampered_peer_weights_are_refused(tiny_peers: Path, tmp_path: Path) -> None:
     import shutil
 
-    from invcomp.bench import learned
+    from invcomp.nets import peers as learned
 
     root = tmp_path / "peers"
     shutil.copytree(tiny_peers / "peers", root)
@@ -171,7 +171,7 @@ def test_tampered_peer_weights_are_refused(tiny_peers: Path, tmp_path: Path) -> 
 
 def test_peer_codes_through_the_bench_with_bytes_equal_to_its_file(tiny_peers: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from invcomp.bench import learned
+    from invcomp.nets import peers as learned
     from invcomp.cli.bench import bench
 
     monkeypatch.setenv("INVCOMP_PRETRAINED", str(tiny_peers))
@@ -341,7 +341,7 @@ def test_a_fine_tune_resumes_from_its_checkpoint(tmp_path: Path, caplog: pytest.
 
 def test_shipped_peers_load_and_code_a_face() -> None:
     pytest.importorskip("compressai")
-    from invcomp.bench import learned
+    from invcomp.nets import peers as learned
     from invcomp.imageio import fit_image, load_image
 
     fams = learned.read_manifest()

@@ -14,15 +14,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from invcomp import bitstream
+from invcomp.formats import ivc as bitstream
 from invcomp.codecs import InversionCodec
 from invcomp.codecs.entropy import parse
-from invcomp.quantize import dequantize
+from invcomp.coding.quantize import dequantize
 from invcomp.cli import cli
 from invcomp.errors import InvcompError
-from invcomp.generators.pgan import PGANArch, PGANGenerator, load_pgan, normalise_keys
-from invcomp.generators.registry import load_generator
-from invcomp.generators.convert import convert_pgan_zoo
+from invcomp.nets.generators.pgan import PGANArch, PGANGenerator, load_pgan, normalise_keys
+from invcomp.zoo.registry import load_generator
+from invcomp.nets.generators.convert import convert_pgan_zoo
 
 from .conftest import DEMO_IMAGE
 
@@ -219,7 +219,7 @@ def test_norm_free_bitstream_refused_by_a_norm_model(tmp_path: Path) -> None:
     dc = load_generator()  # the shipped DCGAN stores norms
     h = bitstream.Header(model_id=dc.model_id, latent_dim=100, resolution=64, width=64, height=64, bits=4,
                          coder="gamma", norm=None)
-    from invcomp import elias
+    from invcomp.coding import elias
 
     payload, nbits = elias.encode_levels([0] * 100, "gamma")
     with pytest.raises(InvcompError, match="not norm-free"):

@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.quantize` (QSGD-style latent quantisation)."""
+"""Tests for :mod:`invcomp.coding.quantize` (QSGD-style latent quantisation)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from invcomp.errors import InvcompError
-from invcomp.quantize import dequantize, fake_quantize, quantize
+from invcomp.coding.quantize import dequantize, fake_quantize, quantize
 
 SCALINGS = ("max", "l2")
 BITS = range(2, 17)

@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream, tone
+from invcomp.formats import ivc as bitstream
+from invcomp.search import tone
 from invcomp.cli import cli
 from invcomp.codecs import Codec, EncodeSettings, entropy, load_codec, register_mode, unregister_mode
-from invcomp.codecs.auto import AutoCodec, choose
+from invcomp.codecs.modes.auto import AutoCodec, choose
 from invcomp.codecs.settings import resolve_one_pass
-from invcomp.codecs.table import codec_for_header
+from invcomp.codecs.loader import codec_for_header
 from invcomp.errors import BitstreamError, InvcompError
 from invcomp.imageio import to_pil
 from invcomp.metrics import psnr, ssim
@@ -228,7 +229,7 @@ def test_auto_is_the_cli_default_and_records_its_choice(tmp_path: Path) -> None:
 
 
 def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
-    from invcomp.augment import augment
+    from invcomp.train.augment import augment
 
     x = _smooth(6, 2).clamp(-1, 1)
     x = torch.nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)

@@ -1,4 +1,4 @@
-"""Tests for :mod:`invcomp.generators.registry`: the shipped model, INVCOMP_PRETRAINED, path loading, safety."""
+"""Tests for :mod:`invcomp.zoo.registry`: the shipped model, INVCOMP_PRETRAINED, path loading, safety."""
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +15,8 @@ from invcomp import files
 
 from .conftest import REPO, tiny_dcgan
 from invcomp.errors import InvcompError, UnknownModelError
-from invcomp.generators import registry
-from invcomp.generators.config import GeneratorConfig
+from invcomp.zoo import registry
+from invcomp.nets.generators.config import GeneratorConfig
 
 NAME = "dcgan-utkface64"
 SHIPPED = json.loads((REPO / "pretrained" / "models.json").read_text())[NAME]
@@ -313,7 +313,7 @@ def test_shipped_pgan_is_norm_free_and_matches_its_registry_entry() -> None:
 def test_shipped_pgan_bitstreams_store_no_norm() -> None:
     from PIL import Image
 
-    from invcomp.bitstream import unpack
+    from invcomp.formats.ivc import unpack
     from invcomp.codecs import EncodeSettings, InversionCodec
 
     gen = registry.load_generator("pgan-utkface64")

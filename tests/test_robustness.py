@@ -101,7 +101,7 @@ def test_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) -> None:
 
 
 def test_outputs_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
-    from invcomp.outputs import atomic_write
+    from invcomp.files import atomic_write
 
     old = os.umask(0o022)
     try:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream
+from invcomp.formats import ivc as bitstream
 from invcomp.codecs import load_codec
-from invcomp.codecs.gc import image_array, symbols_of
-from invcomp.codecs.sc import SCCodec
+from invcomp.codecs.modes.gc import image_array, symbols_of
+from invcomp.codecs.modes.sc import SCCodec
 from invcomp.errors import BitstreamError, InvcompError
-from invcomp.gc import masks
-from invcomp.generators.registry import list_models
+from invcomp.nets.generative import masks
+from invcomp.zoo.registry import list_models
 
 from .conftest import cli_runner
 from .gc_fixtures import image, make_gc, make_sc
@@ -220,7 +220,7 @@ def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tup
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``--preserve faces`` uses invcomp.faces' detector; without a face in the picture, or without the detector
     (dlib missing), it is a one-line refusal of that image, not a traceback."""
-    from invcomp.faces import detect
+    from invcomp.landmarks import detect
 
     sc = _sc(models, preserve="faces")
     if detect.unavailable() is None:
@@ -232,7 +232,7 @@ def test_preserve_faces_refuses_cleanly_without_a_face_or_a_detector(models: tup
 
 def test_info_splits_an_sc_file_into_its_records(models: tuple[Path, Path], tmp_path: Path) -> None:
     """``invcomp info`` reports the mask, map and code records of an SC file; they add up to the payload."""
-    from invcomp.fileinfo import describe
+    from invcomp.service.describe import describe
 
     im = image(96, 64, seed=2)
     labels = np.zeros((64, 96), np.uint8)

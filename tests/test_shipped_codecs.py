@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from invcomp import bitstream
+from invcomp.formats import ivc as bitstream
 from invcomp.codecs.settings import ITERS_FROM_PRIOR, ITERS_FROM_WARM_START
 from invcomp.cli import cli
-from invcomp.warmstart import predict_latents, shipped_warm_start
-from invcomp.generators import registry
+from invcomp.nets.warmstart import predict_latents
+from invcomp.zoo.warmstart import shipped_warm_start
+from invcomp.zoo import registry
 from invcomp.metrics import ssim
 
 from .conftest import DEMO_IMAGE, REPO, cli_runner

@@ -11,7 +11,7 @@ from PIL import Image
 
 from invcomp.cli import cli
 from invcomp.data import split_of
-from invcomp.generators.registry import load_generator
+from invcomp.zoo.registry import load_generator
 
 
 def _images(folder: Path, n: int = 40) -> None:

@@ -17,8 +17,8 @@ from PIL import Image
 from invcomp.cli import cli
 from invcomp.data import split_of
 from invcomp.errors import InvcompError
-from invcomp.generators.pgan import PGANArch, PGANGenerator, load_pgan
-from invcomp.generators.registry import load_generator
+from invcomp.nets.generators.pgan import PGANArch, PGANGenerator, load_pgan
+from invcomp.zoo.registry import load_generator
 from invcomp.train.pgan import (
     PGANTrainConfig,
     generator_state_at,

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from invcomp.cli import cli
-from invcomp.generators import registry
+from invcomp.zoo import registry
 
 from .conftest import DEMO_IMAGE
 

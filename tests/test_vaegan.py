@@ -15,12 +15,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from invcomp import bitstream, elias
+from invcomp.formats import ivc as bitstream
+from invcomp.coding import elias
 from invcomp.codecs.entropy import parse
 from invcomp.data import split_of
 from invcomp.errors import BitstreamError, InvcompError, UnknownModelError
 from invcomp.train.vaegan import VAEGANTrainConfig, make_nets, train_step, train_vaegan
-from invcomp.vaegan import (
+from invcomp.nets.vaegan import (
     Analysis, LoadedVAEGAN, PairDiscriminator, Synthesis, VAEGANConfig, build_vaegan, load_vaegan, reconstruct,
     save_vaegan,
 )
@@ -37,7 +38,7 @@ def decode_vaegan(data, m):  # type: ignore[no-untyped-def]
 
 
 def read_mode(data: bytes) -> int:
-    from invcomp.bitstream import unpack
+    from invcomp.formats.ivc import unpack
 
     return unpack(data)[0].mode
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from invcomp.codecs import InversionCodec
-from invcomp.bitstream import MODE_VAEGAN, unpack
+from invcomp.formats.ivc import MODE_VAEGAN, unpack
 from invcomp.cli import cli
 from invcomp.errors import BitstreamError
-from invcomp.generators.registry import load_generator
+from invcomp.zoo.registry import load_generator
 from invcomp.imageio import fit_image, from_image
-from invcomp.vaegan import VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan
+from invcomp.nets.vaegan import VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan
 
 from .conftest import cli_runner, tiny_dcgan
 

@@ -1,4 +1,4 @@
-"""The latent encoder (:mod:`invcomp.warmstart`), its trainer (:mod:`invcomp.train.warmstart`) and its click command."""
+"""The latent encoder (:mod:`invcomp.nets.warmstart`), its trainer (:mod:`invcomp.train.warmstart`) and its click command."""
 from __future__ import annotations
 
 import hashlib
@@ -15,19 +15,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from invcomp.data import split_of
-from invcomp.warmstart import (
-    WarmStartConfig,
-    WarmStartNet,
-    check_warm_start,
-    default_widths,
-    load_warm_start,
-    predict_latents,
-    save_warm_start,
-)
+from invcomp.nets.warmstart import WarmStartConfig, WarmStartNet, default_widths, load_warm_start, predict_latents, save_warm_start
+from invcomp.zoo.warmstart import check_warm_start
 from invcomp.cli.train import warm_start as encoder_cmd
 from invcomp.errors import InvcompError
-from invcomp.generators.dcgan import DCGANArch, DCGANGenerator
-from invcomp.generators.registry import LoadedGenerator, load_generator
+from invcomp.nets.generators.dcgan import DCGANArch, DCGANGenerator
+from invcomp.zoo.registry import LoadedGenerator, load_generator
 from invcomp.train.warmstart import WarmStartTrainConfig, kl_to_prior, train_warm_start
 
 D, R = 6, 16

@@ -13,6 +13,6 @@ source of truth (``invcomp batch encode|decode``).
 """
 from __future__ import annotations
 
-from .job import JobOptions, run
+from invcomp.batch.job import JobOptions, run
 
 __all__ = ["JobOptions", "run"]

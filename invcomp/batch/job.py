@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import UsageError
-from ..outputs import unwritable_folder
-from .manifest import FAILED, Store, check_job, job_file, lock, plan, to_run
-from .runner import LocalEngine, JobReport, run_job
-from .sources import items_for, stray_outputs
-from .work import DECODE, ENCODE, JobSpec
+from invcomp.errors import UsageError
+from invcomp.files import unwritable_folder
+from invcomp.batch.manifest import FAILED, Store, check_job, job_file, lock, plan, to_run
+from invcomp.batch.runner import LocalEngine, JobReport, run_job
+from invcomp.batch.sources import items_for, stray_outputs
+from invcomp.batch.work import DECODE, ENCODE, JobSpec
 
 log = logging.getLogger(__name__)
 SUFFIXES = {ENCODE: ".ivc", DECODE: ".png"}
@@ -34,7 +34,7 @@ class JobOptions:
 
 
 def input_suffixes(kind: str) -> tuple[str, ...]:
-    from ..cli.common import IMAGE_SUFFIXES
+    from invcomp.cli.common import IMAGE_SUFFIXES
 
     return IMAGE_SUFFIXES if kind == ENCODE else (".ivc",)
 
@@ -104,7 +104,7 @@ def _prepare(kind: str, path: Path, items: list[dict[str, Any]], options: dict[s
 def uses_ray(opts: JobOptions) -> bool:
     """Whether ``opts`` run on Ray; refuses, in one line, what cannot run here (Ray asked for but missing,
     GPUs without Ray)."""
-    from .ray_engine import have_ray
+    from invcomp.batch.ray_engine import have_ray
 
     use_ray = opts.ray != "none" and (opts.ray != "auto" or have_ray())
     if use_ray and not have_ray():
@@ -120,7 +120,7 @@ def engine_for(spec: JobSpec, opts: JobOptions) -> Any:
     """The engine ``opts.ray`` names (Ray already connected by :func:`run`)."""
     if not uses_ray(opts):
         return LocalEngine(spec, opts.workers)
-    from .ray_engine import RayEngine
+    from invcomp.batch.ray_engine import RayEngine
 
     return RayEngine(spec, opts.workers, cpus=opts.threads_per_worker, gpus=opts.gpus_per_worker)
 
@@ -142,12 +142,12 @@ def run(kind: str, src: str, out: Path, *, options: dict[str, Any], job: JobOpti
         before_work()
     started = False
     if use_ray:  # reach Ray (and its GPUs) before any manifest is written: a bad address leaves nothing
-        from .ray_engine import connect
+        from invcomp.batch.ray_engine import connect
 
         started = connect(job.ray)
     try:
         if use_ray:
-            from .ray_engine import check_gpus
+            from invcomp.batch.ray_engine import check_gpus
 
             check_gpus(job.gpus_per_worker)
         store, todo, done_before, refused, held = prepare(kind, items, out, manifest, options, job.force)

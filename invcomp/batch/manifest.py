@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import UsageError
-from ..outputs import atomic_write, dumps
+from invcomp.errors import UsageError
+from invcomp.files import atomic_write, dumps
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def job_file(manifest: Path) -> Path:
 def check_job(manifest: Path, job: dict[str, Any], existed: bool) -> None:
     """Record the job's kind and options beside a new manifest; refuse a rerun with other ones (its files
     would not be the same bytes)."""
-    from ..files import read_json_object, write_json
+    from invcomp.files import read_json_object, write_json
 
     where = job_file(manifest)
     new = json.loads(dumps(job))  # as stored: tuples are lists, non-finite floats strings

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from ..errors import UsageError
-from .work import JobSpec, WorkItem, Worker, driver_process
+from invcomp.errors import UsageError
+from invcomp.batch.work import JobSpec, WorkItem, Worker, driver_process
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
-from .manifest import DONE, FAILED, PENDING, RUNNING, Store, counts
-from .work import JobSpec, WorkItem, driver_process, init_process, run_in_process
+from invcomp.batch.manifest import DONE, FAILED, PENDING, RUNNING, Store, counts
+from invcomp.batch.work import JobSpec, WorkItem, driver_process, init_process, run_in_process
 
 log = logging.getLogger(__name__)
 DEPTH = 2  # batches in flight per worker: one running, one queued behind it (hides the round trip)

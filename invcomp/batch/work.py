@@ -130,12 +130,12 @@ class Worker:
         self.spec, self.where = spec, f"{socket.gethostname()}:{os.getpid()}"
         opts = dict(spec.options)
         if spec.kind == ENCODE:
-            from ..cli.encode import make_encoder
+            from invcomp.cli.encode import make_encoder
 
             self.max_pixels = opts.pop("max_pixels")
             self.codec, self.goal = make_encoder(**opts)
         elif spec.kind == DECODE:
-            from ..outputs import resolve_device
+            from invcomp.nets import resolve_device
 
             self.device, self.cache = resolve_device(opts.pop("device")), {}
         else:
@@ -157,8 +157,8 @@ class Worker:
         return {"results": out, "worker": self.where, "load_seconds": load, "busy_seconds": time.perf_counter() - t0}
 
     def _encode(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        from ..cli.common import ItemError
-        from ..cli.encode import encode_chunk
+        from invcomp.cli.common import ItemError
+        from invcomp.cli.encode import encode_chunk
 
         done = encode_chunk(self.codec, [(Path(i.path), Path(i.output)) for i in items], max_pixels=self.max_pixels,
                             force=True, goal=self.goal)
@@ -166,8 +166,8 @@ class Worker:
                 else result(i.id, ok=True, row=d[0]) for i, d in zip(items, done)]
 
     def _decode(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        from ..cli.common import item_error
-        from ..cli.decode import decode_one
+        from invcomp.cli.common import item_error
+        from invcomp.cli.decode import decode_one
 
         o, out = self.spec.options, []
         for i in items:

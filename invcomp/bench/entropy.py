@@ -8,7 +8,7 @@ from collections import Counter
 from statistics import fmean
 from typing import Sequence
 
-from .. import elias
+from invcomp.coding import elias
 
 
 def payload_bits(levels: Sequence[int], coder: str) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import math
 
-from ..errors import InvcompError
-from .codecs import BENCH_EXTRA, INVCOMP, is_invcomp
+from invcomp.errors import InvcompError
+from invcomp.classic.codecs import BENCH_EXTRA, INVCOMP, is_invcomp
 
 PLOTS = (("ssim", "SSIM", "rd_ssim.png"), ("psnr", "PSNR (dB)", "rd_psnr.png"), ("ms_ssim", "MS-SSIM", "rd_ms_ssim.png"),
          ("identity", "identity distance (dlib; same person < 0.6; lower is better)", "rd_identity.png"))

@@ -18,8 +18,8 @@ import math
 import statistics
 from typing import Any, Iterable, Optional
 
-from ..outputs import dumps
-from .run import COLUMNS
+from invcomp.files import dumps
+from invcomp.bench.run import COLUMNS
 
 RESULT_KEYS = {"bpp": "bpp", "psnr-rgb": "psnr", "ms-ssim-rgb": "ms_ssim", "ssim-rgb": "ssim",
                "identity": "identity", "same-person": "same_person",
@@ -55,7 +55,7 @@ def points(rows: list[dict], codec: str) -> list[dict]:
 
 def same_person(rs: list[dict]) -> Optional[float]:
     """The share of rows whose identity distance is under the recogniser's threshold (``None``: not measured)."""
-    from ..identity import same_person_share
+    from invcomp.identity import same_person_share
 
     return same_person_share([r.get("identity") for r in rs])
 

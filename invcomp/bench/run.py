@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Callable, Optional
 import torch
 from PIL import Image
 
-from .. import metrics
-from ..data import Split, list_images
-from ..errors import InvcompError
-from ..imageio import fit_image, from_image, load_image, quantize_pixels
-from .codecs import ClassicCodec
-from .search import find_closest
+from invcomp import metrics
+from invcomp.data import Split, list_images
+from invcomp.errors import InvcompError
+from invcomp.imageio import fit_image, from_image, load_image, quantize_pixels
+from invcomp.classic.codecs import ClassicCodec
+from invcomp.classic.search import find_closest
 
 if TYPE_CHECKING:
-    from ..codecs import Codec
+    from invcomp.codecs import Codec
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def measure(decode: Callable[[bytes], torch.Tensor], files: list[bytes], targets
 def _classic_decoder(codec: ClassicCodec, side: int) -> Callable[[bytes], torch.Tensor]:
     """Bytes -> ``(3, R, R)``; a placeholder's small picture is scaled to ``R x R`` as a page would."""
     if codec.placeholder:
-        from .tiny import scale_to
+        from invcomp.classic.placeholders import scale_to
 
         return lambda data: from_image(scale_to(codec.decode(data), (side, side)))
     return lambda data: from_image(codec.decode(data))

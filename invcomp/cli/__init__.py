@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence
 
 import click
 
-from .. import __version__
-from .threads import apply_threads
+from invcomp import __version__
+from invcomp.cli.threads import apply_threads
 
 COMMANDS = {  # name -> (module, attribute)
     "encode": ("encode", "encode"),

@@ -1,6 +1,6 @@
 """``python -m invcomp.cli``: the same as the ``invcomp`` command."""
 import sys
 
-from . import main
+from invcomp.cli import main
 
 sys.exit(main())

@@ -7,9 +7,10 @@ from typing import Any, Callable, Optional
 
 import click
 
-from ..outputs import dumps, guard
-from .decode import check_decode_options, decode_options
-from .encode import codec_options
+from invcomp.cli.outputs import guard
+from invcomp.files import dumps
+from invcomp.cli.decode import check_decode_options, decode_options
+from invcomp.cli.encode import codec_options
 
 JOB_OPTIONS = [
     click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -65,7 +66,7 @@ JOB_NAMES = ("out", "manifest", "ray_address", "workers", "gpus_per_worker", "th
 def _run(kind: str, src: str, params: dict[str, Any], before_work: Optional[Callable[[], Any]] = None) -> None:
     """Run the job: ``params`` are the command's, the job options of :data:`JOB_OPTIONS` and the codec's;
     ``before_work`` runs only when something is left to do."""
-    from ..batch import JobOptions, run
+    from invcomp.batch import JobOptions, run
 
     j = {k: params.pop(k) for k in JOB_NAMES}
     job = JobOptions(ray=j["ray_address"], workers=j["workers"], gpus_per_worker=j["gpus_per_worker"],
@@ -87,7 +88,7 @@ def _run(kind: str, src: str, params: dict[str, Any], before_work: Optional[Call
 @guard
 def encode(src: str, **params: Any) -> None:
     """Encode every image of SRC to OUT/<its relative path>.ivc: the file `invcomp encode IMAGE` writes."""
-    from . import encode as cli_encode
+    from invcomp.cli import encode as cli_encode
 
     codec = {k: v for k, v in params.items() if k not in JOB_NAMES and k != "max_pixels"}
     # bad options fail in one line before any work (a rerun with nothing left to do loads no codec)

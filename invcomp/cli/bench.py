@@ -17,9 +17,11 @@ from typing import Any, Optional
 
 import click
 
-from ..codecs.settings import DEFAULT_MODEL, INITS, EncodeSettings
-from ..errors import InvcompError
-from ..outputs import atomic_write, dumps, guard, resolve_device as _device
+from invcomp.codecs.settings import DEFAULT_MODEL, INITS, EncodeSettings
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import guard
+from invcomp.files import atomic_write, dumps
+from invcomp.nets import resolve_device as _device
 
 log = logging.getLogger("invcomp.bench")
 
@@ -98,15 +100,15 @@ def bench(folder: Path, codecs: str, out: Path, limit: Optional[int], split: str
       invcomp bench faces/ --codecs webp,invcomp,invcomp:vaegan-utkface64-c4 --out /tmp/b --json
       invcomp bench faces/ --codecs jpeg,webp,invcomp --bits 4,6 --iters 100 --out /tmp/b
     """
-    from ..bench import report
-    from ..bench.codecs import build_codecs, is_invcomp, parse_codecs
-    from ..bench.run import load_inputs
+    from invcomp.bench import report
+    from invcomp.classic.codecs import build_codecs, is_invcomp, parse_codecs
+    from invcomp.bench.run import load_inputs
 
     ctx = click.get_current_context()
     names = parse_codecs(codecs)
     bit_list = _parse_bits(bits)
     if not no_plots:
-        from ..bench.plots import require_matplotlib
+        from invcomp.bench.plots import require_matplotlib
 
         require_matplotlib()
     if not folder.is_dir():
@@ -158,8 +160,8 @@ def _load_codecs(labels: list[str], model: str, settings: EncodeSettings, bit_li
                  device: str, size: Optional[int] = None) -> dict[str, list[Any]]:
     """Each invcomp entry of --codecs -> its codec at each bits setting (``None``: the codec's own). A layered entry
     (``invcomp:layered:MODEL``) codes at ``--size`` (its output resolution is a setting)."""
-    from ..codecs import load_codec
-    from ..codecs.table import mode_for_spec
+    from invcomp.codecs import load_codec
+    from invcomp.codecs.loader import mode_for_spec
 
     out: dict[str, list[Any]] = {}
     for label in labels:
@@ -173,8 +175,8 @@ def _load_codecs(labels: list[str], model: str, settings: EncodeSettings, bit_li
 
 def _settings_for(spec: str, settings: EncodeSettings) -> EncodeSettings:
     """The search settings apply to the modes that search; the others get their defaults."""
-    from ..codecs.settings import SEARCH_FIELDS
-    from ..codecs.table import mode_for_spec
+    from invcomp.codecs.settings import SEARCH_FIELDS
+    from invcomp.codecs.loader import mode_for_spec
 
     if mode_for_spec(spec)[0].searches:
         return settings
@@ -199,7 +201,7 @@ def _resolution(inv: dict[str, list[Any]], size: Optional[int]) -> int:
 
 def _unavailable(codecs: list[Any]) -> dict[str, str]:
     """Codec name -> reason, for the requested codecs that cannot run here (each warned about once)."""
-    from ..bench.codecs import check_available
+    from invcomp.classic.codecs import check_available
 
     out = {}
     for c in codecs:
@@ -213,7 +215,7 @@ def _unavailable(codecs: list[Any]) -> dict[str, str]:
 def _run_invcomp(label: str, codecs: list[Any], inputs: Any, batch_size: int,
                  with_lpips: bool, with_identity: bool) -> tuple[list[dict], dict[tuple[str, int], list[int]]]:
     """Rows of one invcomp entry at each of its bits settings, and its per-image sizes (the equal-bytes targets)."""
-    from ..bench.run import run_invcomp, warm_up
+    from invcomp.bench.run import run_invcomp, warm_up
 
     rows: list[dict] = []
     targets: dict[tuple[str, int], list[int]] = {}
@@ -233,7 +235,7 @@ def _run_invcomp(label: str, codecs: list[Any], inputs: Any, batch_size: int,
 def _run_classic(c: Any, inputs: Any, targets: dict[tuple[str, int], list[int]], max_steps: int,
                  with_lpips: bool, with_identity: bool) -> list[dict]:
     """A classic codec's fixed sweep, then (if it has a knob) its equal-bytes rows for each invcomp target."""
-    from ..bench.run import Coded, run_equal_bytes, run_fixed
+    from invcomp.bench.run import Coded, run_equal_bytes, run_fixed
 
     t0 = time.perf_counter()
     searches = targets if c.knob is not None else {}
@@ -251,8 +253,8 @@ def _run_classic(c: Any, inputs: Any, targets: dict[tuple[str, int], list[int]],
 def _write_outputs(out: Path, rows: list[dict], names: list[str], descriptions: dict[str, str], settings: dict,
                    unavailable: dict[str, str], title: str, refs: list[tuple[str, int]], *, plots: bool) -> list[dict]:
     """Write CODEC.json, per_image.csv, equal_bytes.md and the RD plots; return the per-codec summaries."""
-    from ..bench import report
-    from ..bench.codecs import is_invcomp
+    from invcomp.bench import report
+    from invcomp.classic.codecs import is_invcomp
 
     out.mkdir(parents=True, exist_ok=True)
     curves, summaries = {}, []
@@ -268,7 +270,7 @@ def _write_outputs(out: Path, rows: list[dict], names: list[str], descriptions: 
                                      title=f"Equal bytes: {title}", unavailable=unavailable)
     atomic_write(out / "equal_bytes.md", md.encode(), force=True)
     if plots:
-        from ..bench.plots import rd_plots
+        from invcomp.bench.plots import rd_plots
 
         for fname, png in rd_plots(curves, title).items():
             atomic_write(out / fname, png, force=True)

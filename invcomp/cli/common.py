@@ -10,8 +10,8 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import click
 
-from ..errors import InvcompError
-from ..outputs import atomic_write, unwritable_folder
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_write, unwritable_folder
 
 STDIO = Path("-")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".avif",
@@ -86,8 +86,8 @@ def read_bytes(path: Path, limit: Optional[int] = None, what: str = "file") -> b
         if limit is not None and len(data) > limit:
             raise InvcompError(f"stdin is larger than the largest legal {what} ({limit:,} bytes)")
         return data
-    from ..codecs.settings import DEFAULT_MAX_PIXELS
-    from ..files import image_cap, read_capped
+    from invcomp.codecs.settings import DEFAULT_MAX_PIXELS
+    from invcomp.files import image_cap, read_capped
 
     return read_capped(path, image_cap(DEFAULT_MAX_PIXELS) if limit is None else limit, what)  # regular files only
 
@@ -104,7 +104,7 @@ def check_readable(src: Path) -> None:
 
 def check_writable(dst: Path, force: bool) -> None:
     """Refuse, before any work, an output that exists (without ``force``), is a folder, or whose folder cannot be
-    written (:func:`~invcomp.outputs.unwritable_folder`)."""
+    written (:func:`~invcomp.files.unwritable_folder`)."""
     if str(dst) == "-":
         return
     if dst.is_dir():

@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 import click
 
-from ..errors import InvcompError
-from ..outputs import dumps, guard
-from .common import check_readable, read_bytes
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import guard
+from invcomp.files import dumps
+from invcomp.cli.common import check_readable, read_bytes
 
 
 @click.command()
@@ -30,8 +31,8 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     """
     for path in (original, reconstruction, *([bitstream_path] if bitstream_path is not None else [])):
         check_readable(path)  # before torch is imported
-    from .. import metrics
-    from ..imageio import load_image
+    from invcomp import metrics
+    from invcomp.imageio import load_image
 
     a, b = load_image(original), load_image(reconstruction)
     data = read_bytes(bitstream_path, 1 << 26, ".ivc file") if bitstream_path is not None else None
@@ -42,7 +43,7 @@ def compare(original: Path, reconstruction: Path, bitstream_path: Optional[Path]
     if "faces" in m:
         _photo_lines(m, data or b"")
         return
-    from ..identity import SAME_PERSON
+    from invcomp.identity import SAME_PERSON
 
     w, h = m["resolution"]
     lp = "n/a (unavailable)" if m["lpips"] is None else f"{m['lpips']:.4f}"
@@ -62,11 +63,13 @@ def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, s
     (a layered file's: its last layer's side), plus ``bytes``, ``bpp`` and ``cr`` (a photo file: each face in the
     frame, and the whole frame). The identity is :func:`invcomp.identity.picture_distance`, at the original's
     size. ``names`` (original, reconstruction, bitstream) go into errors."""
-    from .. import bitstream, layers, metrics
-    from ..faces import container
-    from ..identity import picture_distance
-    from ..imageio import fit_image, from_image, restore_size
-    from .encode_report import rates
+    from invcomp import metrics
+    from invcomp.formats import ivc as bitstream
+    from invcomp.formats import layered as layers
+    from invcomp.formats import photo as container
+    from invcomp.identity import picture_distance
+    from invcomp.imageio import fit_image, from_image, restore_size
+    from invcomp.cli.encode_report import rates
 
     row: dict = {"original": names[0], "reconstruction": names[1]}
     seen = (a, b)  # the two pictures as given, for the identity distance
@@ -75,8 +78,8 @@ def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, s
             return _photo(a, b, data, row)
         header = bitstream.unpack(data)[0]
         if header.version == 2:  # the model implies the resolution: read the file with it
-            from ..codecs import codec_for_header
-            from ..codecs.entropy import parse
+            from invcomp.codecs import codec_for_header
+            from invcomp.codecs.entropy import parse
 
             header = parse(data, codec_for_header(header))[0]
         if layers.is_layered(data):  # the file's own side: its last residual layer's, not the base's 64 px
@@ -103,8 +106,9 @@ def measure(a: Any, b: Any, data: Optional[bytes] = None, *, names: tuple[str, s
 
 def _photo(a: Any, b: Any, data: bytes, row: dict) -> dict:
     """compare --bitstream for a photo file: each face in the frame (as encode measures it), and the whole frame."""
-    from .. import metrics
-    from ..faces import container, frame
+    from invcomp import metrics
+    from invcomp.faces import frame
+    from invcomp.formats import photo as container
 
     photo = container.unpack(data)
     if a.size != b.size or b.size != (photo.width, photo.height):
@@ -118,7 +122,8 @@ def _photo(a: Any, b: Any, data: bytes, row: dict) -> dict:
 
 
 def _photo_lines(row: dict, data: bytes) -> None:
-    from ..faces import container, frame
+    from invcomp.faces import frame
+    from invcomp.formats import photo as container
 
     photo = container.unpack(data)
     for f in row["faces"]:

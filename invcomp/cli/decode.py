@@ -9,10 +9,11 @@ from typing import Any, Optional, Sequence
 
 import click
 
-from ..codecs.settings import DEFAULT_MAX_PIXELS
-from ..errors import InvcompError
-from ..outputs import Report, guard, resolve_device
-from .common import (check_jobs, check_writable, device_option, exit_refused, expand_inputs, item_error,
+from invcomp.codecs.settings import DEFAULT_MAX_PIXELS
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import Report, guard
+from invcomp.nets import resolve_device
+from invcomp.cli.common import (check_jobs, check_writable, device_option, exit_refused, expand_inputs, item_error,
                      option_defaults, output_paths, read_bytes, write_bytes)
 
 
@@ -90,10 +91,11 @@ def decode(files: Sequence[Path], output: Optional[str], model: Optional[str], w
 def decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
                force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
     """Decode ``src`` to the PNG ``dst`` (written atomically) with a codec from ``cache``: its report (row, line)."""
-    from .. import bitstream, layers
-    from ..faces import container
-    from ..faces.decode import decode_any
-    from ..imageio import crop_box
+    from invcomp.formats import ivc as bitstream
+    from invcomp.formats import layered as layers
+    from invcomp.formats import photo as container
+    from invcomp.faces.decode import decode_any
+    from invcomp.imageio import crop_box
 
     check_writable(dst, force)
     data = read_bytes(src, max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES), ".ivc file")

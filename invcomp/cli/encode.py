@@ -8,14 +8,15 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import click
 
-from ..codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_MODEL,
+from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_MODEL,
                                DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
                                DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
-from ..errors import InvcompError
-from ..outputs import Report, guard, resolve_device
-from .encode_report import (METRICS_MAX_PIXELS, file_metrics, metrics_view, rates,  # noqa: F401  (re-exported)
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import Report, guard
+from invcomp.nets import resolve_device
+from invcomp.cli.encode_report import (METRICS_MAX_PIXELS, file_metrics, metrics_view, rates,  # noqa: F401  (re-exported)
                             report_row)
-from .common import (IMAGE_SUFFIXES, ItemError, check_jobs, check_writable, device_option, exit_refused, expand_inputs,
+from invcomp.cli.common import (IMAGE_SUFFIXES, ItemError, check_jobs, check_writable, device_option, exit_refused, expand_inputs,
                      item_error, option_defaults, output_paths, read_bytes, write_bytes)
 
 PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
@@ -161,10 +162,10 @@ def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optiona
                  semantic: Optional[str] = None, preserve_halo: Optional[int] = None) -> tuple[Any, Any]:
     """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
     what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
-    from ..codecs import load_codec
-    from ..codecs.rate import RateTarget, bytes_for_bpp
-    from ..faces.photo import PhotoCodec, PhotoOptions
-    from ..losses import parse_loss
+    from invcomp.codecs import load_codec
+    from invcomp.codecs.rate import RateTarget, bytes_for_bpp
+    from invcomp.faces.photo import PhotoCodec, PhotoOptions
+    from invcomp.search.losses import parse_loss
 
     if loss is not None:
         parse_loss(loss)
@@ -240,7 +241,7 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
     never fails the others. An error of the whole batch that is not an :class:`InvcompError` (a bug, a
     killed device) is raised (``invcomp batch`` retries the batch).
     """
-    from ..imageio import decode_image_bytes
+    from invcomp.imageio import decode_image_bytes
 
     tick = progress or (lambda n: None)
     results: list[Any] = [None] * len(chunk)
@@ -261,7 +262,7 @@ def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: 
             elif goal is None:
                 done = codec.encode(images, progress=tick)
             else:
-                from ..codecs.rate import encode_images
+                from invcomp.codecs.rate import encode_images
 
                 done = encode_images(codec, images, goal, progress=tick)
         except InvcompError as e:

@@ -14,8 +14,8 @@ def _png_bytes(img: Any) -> int:
 
 def rates(n_bytes: int, target: Any) -> dict:
     """Bytes, bpp and compression ratios (vs raw 24-bit RGB and an optimised PNG) of a file for ``target`` ``(3, R, R)``."""
-    from .. import metrics
-    from ..imageio import to_pil
+    from invcomp import metrics
+    from invcomp.imageio import to_pil
 
     r, w = target.shape[-2], target.shape[-1]  # (GC codes any H x W)
     big = r * w > METRICS_MAX_PIXELS  # an optimised PNG of 24 MP takes minutes: no PNG ratio there
@@ -46,15 +46,15 @@ def file_metrics(e: Any, original: Any, with_identity: bool) -> dict:
     decoder writes; with ``with_identity``, the identity distance of the picture ``invcomp decode`` writes
     against the original, at the original's size (:func:`invcomp.identity.picture_distance`, as ``invcomp
     compare`` and the web app measure it)."""
-    from .. import metrics
-    from ..codecs import stored_pixels
-    from ..codecs.base import decoded_picture
+    from invcomp import metrics
+    from invcomp.codecs import stored_pixels
+    from invcomp.codecs.base import decoded_picture
 
     m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]))[0]
     if e.target.shape[-2] * e.target.shape[-1] > METRICS_MAX_PIXELS:
         m["metrics_at"] = "area-downscaled to at most 4 MP"
     if with_identity:
-        from ..identity import picture_distance
+        from invcomp.identity import picture_distance
 
         m["identity"] = picture_distance(original, decoded_picture(e))
     return m

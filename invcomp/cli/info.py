@@ -7,8 +7,8 @@ from typing import Sequence
 
 import click
 
-from ..outputs import Report, guard
-from .common import check_readable, expand_inputs, read_bytes
+from invcomp.cli.outputs import Report, guard
+from invcomp.cli.common import check_readable, expand_inputs, read_bytes
 
 
 @click.command()
@@ -24,8 +24,10 @@ def info(files: Sequence[Path], as_json: bool) -> None:
         invcomp info photo.ivc
         invcomp info --json *.ivc | jq .faces
     """
-    from .. import bitstream, fileinfo, layers
-    from ..faces import container
+    from invcomp.formats import ivc as bitstream
+    from invcomp.service import describe as fileinfo
+    from invcomp.formats import layered as layers
+    from invcomp.formats import photo as container
 
     report = Report(as_json)
     limit = max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES)
@@ -34,7 +36,7 @@ def info(files: Sequence[Path], as_json: bool) -> None:
             check_readable(src)
             row = fileinfo.describe(read_bytes(src, limit, ".ivc file"))
         except Exception as e:  # noqa: BLE001  (one bad file never stops the others)
-            from .common import item_error
+            from invcomp.cli.common import item_error
 
             report.failure(str(src), item_error(e).reason)
             continue

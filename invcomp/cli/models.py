@@ -8,8 +8,9 @@ from typing import Optional
 
 import click
 
-from ..errors import InvcompError
-from ..outputs import atomic_write, dumps, guard as _guard
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import guard as _guard
+from invcomp.files import atomic_write, dumps
 
 
 @click.command()
@@ -28,13 +29,13 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
     User registry: $INVCOMP_HOME/models.json (default ~/.config/invcomp/models.json).
       invcomp models --register mygan --model gen.py:make --weights mygan.pt
     """
-    from ..generators import registry
-    from ..generators.user_registry import register, user_home
+    from invcomp.zoo import registry
+    from invcomp.zoo.user_models import register, user_home
 
     if register_name is not None:
         if not model_spec:
             raise InvcompError("--register needs --model")
-        from ..generators.custom import code_sha256
+        from invcomp.nets.generators.custom import code_sha256
 
         code = code_sha256(model_spec)  # a .py file: hashed first, and exactly those bytes run below
         gen = registry.load_generator(model_spec, "cpu", weights_path, code_sha256=code)
@@ -75,10 +76,10 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
 def model_rows() -> list[dict]:
     """What ``invcomp models --json`` lists: one dict per shipped model (generators, VAE-GAN codecs, the layered
     mode's residual networks), then the user-registered ones."""
-    from ..generators import registry
-    from ..generators.config import GeneratorConfig
-    from ..generators.user_registry import user_models
-    from ..vaegan import VAEGANConfig
+    from invcomp.zoo import registry
+    from invcomp.nets.generators.config import GeneratorConfig
+    from invcomp.zoo.user_models import user_models
+    from invcomp.nets.vaegan import VAEGANConfig
 
     rows = []
     for e in registry.list_models():
@@ -92,7 +93,7 @@ def model_rows() -> list[dict]:
             rows.append({**common, "architecture": v.architecture, "channels": v.channels, "code_side": v.code_side,
                          "bits": v.bits, "resolution": v.resolution})
             continue
-        if e.kind in ("gc", "sc"):  # GC and SC codecs (invcomp.gc): any image size
+        if e.kind in ("gc", "sc"):  # GC and SC codecs (invcomp.nets.generative): any image size
             doc = json.loads(e.config.read_text())
             rows.append({**common, "architecture": e.kind, "channels": doc.get("channels"), "centres": doc.get("centres"),
                          "base": doc.get("base")})
@@ -110,7 +111,7 @@ def model_rows() -> list[dict]:
 
 def _residual_rows() -> list[dict]:
     """The shipped residual networks of the layered mode (``pretrained/layered/*.json``)."""
-    from ..codecs.layered import residual_dir
+    from invcomp.codecs.modes.layered import residual_dir
 
     rows = []
     for cfg_path in sorted(residual_dir().glob("*.json")):
@@ -147,7 +148,7 @@ def convert_pgan_zoo(checkpoint: Path, output: str, force: bool) -> None:
     """
     import torch
 
-    from ..generators.convert import convert_pgan_zoo as convert_fn
+    from invcomp.nets.generators.convert import convert_pgan_zoo as convert_fn
 
     state, config = convert_fn(checkpoint)
     stem = Path(output).with_suffix("") if output.endswith((".pt", ".json")) else Path(output)

@@ -7,8 +7,9 @@ from typing import Optional, Sequence
 
 import click
 
-from ..errors import InvcompError
-from ..outputs import guard, resolve_device
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import guard
+from invcomp.nets import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def serve(host: str, port: int, data: Path, workers: int, threads_per_worker: in
     try:
         import uvicorn
 
-        from ..web.app import create_app
-        from ..web.config import Limits, WebConfig
+        from invcomp.web.app import create_app
+        from invcomp.web.config import Limits, WebConfig
     except ImportError as e:
         raise InvcompError(f"invcomp serve needs the web extra ({e.name} is missing): pip install 'invcomp[web]'") from None
     if not bench and Path("experiments/results").is_dir():

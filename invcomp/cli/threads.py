@@ -5,7 +5,7 @@ OpenMP threads then wait on each other, and an encode can take several times lon
 threads (README, "Threads"). The default here is the CPUs this process may use (its affinity, capped by a
 cgroup quota), less the rounded 1-minute load average, and at least 1; an ``OMP_NUM_THREADS`` set by the
 user is left alone. A search also runs one image per thread, each single-threaded
-(:mod:`invcomp.codecs.gan_inversion`). It is applied before torch is imported where possible (through
+(:mod:`invcomp.codecs.modes.inversion`). It is applied before torch is imported where possible (through
 ``OMP_NUM_THREADS``), and with ``torch.set_num_threads`` when torch is already loaded.
 """
 from __future__ import annotations

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 import click
 
-from ..errors import InvcompError
-from ..outputs import guard, resolve_device
+from invcomp.errors import InvcompError
+from invcomp.cli.outputs import guard
+from invcomp.nets import resolve_device
 
 
 def _run_options(fn: Callable) -> Callable:

@@ -15,10 +15,10 @@ from typing import Any
 _EXPORTS = {
     "Codec": "base", "Encoded": "base", "prepare": "base", "stored_pixels": "base",
     "EncodeSettings": "settings",
-    "MODES": "table", "register_mode": "table", "unregister_mode": "table", "load_codec": "table",
-    "codec_for_header": "table", "mode_by_key": "table", "modes": "table",
-    "mode_name": "table",
-    "InversionCodec": "gan_inversion", "VAEGANCodec": "vaegan", "LayeredCodec": "layered",
+    "MODES": "registry", "register_mode": "registry", "unregister_mode": "registry", "load_codec": "loader",
+    "codec_for_header": "loader", "mode_by_key": "loader", "modes": "loader",
+    "mode_name": "registry",
+    "InversionCodec": "modes.inversion", "VAEGANCodec": "modes.vaegan", "LayeredCodec": "modes.layered",
 }
 __all__ = sorted(_EXPORTS)
 

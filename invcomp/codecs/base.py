@@ -15,11 +15,11 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from PIL import Image
 
-from .. import bitstream
-from ..imageio import fit_image, from_image, quantize_pixels
-from ..quantize import dequantize
-from . import entropy
-from .settings import EncodeSettings
+from invcomp.formats import ivc as bitstream
+from invcomp.imageio import fit_image, from_image, quantize_pixels
+from invcomp.coding.quantize import dequantize
+from invcomp.codecs import entropy
+from invcomp.codecs.settings import EncodeSettings
 
 Progress = Callable[[int], None]
 """Called with a number of work units done; :meth:`Codec.work` says how many units a batch takes."""
@@ -43,7 +43,7 @@ class Encoded:
 def decoded_picture(e: Encoded) -> Image.Image:
     """The picture ``invcomp decode`` writes for ``e``'s file: the reconstruction at the original size (a photo
     file's frame, when its codec left a way to draw it in ``extra["decoded_frame"]``)."""
-    from ..imageio import restore_size, to_pil
+    from invcomp.imageio import restore_size, to_pil
 
     frame = e.extra.get("decoded_frame")
     if frame is not None:
@@ -70,7 +70,7 @@ class Codec(ABC):
     ``name`` (the model's), ``model_id`` (4 bytes, version-1 files), ``resolution`` R, ``latent_dim`` D
     (symbols per image), ``prior`` (``normal``/``uniform``, the generator's latent prior), ``norm_free`` (no
     norm stored), ``settings`` (every field resolved), and, for a model that ships one, ``entropy_prior``
-    (:class:`invcomp.prior.Prior`, the probability tables of its symbols) with ``model_id_v2`` (2 bytes,
+    (:class:`invcomp.coding.tables.Prior`, the probability tables of its symbols) with ``model_id_v2`` (2 bytes,
     version-2 files).
     """
 
@@ -106,8 +106,8 @@ class Codec(ABC):
     def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "Codec":
         """The codec that can decode a file with this header: its model is the installed (shipped or
         user-registered) one whose weights' sha256 starts with the header's model id."""
-        from ..errors import UnknownModelError
-        from ..generators.registry import name_for_id
+        from invcomp.errors import UnknownModelError
+        from invcomp.zoo.registry import name_for_id
 
         name = name_for_id(header.model_id)
         if name is None:
@@ -179,7 +179,7 @@ class Codec(ABC):
         """``.ivc`` bytes -> header and the picture ``invcomp decode`` writes: the reconstruction restored to the
         original size, or at the model resolution with ``native``. (``max_pixels``: for codecs whose work grows with
         the declared size; the caller has checked the header against it.)"""
-        from ..imageio import restore_size, to_pil
+        from invcomp.imageio import restore_size, to_pil
 
         header, recon = self.decode(data)
         img = to_pil(recon)

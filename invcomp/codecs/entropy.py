@@ -2,8 +2,8 @@
 
 A mode hands over float symbols ``(N, D)`` (a latent, a flattened code map, ...); this stage QSGD-quantises
 each row on its own (so a row's levels never depend on the others in its batch), codes the levels and packs
-them with the header into ``.ivc`` bytes (:mod:`invcomp.bitstream`): range-coded under the model's prior in
-a version-2 file (:mod:`invcomp.prior`) where the model ships one, else Elias-coded in a version-1 file. Decoding parses the container,
+them with the header into ``.ivc`` bytes (:mod:`invcomp.formats.ivc`): range-coded under the model's prior in
+a version-2 file (:mod:`invcomp.coding.tables`) where the model ships one, else Elias-coded in a version-1 file. Decoding parses the container,
 checks the header against the codec that is to decode it (mode, model id, symbol count, resolution, norm),
 and returns the dequantised symbols. Pure: no file I/O, no model.
 """
@@ -15,12 +15,13 @@ from typing import Optional, Protocol
 
 import torch
 
-from .. import bitstream, elias
-from .. import prior as priors
-from ..errors import BitstreamError, InvcompError, UnknownModelError
-from ..quantize import QuantizedLatent, dequantize, levels_for_bits, quantize
-from .settings import EncodeSettings
-from .table import mode_name, modes
+from invcomp.formats import ivc as bitstream
+from invcomp.coding import elias
+from invcomp.coding import tables as priors
+from invcomp.errors import BitstreamError, InvcompError, UnknownModelError
+from invcomp.coding.quantize import QuantizedLatent, dequantize, levels_for_bits, quantize
+from invcomp.codecs.settings import EncodeSettings
+from invcomp.codecs.registry import MODES, mode_name
 
 
 class CodecLike(Protocol):
@@ -93,7 +94,7 @@ def side_bytes(codec: Optional[CodecLike], mode: int) -> int:
     """The length of the side record that files of ``mode`` carry (the codec's, else the mode table's)."""
     if codec is not None:
         return int(getattr(codec, "side_bytes", 0))
-    return int(getattr(modes().get(mode), "side_bytes", 0))
+    return int(getattr(MODES.get(mode), "side_bytes", 0))
 
 
 def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]],

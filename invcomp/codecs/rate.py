@@ -20,12 +20,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .. import prior as priors
-from ..errors import InvcompError
-from ..metrics import ssim as ssim_metric
-from ..quantize import QuantizedLatent, dequantize, levels_for_bits
-from . import entropy
-from .base import Encoded, prepare, stored_pixels
+from invcomp.coding import tables as priors
+from invcomp.errors import InvcompError
+from invcomp.metrics import ssim as ssim_metric
+from invcomp.coding.quantize import QuantizedLatent, dequantize, levels_for_bits
+from invcomp.codecs import entropy
+from invcomp.codecs.base import Encoded, prepare, stored_pixels
 
 
 @dataclass(frozen=True)

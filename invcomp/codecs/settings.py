@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
-from ..errors import InvcompError
+from invcomp.errors import InvcompError
+from invcomp.files import DEFAULT_MAX_PIXELS
+from invcomp.zoo import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "dcgan-utkface64"
-DEFAULT_MAX_PIXELS = 64_000_000  # Pillow's own bomb guard warns at ~89 Mpx; invcomp refuses earlier
 
 # Inversion: bits per coordinate, quantiser norm, search loss, restarts, peak Adam lr.
 DEFAULT_BITS = 6

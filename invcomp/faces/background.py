@@ -1,10 +1,10 @@
 """The rest of the frame: ``--background none|thumb|CODEC:QUALITY``, coded beside the faces and decoded under them.
 
 - ``none``: nothing; the decoder writes the faces alone (transparent elsewhere).
-- ``thumb``: a ThumbHash of the whole frame (about 25 bytes; :mod:`invcomp.bench.tiny`), decoded at <= 32 px and
+- ``thumb``: a ThumbHash of the whole frame (about 25 bytes; :mod:`invcomp.classic.placeholders`), decoded at <= 32 px and
   scaled to the frame bilinearly: the frame's colours, no detail.
 - ``webp:Q``, ``avif:Q``, ``jpeg:Q``, ``jpegxl:Q``: that classic codec (the bench's own settings,
-  :mod:`invcomp.bench.codecs`) codes the whole frame at quality Q. The inside of every face, which the decoded
+  :mod:`invcomp.classic.codecs`) codes the whole frame at quality Q. The inside of every face, which the decoded
   face will cover, is blurred first, so the codec spends nothing on it (see :func:`flatten`).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..errors import BitstreamError, InvcompError
-from .align import Placement, crop_mask, paste
-from .container import CLASSIC, PLACEHOLDERS
+from invcomp.errors import BitstreamError, InvcompError
+from invcomp.landmarks.align import Placement, crop_mask, paste
+from invcomp.formats.photo import CLASSIC, PLACEHOLDERS
 
 LIMITS = {"webp": 16383, "avif": 65535, "jpeg": 65500, "jpegxl": 65535}  # each codec's largest side
 CHOICES = "none, thumb, or CODEC:QUALITY with CODEC one of " + ", ".join(CLASSIC.values()) + " and QUALITY 0..100"
@@ -62,7 +62,8 @@ def encode(frame: Image.Image, name: str, quality: Optional[int], placements: li
     """The background layer of ``frame`` (RGB, or L for grayscale) for ``--background name:quality``."""
     if name == "none":
         return b""
-    from ..bench import codecs, tiny
+    from invcomp.classic import codecs
+    from invcomp.classic import placeholders as tiny
 
     if name == "thumb":
         return tiny.thumbhash_encode(frame.convert("RGB"))
@@ -81,7 +82,7 @@ def encode(frame: Image.Image, name: str, quality: Optional[int], placements: li
 def decode(name: str, data: bytes, width: int, height: int) -> Image.Image:
     """The background layer -> an RGB image of the frame's size. Bytes that do not decode, or that declare a
     larger picture than the frame, are refused with :class:`BitstreamError` before any pixel is decoded."""
-    from ..bench import tiny
+    from invcomp.classic import placeholders as tiny
 
     if name == "thumb":
         try:
@@ -89,7 +90,7 @@ def decode(name: str, data: bytes, width: int, height: int) -> Image.Image:
         except Exception as e:  # noqa: BLE001  (a malformed hash: the file is corrupt)
             raise BitstreamError(f"corrupt .ivc photo file: its ThumbHash does not decode ({type(e).__name__})") from None
         return small.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    from ..imageio import TooManyPixels, open_image
+    from invcomp.imageio import TooManyPixels, open_image
 
     try:  # the image formats' allowlist (never EPS: Ghostscript), with the frame as its bomb guard, per call
         img = open_image(data, name=f"its {name} background", max_pixels=max(1, width * height))

@@ -1,15 +1,15 @@
 """Decode any ``.ivc`` file: a photo file face by face (each with the model its own id names), any other file
-as :func:`invcomp.codecs.table.decode_file` does."""
+as :func:`invcomp.codecs.loader.decode_file` does."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from .. import budget
-from ..codecs.settings import DEFAULT_MAX_PIXELS
-from ..codecs.table import decode_file
-from ..errors import InvcompError
-from . import container
-from .frame import native_strip, render
+from invcomp.codecs import budget
+from invcomp.codecs.settings import DEFAULT_MAX_PIXELS
+from invcomp.codecs.loader import decode_file
+from invcomp.errors import InvcompError
+from invcomp.formats import photo as container
+from invcomp.faces.frame import native_strip, render
 
 
 def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights: Optional[str] = None,
@@ -21,7 +21,7 @@ def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights
 
     Before anything is decoded, every size the file makes the decoder draw (the picture, each layer, each face
     and its paste-back, each tile, and their sum) is checked against ``max_pixels`` (default 64 Mpx) and the
-    memory budget derived from it, by :func:`invcomp.budget.check_file`, for every kind of file."""
+    memory budget derived from it, by :func:`invcomp.codecs.budget.check_file`, for every kind of file."""
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     budget.check_file(data, max_pixels, native=native, name=name)
     if not container.is_photo(data):

@@ -2,7 +2,7 @@
 the frame's metrics in the original frame.
 
 The decoder (:func:`render`) paints the background layer (none: transparent) at the original size, pastes each
-decoded face crop at its placement through a feathered mask (:func:`invcomp.faces.align.paste`), and writes one
+decoded face crop at its placement through a feathered mask (:func:`invcomp.landmarks.align.paste`), and writes one
 channel for a grayscale photo. The encoder builds the same frame from the same decoded faces, so the metrics it
 reports are the decoder's.
 """
@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InvcompError
-from ..imageio import UNCODED_FILL, from_image, restore_size, to_pil
-from . import align, background, container
+from invcomp.errors import InvcompError
+from invcomp.imageio import UNCODED_FILL, from_image, restore_size, to_pil
+from invcomp.faces import background
+from invcomp.landmarks import align
+from invcomp.formats import photo as container
 
 REGION_SIDE = 256  # face-region metrics: the region is Lanczos-resized to at most this side
 FRAME_SIDE = 1024  # whole-frame SSIM: both frames at most this long side
@@ -57,7 +59,7 @@ def render(photo: container.Photo, faces: list[Image.Image], fits: list[str]) ->
 
 def _over(frame: Image.Image, whole: Image.Image, w: int, h: int) -> Image.Image:
     """A centre-crop face file's frame (grey outside its square) on a transparent frame: the square, opaque."""
-    from ..imageio import crop_box
+    from invcomp.imageio import crop_box
 
     left, top, side = crop_box(w, h)
     frame.paste(whole.crop((left, top, left + side, top + side)), (left, top))
@@ -95,7 +97,7 @@ def face_metrics(original: Image.Image, decoded: Image.Image, p: align.Placement
     """SSIM and PSNR of the face inside ``p`` in the original frame (:func:`inscribed_box`, at most
     :data:`REGION_SIDE` px), and the identity distance over the crop's bounds; ``None`` values where the face
     lies outside the frame."""
-    from .. import metrics
+    from invcomp import metrics
 
     dec, box = flat(decoded), inscribed_box(p, *original.size)
     row: dict[str, Any] = {"face_ssim": None, "face_psnr": None, "face_identity": None}
@@ -104,7 +106,7 @@ def face_metrics(original: Image.Image, decoded: Image.Image, p: align.Placement
     m = metrics.quality(_region(dec, box), _region(original, box), with_lpips=False)[0]
     row.update(face_ssim=m["ssim"], face_psnr=m["psnr"])
     if with_identity:
-        from ..identity import identity_or_none
+        from invcomp.identity import identity_or_none
 
         l, t, r, b = p.bounds()
         bounds = (max(0, l), max(0, t), min(original.width, r), min(original.height, b))
@@ -116,7 +118,7 @@ def face_metrics(original: Image.Image, decoded: Image.Image, p: align.Placement
 
 def frame_ssim(original: Image.Image, decoded: Image.Image) -> float:
     """SSIM of the whole frame, both at most :data:`FRAME_SIDE` px on the long side (Lanczos)."""
-    from .. import metrics
+    from invcomp import metrics
 
     a, b = original.convert("RGB"), flat(decoded)
     s = FRAME_SIDE / max(a.size)

@@ -5,8 +5,8 @@ is ``--fit``:
 
 - ``crop`` / ``squash``: the face codec's own file of the centre square / the whole frame (as before);
 - ``align``: the largest face (``--faces all``: every face, largest first, up to ``max_faces``) is aligned to
-  the generator's framing (:mod:`invcomp.faces.align`), coded, and stored in a photo file
-  (:mod:`invcomp.faces.container`) with its placement and the ``--background`` layer; no face: the centre crop
+  the generator's framing (:mod:`invcomp.landmarks.align`), coded, and stored in a photo file
+  (:mod:`invcomp.formats.photo`) with its placement and the ``--background`` layer; no face: the centre crop
   with a one-line warning (``on_no_face="crop"``) or a refusal (``"error"``);
 - ``auto`` (the default): ``align``, except for an input that already is an aligned crop: one whose largest
   face's placement is within :data:`ALIGNED` of the centre square's (scale, rotation, shift), or one with no
@@ -24,9 +24,12 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import InvcompError
-from . import align, background, container, detect
-from .frame import assemble, is_gray
+from invcomp.errors import InvcompError
+from invcomp.faces import background
+from invcomp.landmarks import align
+from invcomp.landmarks import detect
+from invcomp.formats import photo as container
+from invcomp.faces.frame import assemble, is_gray
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +182,7 @@ class PhotoCodec:
             return []
         if goal is None:  # the face codec's fit is this photo codec's crop or squash; aligned crops are square
             return list(self.codec.encode(crops, progress=progress))
-        from ..codecs.rate import RateTarget, encode_images
+        from invcomp.codecs.rate import RateTarget, encode_images
 
         res = [None] * len(crops)
         for k in range(len(crops)):

@@ -6,6 +6,8 @@ from typing import Iterator
 
 import torch
 
+from invcomp.errors import InvcompError
+
 
 @contextmanager
 def one_thread() -> Iterator[None]:
@@ -21,3 +23,12 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> str:
+    """``--device``: ``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvcompError("--device cuda asked for, but no CUDA device is available")
+    return name

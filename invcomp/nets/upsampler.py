@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvcompError
-from ..files import atomic_save, load_state_dict, sha256_file, write_json
-from . import one_thread
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_save, load_state_dict, sha256_file, write_json
+from invcomp.nets import one_thread
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..imageio import to_pil
-from ..inversion import invert
-from ..metrics import ssim
+from invcomp.imageio import to_pil
+from invcomp.search.inversion import invert
+from invcomp.metrics import ssim
 
 log = logging.getLogger(__name__)
 

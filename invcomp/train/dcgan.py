@@ -21,12 +21,12 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from ..data import load_faces
-from ..generators.config import GeneratorConfig
-from ..generators.dcgan import DCGANDiscriminator, DCGANGenerator, standard_arch
-from ..files import atomic_save, write_json
-from .common import ema_update, inversion_ssim, recalibrate_bn, save_grid
-from .loop import Score, Trainer, load_val, run_training
+from invcomp.data import load_faces
+from invcomp.nets.generators.config import GeneratorConfig
+from invcomp.nets.generators.dcgan import DCGANDiscriminator, DCGANGenerator, standard_arch
+from invcomp.files import atomic_save, write_json
+from invcomp.train.common import ema_update, inversion_ssim, recalibrate_bn, save_grid
+from invcomp.train.loop import Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 

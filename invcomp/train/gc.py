@@ -1,4 +1,4 @@
-"""Train a GC model (:mod:`invcomp.gc.model`) on a folder, ``.zip`` or ``.tar`` of images (the train split).
+"""Train a GC model (:mod:`invcomp.nets.generative.model`) on a folder, ``.zip`` or ``.tar`` of images (the train split).
 
 Per step, on a batch of random ``crop`` x ``crop`` crops of the training images at their full size (UTKFace: 200 px),
 horizontally flipped at random:
@@ -6,12 +6,12 @@ horizontally flipped at random:
 - ``x_hat = G(Q(E(x)))`` with the soft-to-hard quantiser in the loop;
 - distortion ``mse_weight * MSE + ssim_weight * (1 - SSIM)`` in [-1, 1] pixel units. The SSIM term stands in for the
   paper's VGG perceptual loss, whose ImageNet weights cannot be downloaded here;
-- after ``adv_warmup`` steps of pure autoencoding, the multi-scale discriminator D (:mod:`invcomp.gc.discriminator`)
+- after ``adv_warmup`` steps of pure autoencoding, the multi-scale discriminator D (:mod:`invcomp.nets.generative.discriminator`)
   is trained (LSGAN), and G also gets ``adv_weight * LSGAN + fm_weight * feature matching``.
 
 Adam for both (betas 0.5, 0.999), gradients clipped to norm ``clip`` (a norm-free run at lr 4e-4 without it
 saturated to white at step 800). Every ``snapshot_every`` steps the model is scored on validation faces (PSNR,
-SSIM and the high-frequency energy ratio, :func:`invcomp.gc.metrics.hf_ratio`, in the log; a grid of originals and
+SSIM and the high-frequency energy ratio, :func:`invcomp.metrics.hf_ratio`, in the log; a grid of originals and
 reconstructions) and the latest is kept as ``gc.pt`` + ``gc.json``: a GAN's snapshots are not ranked by PSNR, which
 would pick the blurriest. ``checkpoint.pt`` holds E, Q, G, D, both optimisers, the step and the RNG state
 (:mod:`invcomp.train.loop`); a resumed run takes its own ``lr`` and ``adv_warmup``. Deterministic on the CPU for a seed.
@@ -26,15 +26,15 @@ from typing import Any, Optional
 
 import torch
 
-from ..data import load_faces
-from ..errors import InvcompError
-from ..gc.discriminator import MultiScaleD, d_loss, feature_matching, g_loss
-from ..gc.metrics import hf_ratio
-from ..gc.model import GCConfig, GCNet, save_gc
-from ..gc.tiles import pad16
-from ..metrics import psnr, ssim
-from .common import save_grid
-from .loop import Score, Trainer, run_training
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.nets.generative.discriminator import MultiScaleD, d_loss, feature_matching, g_loss
+from invcomp.metrics import hf_ratio
+from invcomp.nets.generative.model import GCConfig, GCNet, save_gc
+from invcomp.nets.generative.tiles import pad16
+from invcomp.metrics import psnr, ssim
+from invcomp.train.common import save_grid
+from invcomp.train.loop import Score, Trainer, run_training
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from typing import Any, Union
 import torch
 from tqdm import tqdm
 
-from ..data import load_faces
-from ..errors import InvcompError
-from ..files import atomic_save
-from .common import file_log
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_save
+from invcomp.train.common import file_log
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from typing import Any, Optional
 
 import torch
 
-from ..data import load_faces
-from ..errors import InvcompError
-from ..files import atomic_save, load_state_dict, write_json
-from .loop import Score, Trainer, run_training
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_save, load_state_dict, write_json
+from invcomp.nets.peers import ARCHITECTURES, build_model
+from invcomp.train.loop import Score, Trainer, run_training
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 METRICS = ("mse", "ms-ssim")
 
 
@@ -64,19 +64,10 @@ class PeerTrainConfig:
     device: str = "cpu"
 
 
-def build_model(architecture: str, N: int, M: int) -> torch.nn.Module:
-    """CompressAI's class for ``architecture`` with ``N`` and ``M`` channels (untrained)."""
-    from compressai.zoo.image import model_architectures
-
-    if architecture not in ARCHITECTURES:
-        raise InvcompError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
-    return model_architectures[architecture](N, M)
-
-
 def rd_loss(out: Mapping[str, Any], x: torch.Tensor, lmbda: float, metric: str) -> dict[str, torch.Tensor]:
     """CompressAI's rate-distortion loss for a batch ``x`` ``(B, 3, H, W)`` in [0, 1] and the model's ``out``:
     ``bpp`` (from the likelihoods), the distortion term and ``loss = bpp + lmbda * distortion``."""
-    from .. import metrics
+    from invcomp import metrics
 
     n, _, h, w = x.shape
     bpp = sum(torch.log(lk).sum() for lk in out["likelihoods"].values()) / (-math.log(2) * n * h * w)

@@ -8,7 +8,7 @@ its pooled branch, and the real images with their pooled-and-upsampled copy), th
 
 Both networks are built at the final resolution; :func:`grow_forward` runs the generator's own submodules
 up to the current scale with a run-time alpha (at the last scale it equals ``PGANGenerator(PGANArch(...,
-alpha))``), so :class:`~invcomp.generators.pgan.PGANGenerator` needs no training hooks. Loss: WGAN-GP
+alpha))``), so :class:`~invcomp.nets.generators.pgan.PGANGenerator` needs no training hooks. Loss: WGAN-GP
 (lambda 10) plus the drift term ``0.001 * D(real)**2``, averaged over the batch; Adam(1e-3, betas (0, 0.99)),
 reset at each new scale as in their trainer; equalised layers start at N(0, 1) weights and zero biases; an
 exponential moving average of G (their ``avgG``, decay 0.999) makes samples, scores and ``generator.pt``.
@@ -35,15 +35,15 @@ from typing import Any
 
 import torch
 
-from ..data import load_faces
-from ..errors import InvcompError
-from ..generators.config import GeneratorConfig
-from ..generators.pgan import PGANArch, PGANGenerator
-from ..files import atomic_save, write_json
-from .common import ema_update, inversion_ssim, save_grid
-from .loop import Loss, Score, Trainer, load_val, run_training
-from .pgan_d import PGANDiscriminator, gradient_penalty
-from .pgan_grow import (  # noqa: F401  (re-exported: the trainer's public pieces)
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.nets.generators.config import GeneratorConfig
+from invcomp.nets.generators.pgan import PGANArch, PGANGenerator
+from invcomp.files import atomic_save, write_json
+from invcomp.train.common import ema_update, inversion_ssim, save_grid
+from invcomp.train.loop import Loss, Score, Trainer, load_val, run_training
+from invcomp.train.pgan_d import PGANDiscriminator, gradient_penalty
+from invcomp.train.pgan_grow import (  # noqa: F401  (re-exported: the trainer's public pieces)
     Phase,
     generator_state_at,
     grow_forward,

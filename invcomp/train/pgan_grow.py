@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvcompError
-from ..generators.pgan import Equalized, PGANGenerator, pixel_norm
+from invcomp.errors import InvcompError
+from invcomp.nets.generators.pgan import Equalized, PGANGenerator, pixel_norm
 
 
 @dataclass(frozen=True)

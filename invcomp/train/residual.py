@@ -1,10 +1,10 @@
-"""Train the layered mode's residual layer (:class:`invcomp.residual.ResidualCoder`) on the CPU.
+"""Train the layered mode's residual layer (:class:`invcomp.nets.residual.ResidualCoder`) on the CPU.
 
 Data: a file of training faces and their decoded lower layers, written by ``experiments/layered_bases.py``
 (uint8 ``x64`` ``(N, 3, 64, 64)``, ``x128`` ``(N, 3, 128, 128)`` and the 64-px inversion pictures ``base``).
-Each face's colour and tone record (layer 1, :mod:`invcomp.tone`) is fitted and quantised here exactly as the
+Each face's colour and tone record (layer 1, :mod:`invcomp.search.tone`) is fitted and quantised here exactly as the
 codec does, and the conditioning picture is that, upsampled bicubically to the output size
-(:func:`invcomp.codecs.layered.upsample`).
+(:func:`invcomp.codecs.modes.layered.upsample`).
 
 One step: a batch half of 64-px faces and half of random 64x64 crops of the 128-px faces (so one network
 serves both sizes), each row at a random rate index with its own distortion weight; the loss is
@@ -22,10 +22,10 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from ..errors import InvcompError
-from ..files import atomic_save, write_json
-from ..residual import ResidualCoder, bits, rate_lambdas
-from .loop import Score, Trainer, run_training
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_save, write_json
+from invcomp.nets.residual import ResidualCoder, bits, rate_lambdas
+from invcomp.train.loop import Score, Trainer, run_training
 
 log = logging.getLogger(__name__)
 SSIM_WEIGHT = 1000.0
@@ -61,7 +61,7 @@ class ResidualTrainConfig:
 def conditioning(x64: torch.Tensor, base64: torch.Tensor, size: int) -> torch.Tensor:
     """The picture layers 0-1 decode to, at ``size``: uint8 targets and bases ``(N, 3, 64, 64)`` -> ``(N, 3, size,
     size)`` in [0, 1] (tone record fitted to the 64-px target, quantised, applied, then upsampled)."""
-    from ..codecs.layered import tone_layer, upsample
+    from invcomp.codecs.modes.layered import tone_layer, upsample
 
     out = []
     for i in range(0, x64.shape[0], 256):
@@ -119,8 +119,8 @@ class ResidualTrainer(Trainer):
         if cfg.init:
             self.model.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True), strict=False)
         elif cfg.peer:
-            from ..bench.learned import load_model, read_manifest
-            from ..residual import init_from_peer
+            from invcomp.nets.peers import load_model, read_manifest
+            from invcomp.nets.residual import init_from_peer
 
             family = read_manifest().get(cfg.peer)
             if family is None or (family.N, family.M) != (cfg.N, cfg.M):

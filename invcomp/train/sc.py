@@ -1,17 +1,17 @@
-"""Train SC's synthesiser (:mod:`invcomp.gc.synth`) over a trained GC model, and fit SC's tables.
+"""Train SC's synthesiser (:mod:`invcomp.nets.generative.synth`) over a trained GC model, and fit SC's tables.
 
 Data: training images and their landmark label maps at the semantic grid (``maps``: the ``.npz`` of
 ``experiments/sc_semantic_maps.py``, whose names must be the first images of the train split). The GC model's
 encoder gives every image's symbols once, before training. Per step, on a batch of symbol grids:
 
-- a random cell mask per grid (:func:`invcomp.gc.masks.random_cell_masks`: one to three boxes, some empty, some full),
+- a random cell mask per grid (:func:`invcomp.nets.generative.masks.random_cell_masks`: one to three boxes, some empty, some full),
   as the paper trains SC with random preserved regions;
 - the semantic map, dropped (no map in the file) for a batch with probability ``drop_semantic``;
 - cross-entropy of S's logits against the encoder's symbols in the dropped cells.
 
 The last ``eval_faces`` grids are held out and score snapshots (mean cross-entropy in bits per dropped symbol,
 lower is better; a picture of GC against SC with a random mask); the best is kept as ``sc.pt`` + ``sc.json``. At
-the end, :func:`invcomp.gc.fit.fit_sc_prior` fits the file's tables (``sc-prior.json``) on the training grids under
+the end, :func:`invcomp.train.generative_tables.fit_sc_prior` fits the file's tables (``sc-prior.json``) on the training grids under
 fresh random masks. Resumable (:mod:`invcomp.train.loop`).
 """
 from __future__ import annotations
@@ -27,15 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import load_faces
-from ..errors import InvcompError
-from ..gc.fit import fit_sc_prior, symbol_grids
-from ..gc.masks import random_cell_masks
-from ..gc.semantic import CLASSES
-from ..gc.store import load_gc_model, save_prior
-from ..gc.synth import SCConfig, Synthesiser, complete, save_synth
-from .common import save_grid
-from .loop import Score, Trainer, run_training
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.train.generative_tables import fit_sc_prior, symbol_grids
+from invcomp.nets.generative.masks import random_cell_masks
+from invcomp.nets.generative.semantic import CLASSES
+from invcomp.zoo.generative import load_gc_model, save_prior
+from invcomp.nets.generative.synth import SCConfig, Synthesiser, complete, save_synth
+from invcomp.train.common import save_grid
+from invcomp.train.loop import Score, Trainer, run_training
 
 log = logging.getLogger(__name__)
 

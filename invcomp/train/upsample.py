@@ -6,14 +6,14 @@ the shipped VAE-GANs' reconstructions of them, each with the aligned 128-px crop
 
 Loss (GFPGAN / HiFiC / Agustsson et al. without VGG or LPIPS, whose weights cannot be downloaded here):
 ``l1_weight * L1 + ssim_weight * (1 - SSIM)``, and after ``adv_warmup`` steps ``adv_weight * LSGAN +
-fm_weight * feature matching`` with the conditional multi-scale PatchGAN of :mod:`invcomp.gc.discriminator`
+fm_weight * feature matching`` with the conditional multi-scale PatchGAN of :mod:`invcomp.nets.generative.discriminator`
 (``c_in`` 6: the picture and the bicubic upscaling of the input, as in pix2pixHD). G and D are updated from the
 same D forward passes (pix2pixHD's order). Adam (betas 0.5, 0.999; ``lr`` for G, ``lr_d`` for D), gradients
 clipped to ``clip``; an EMA of G (``ema``) is what is scored and saved.
 
 Every ``checkpoint_minutes`` (and at the end, or on SIGTERM/SIGINT) the EMA generator is scored on whole
 validation faces (64 -> 256, both the clean 64-px input and the VAE-GAN base): PSNR, SSIM, MS-SSIM and the
-high-frequency energy ratio (:func:`invcomp.gc.metrics.hf_ratio`, 1.0 = as sharp as the original), beside the same
+high-frequency energy ratio (:func:`invcomp.metrics.hf_ratio`, 1.0 = as sharp as the original), beside the same
 figures for bicubic upscaling of the same inputs. The score that picks the kept model is, averaged over the
 two inputs, ``SSIM - hf_weight * |log2(HF ratio)|``: a GAN's snapshots are not ranked by SSIM alone, which
 favours the blurriest. ``OUT/upsampler.pt`` + ``.json`` is the best, ``OUT/latest.pt`` + ``.json`` the
@@ -40,13 +40,13 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..errors import InvcompError
-from ..files import atomic_save, load_state_dict, write_json
-from ..gc.discriminator import MultiScaleD, d_loss, feature_matching, g_loss
-from ..metrics import ssim
-from ..nets.upsampler import Upsampler, UpsamplerConfig, param_count, save_upsampler, upscale
-from .common import ema_update, file_log, save_grid
-from .upsample_data import (FaceCache, UpsampleTrainConfig, bicubic, figures, fmt_figures, sample_pairs, score_of,
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_save, load_state_dict, write_json
+from invcomp.nets.generative.discriminator import MultiScaleD, d_loss, feature_matching, g_loss
+from invcomp.metrics import ssim
+from invcomp.nets.upsampler import Upsampler, UpsamplerConfig, param_count, save_upsampler, upscale
+from invcomp.train.common import ema_update, file_log, save_grid
+from invcomp.train.upsample_data import (FaceCache, UpsampleTrainConfig, bicubic, figures, fmt_figures, sample_pairs, score_of,
                             val_grid)
 
 log = logging.getLogger("invcomp.train.upsample")  # the same name when run with -m

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import InvcompError
-from ..gc.metrics import hf_ratio
-from ..metrics import ms_ssim, psnr, ssim
-from ..nets.upsampler import UpsamplerConfig
+from invcomp.errors import InvcompError
+from invcomp.metrics import hf_ratio
+from invcomp.metrics import ms_ssim, psnr, ssim
+from invcomp.nets.upsampler import UpsamplerConfig
 
 SCALE = 4
 

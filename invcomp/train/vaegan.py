@@ -1,7 +1,7 @@
-"""Train a VAE-GAN codec (:mod:`invcomp.vaegan`) on a folder, ``.zip`` or ``.tar`` of faces.
+"""Train a VAE-GAN codec (:mod:`invcomp.nets.vaegan`) on a folder, ``.zip`` or ``.tar`` of faces.
 
 Per step, on a batch of horizontally flipped training faces ``x`` (a share ``augment`` of them zoomed out,
-shifted, recoloured, relit or made grayscale, :func:`invcomp.augment.augment`):
+shifted, recoloured, relit or made grayscale, :func:`invcomp.train.augment.augment`):
 
 - analysis gives ``mu, logvar``; the code ``z = mu + exp(logvar / 2) * eps`` is
   QSGD-quantised at ``bits`` with a straight-through gradient (the quantiser is
@@ -34,14 +34,14 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from ..augment import augment
-from ..data import load_faces
-from ..errors import InvcompError
-from ..metrics import ssim
-from ..vaegan import (PairDiscriminator, VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan,
+from invcomp.train.augment import augment
+from invcomp.data import load_faces
+from invcomp.errors import InvcompError
+from invcomp.metrics import ssim
+from invcomp.nets.vaegan import (PairDiscriminator, VAEGANConfig, build_vaegan, load_vaegan, reconstruct, save_vaegan,
                       straight_through_code)
-from .common import save_grid
-from .loop import Score, Trainer, load_val, run_training
+from invcomp.train.common import save_grid
+from invcomp.train.loop import Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 

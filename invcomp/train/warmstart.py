@@ -1,4 +1,4 @@
-"""Train a :class:`~invcomp.warmstart.WarmStartNet` for a frozen generator G (a warm start for inversion).
+"""Train a :class:`~invcomp.nets.warmstart.WarmStartNet` for a frozen generator G (a warm start for inversion).
 
 Each step trains E with Adam on two batches:
 
@@ -10,7 +10,7 @@ Each step trains E with Adam on two batches:
   that keeps E consistent on the latents it actually produces (``sg``: no
   gradient to the target).
 
-The image loss is a :mod:`invcomp.losses` spec, ``ssim+mse`` by default
+The image loss is a :mod:`invcomp.search.losses` spec, ``ssim+mse`` by default
 ((1 - SSIM) + MSE, per image). The KL term is ``KL(N(mu, sigma^2) || N(0, v))``
 averaged over the dimensions, with v = 1 for the normal prior; the uniform
 prior U(-1, 1) has no closed form, so it is replaced by the Gaussian of the
@@ -36,20 +36,14 @@ from typing import Any
 
 import torch
 
-from ..data import load_faces
-from ..warmstart import (
-    WarmStartConfig,
-    WarmStartNet,
-    predict_latents,
-    save_warm_start,
-    to_sphere,
-)
-from ..errors import InvcompError
-from ..generators.registry import LoadedGenerator, load_generator
-from ..losses import make_loss
-from ..metrics import ssim
-from .common import save_grid
-from .loop import Loss, Score, Trainer, load_val, run_training
+from invcomp.data import load_faces
+from invcomp.nets.warmstart import WarmStartConfig, WarmStartNet, predict_latents, save_warm_start, to_sphere
+from invcomp.errors import InvcompError
+from invcomp.zoo.registry import LoadedGenerator, load_generator
+from invcomp.search.losses import make_loss
+from invcomp.metrics import ssim
+from invcomp.train.common import save_grid
+from invcomp.train.loop import Loss, Score, Trainer, load_val, run_training
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +52,7 @@ Callback = Callable[[int, dict[str, float]], None]
 
 @dataclass(frozen=True)
 class WarmStartTrainConfig:
-    """Options of an encoder run. ``widths`` empty: :func:`invcomp.warmstart.default_widths`."""
+    """Options of an encoder run. ``widths`` empty: :func:`invcomp.nets.warmstart.default_widths`."""
 
     generator: str
     data: str

@@ -16,9 +16,9 @@ from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from .store import DONE, FILES, FINISHED, INPUT, INPUT_B, is_job_id
-from .tasks import INPUT_IVC
-from .uploads import WebError, check_count, check_image, check_ivc, check_room, display_name, encode_options, \
+from invcomp.web.store import DONE, FILES, FINISHED, INPUT, INPUT_B, is_job_id
+from invcomp.web.tasks import INPUT_IVC
+from invcomp.web.uploads import WebError, check_count, check_image, check_ivc, check_room, display_name, encode_options, \
     queue_job, queue_jobs, read_limited
 
 router = APIRouter(prefix="/api")

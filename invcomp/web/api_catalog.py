@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from .uploads import ENCODE_FIELDS, WebError
+from invcomp.web.uploads import ENCODE_FIELDS, WebError
 
 router = APIRouter(prefix="/api")
 
@@ -25,7 +25,7 @@ _HEALTH = ThreadPoolExecutor(max_workers=2, thread_name_prefix="invcomp-health")
 @router.get("/health", summary="Liveness, workers and queue counts")
 async def health(request: Request) -> dict:
     s = _state(request)
-    from .. import __version__
+    from invcomp import __version__
 
     counts = await asyncio.get_running_loop().run_in_executor(_HEALTH, s.store.counts)
     return {"ok": True, "version": __version__, "workers": s.pool.alive() if s.pool else 0,
@@ -34,8 +34,8 @@ async def health(request: Request) -> dict:
 
 @router.get("/options", summary="What POST /api/jobs accepts: modes, models, fits, coders, starts, limits")
 def options(request: Request) -> dict:
-    from ..cli.encode import PHOTO_FITS
-    from ..codecs.settings import CODERS, INITS
+    from invcomp.cli.encode import PHOTO_FITS
+    from invcomp.codecs.settings import CODERS, INITS
 
     s = _state(request)
     lim = s.config.limits

@@ -21,16 +21,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from .api import router as jobs_router
-from .api_catalog import router as catalog_router
-from .catalog import Catalog
-from .config import WebConfig
-from .pages import render, router as pages_router
-from .pool import WorkerPool
-from .security import Guard
-from .store import JobStore
-from .uploads import WebError
+from invcomp import __version__
+from invcomp.web.api import router as jobs_router
+from invcomp.web.api_catalog import router as catalog_router
+from invcomp.web.catalog import Catalog
+from invcomp.web.config import WebConfig
+from invcomp.web.pages import render, router as pages_router
+from invcomp.web.pool import WorkerPool
+from invcomp.web.security import Guard
+from invcomp.web.store import JobStore
+from invcomp.web.uploads import WebError
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

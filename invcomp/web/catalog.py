@@ -30,7 +30,7 @@ class Catalog:
         """``invcomp models --json``'s rows, with each model's card text and no server paths."""
         with self._lock:
             if self._models is None:
-                from ..cli.models import model_rows
+                from invcomp.cli.models import model_rows
 
                 rows = []
                 for r in model_rows():
@@ -53,7 +53,7 @@ class Catalog:
         """``auto`` and every registered mode's key."""
         with self._lock:
             if self._modes is None:
-                from ..codecs.table import AUTO, modes
+                from invcomp.codecs.loader import AUTO, modes
 
                 self._modes = [AUTO, *(cls.mode_key for _, cls in sorted(modes().items()))]
             return self._modes

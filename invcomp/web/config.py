@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InvcompError
+from invcomp.errors import InvcompError
 
 LOOPBACK_NAMES = ("localhost",)
 DEFAULT_MAX_PIXELS = 16_000_000  # a 16-megapixel photo; `invcomp encode` allows 64 Mpx, a server is shared

@@ -10,9 +10,9 @@ from typing import Any, Optional
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from .security import SESSION, same, safe_next, session_value
-from .store import FINISHED, is_job_id
-from .uploads import WebError
+from invcomp.web.security import SESSION, same, safe_next, session_value
+from invcomp.web.store import FINISHED, is_job_id
+from invcomp.web.uploads import WebError
 
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -61,7 +61,7 @@ def _job(request: Request, job_id: str) -> dict:
 
 @router.get("/", response_class=HTMLResponse)
 def compress(request: Request) -> HTMLResponse:
-    from ..cli.encode import PHOTO_FITS as FITS
+    from invcomp.cli.encode import PHOTO_FITS as FITS
 
     s = request.app.state
     return render(request, "compress.html", modes=s.catalog.modes(), models=s.catalog.model_names(), fits=FITS,

@@ -23,9 +23,9 @@ import threading
 import time
 from typing import Any, Optional
 
-from .config import WebConfig
-from .store import CANCELLED, FAILED, JobStore
-from .worker import WorkerSpec, main, time_limit_reason
+from invcomp.web.config import WebConfig
+from invcomp.web.store import CANCELLED, FAILED, JobStore
+from invcomp.web.worker import WorkerSpec, main, time_limit_reason
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.5

@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import quote
 
-from .config import WebConfig
+from invcomp.web.config import WebConfig
 
 SESSION, CSRF, CSRF_HEADER = "invcomp_session", "invcomp_csrf", "x-csrf-token"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

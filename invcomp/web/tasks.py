@@ -17,8 +17,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..outputs import atomic_write
-from .store import FILES, INPUT, INPUT_B, IVC, ORIGINAL, PNG
+from invcomp.files import atomic_write
+from invcomp.web.store import FILES, INPUT, INPUT_B, IVC, ORIGINAL, PNG
 
 Tick = Callable[[int], None]
 INPUT_IVC = "input.ivc"  # compare: the optional bitstream
@@ -52,14 +52,14 @@ class Tasks:
         except TaskError as e:
             raise TaskError(_clean(str(e), folder, name)) from None
         except Exception as e:  # noqa: BLE001  (an InvcompError, or a bug: the job's one line, never the worker's)
-            from ..cli.common import item_error
+            from invcomp.cli.common import item_error
 
             raise TaskError(_clean(item_error(e).reason, folder, name)) from None
         raise TaskError(f"unknown job kind {kind!r}")
 
     def encoder(self, options: dict) -> tuple[Any, Any]:
         """The codec and rate target of ``options`` (keyword arguments of ``make_encoder``), cached."""
-        from ..cli.encode import codec_defaults, make_encoder
+        from invcomp.cli.encode import codec_defaults, make_encoder
 
         full = codec_defaults(**options, device=self.device)
         full.pop("max_pixels")
@@ -72,8 +72,8 @@ class Tasks:
         return self._encoders[key]
 
     def encode(self, folder: Path, options: dict, name: str, start: Callable[[int], None], tick: Tick) -> dict:
-        from ..cli.common import ItemError
-        from ..cli.encode import encode_chunk
+        from invcomp.cli.common import ItemError
+        from invcomp.cli.encode import encode_chunk
 
         codec, goal = self.encoder(options)
         start(codec.work(1))
@@ -90,13 +90,13 @@ class Tasks:
         return self.decode_file(folder / INPUT, folder / PNG, options.get("layers"))
 
     def decode_file(self, src: Path, dst: Path, keep_layers: Optional[int]) -> dict:
-        from ..cli.decode import decode_one
+        from invcomp.cli.decode import decode_one
 
         row, _ = decode_one(src, dst, None, None, False, self.max_pixels, True, self._decoders, self.device, keep_layers)
         return _public(row)
 
     def compare(self, folder: Path, options: dict, name: str) -> dict:
-        from ..cli.compare import measure
+        from invcomp.cli.compare import measure
 
         names = options.get("names") or [name, "reconstruction", "bitstream"]
         a = self.original_png(folder / INPUT, folder / ORIGINAL, names[0])
@@ -106,7 +106,7 @@ class Tasks:
 
     def original_png(self, src: Path, dst: Path, name: str) -> Any:
         """Decode an upload as ``invcomp encode`` reads it and keep it as a PNG (browsers show any upload)."""
-        from ..imageio import decode_image_bytes
+        from invcomp.imageio import decode_image_bytes
 
         img = decode_image_bytes(src.read_bytes(), name=name, max_pixels=self.max_pixels)
         buf = io.BytesIO()
@@ -117,7 +117,7 @@ class Tasks:
 
 def _public(row: dict) -> dict:
     """A CLI report row without the server's paths (``input``, ``output``), as JSON-able values."""
-    from ..outputs import dumps
+    from invcomp.files import dumps
 
     return json.loads(dumps({k: v for k, v in row.items() if k not in ("input", "output")}))
 

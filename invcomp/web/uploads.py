@@ -2,7 +2,7 @@
 under generated names. Every refusal is a :class:`WebError`: an HTTP status and one line.
 
 - An image is decoded with Pillow (as ``invcomp encode`` reads it, :func:`invcomp.imageio.decode_image_bytes`),
-  its pixel count checked from its header first; a ``.ivc`` file is parsed (:func:`invcomp.bitstream.unpack`)
+  its pixel count checked from its header first; a ``.ivc`` file is parsed (:func:`invcomp.formats.ivc.unpack`)
   and its declared size checked. Extensions and content types are never trusted.
 - Only registered model names, and the modes, fits, coders and starts the CLI knows, are accepted: never a
   path or a ``file.py:factory`` spec. Numbers are range-checked (the search length against the server's cap).
@@ -15,10 +15,10 @@ import math
 import re
 from typing import Any, Optional
 
-from ..errors import InvcompError
-from ..outputs import atomic_write
-from .config import Limits
-from .store import JobStore, new_id
+from invcomp.errors import InvcompError
+from invcomp.files import atomic_write
+from invcomp.web.config import Limits
+from invcomp.web.store import JobStore, new_id
 
 LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
 BOX = re.compile(r"^[0-9]{1,5},[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}$")  # SC's preserve_box: x,y,w,h in pixels
@@ -61,7 +61,7 @@ def check_count(n: int, limits: Limits, what: str = "files") -> None:
 def check_image(data: bytes, name: str, limits: Limits) -> None:
     """Refuse what is not a decodable image in one of the accepted formats (422: never EPS or PostScript, whatever
     its name), or has more than ``max_pixels`` pixels (413, from its header, before any pixel is decoded)."""
-    from ..imageio import TooManyPixels, decode_image_bytes
+    from invcomp.imageio import TooManyPixels, decode_image_bytes
 
     try:
         decode_image_bytes(data, name=name, max_pixels=limits.max_pixels)
@@ -76,8 +76,9 @@ def check_image(data: bytes, name: str, limits: Limits) -> None:
 def check_ivc(data: bytes, name: str, limits: Limits) -> None:
     """Refuse what the ``.ivc`` parser (or the photo container's) rejects, or a file that declares more than
     ``max_pixels`` pixels."""
-    from .. import bitstream, layers
-    from ..faces import container
+    from invcomp.formats import ivc as bitstream
+    from invcomp.formats import layered as layers
+    from invcomp.formats import photo as container
 
     if len(data) > max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES):
         raise WebError(413, f"{name} is larger than the largest legal .ivc file")
@@ -88,8 +89,8 @@ def check_ivc(data: bytes, name: str, limits: Limits) -> None:
     if header.width * header.height > limits.max_pixels:
         raise WebError(413, f"{name} declares a {header.width}x{header.height} image, over this server's limit of "
                             f"{limits.max_pixels:,} pixels")
-    from .. import budget
-    from ..errors import BitstreamError
+    from invcomp.codecs import budget
+    from invcomp.errors import BitstreamError
 
     try:  # every size its decode would draw (layers, faces, tiles, their sum), as the worker checks it again
         budget.check_file(data, limits.max_pixels, name=name)
@@ -133,8 +134,8 @@ def _choice(form: dict, key: str, choices: tuple[str, ...] | list[str]) -> Optio
 
 def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
     """Form fields -> keyword arguments of :func:`invcomp.cli.encode.make_encoder` (those given only)."""
-    from ..cli.encode import PHOTO_FITS
-    from ..codecs.settings import CODERS, INITS
+    from invcomp.cli.encode import PHOTO_FITS
+    from invcomp.codecs.settings import CODERS, INITS
 
     unknown = set(form) - set(ENCODE_FIELDS)
     if unknown:
@@ -186,7 +187,7 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
 def check_layer_plan(text: str, resolution: Optional[int], limits: Limits) -> None:
     """Refuse, before a job exists, a layered plan whose layers would not fit this server's pixel limit and the
     memory budget derived from it (413; the worker's codec checks the same again), or that does not parse (422)."""
-    from ..codecs import layered
+    from invcomp.codecs.modes import layered
 
     try:
         plan = layered.parse_plan(text, resolution or layered.BASE_RESOLUTION, 1 << 20)  # rates: the codec checks

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .store import CANCELLED, DONE, FAILED, JobStore
+from invcomp.web.store import CANCELLED, DONE, FAILED, JobStore
 
 log = logging.getLogger(__name__)
 REPORT_SECONDS = 0.25
@@ -106,7 +106,7 @@ def main(spec: WorkerSpec, max_jobs: Optional[int] = None) -> None:
     import torch
 
     torch.set_num_threads(spec.threads)
-    from .tasks import Tasks, TaskError
+    from invcomp.web.tasks import Tasks, TaskError
 
     store, tasks, ran = JobStore(spec.data), Tasks(spec.device, spec.max_pixels), 0
     while _alive(spec.server_pid) and (max_jobs is None or ran < max_jobs):
