@@ -257,7 +257,7 @@ g ~ 5.6 and T ~ {n / 5.6 / 3600 / 8:.1f} h on 8 GPUs.
 @click.option("--encode-args", default="", help="Extra encode options, e.g. '--model dcgan-utkface64 --iters 5'.")
 def main(data: Optional[str], limit: int, out_dir: str, batch_size: int, ray_data: bool, encode_args: str) -> None:
     from invcomp.batch.ray_engine import have_ray
-    from invcomp.cli.encode import codec_defaults
+    from invcomp.service.encode import codec_defaults
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

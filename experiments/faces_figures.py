@@ -48,11 +48,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "faces"
 
 
 def make_codec(fit: str, mode: Optional[str], background: str = "none", faces: str = "largest") -> Any:
-    from invcomp.cli.encode import codec_defaults, make_encoder
+    from invcomp.service.encode import EncodeRequest, build_encoder
 
-    opts = codec_defaults(fit=fit, background=background, faces=faces, mode=mode)
-    opts.pop("max_pixels")
-    return make_encoder(**opts)[0]
+    return build_encoder(EncodeRequest(fit=fit, background=background, faces=faces, mode=mode)).codec
 
 
 def code(codec: Any, img: Image.Image, budget: int) -> Any:

@@ -23,7 +23,7 @@ sizes) and **gc** (GC/SC sizes, tables flag, mode, id, payload and SC records).
   an error when its manifest row failed with a one-line error, a crash when it failed as an ``internal error`` or a
   lost worker, has no row, or the job exits otherwise than 0/1 or prints a traceback, and a hang when it took more
   than ``--hang`` seconds (the job is killed after ``--hang`` times its files). The worker records each case's peak
-  RSS and time (a ``sitecustomize`` hook around :func:`invcomp.cli.decode.decode_one`, on ``PYTHONPATH`` for the
+  RSS and time (a ``sitecustomize`` hook around :func:`invcomp.service.decode.decode_item`, on ``PYTHONPATH`` for the
   job only).
 
 A case's **growth** is its peak minus the RSS at its start, and its **peak over the floor** its peak minus the
@@ -61,10 +61,10 @@ HOOK = r'''
 import os
 if os.environ.get("INVCOMP_FUZZ_RSS"):  # experiments/fuzz_decoder.py: each decoded file's peak RSS and time
     import time
-    import invcomp.cli.decode as _decode
+    import invcomp.service.decode as _decode
     from invcomp.fuzz import reset_peak_rss, rss_kib
-    _real = _decode.decode_one
-    def decode_one(src, *args, **kwargs):
+    _real = _decode.decode_item
+    def decode_item(src, *args, **kwargs):
         reset_peak_rss()
         start, t0 = rss_kib()[0], time.perf_counter()
         try:
@@ -73,7 +73,7 @@ if os.environ.get("INVCOMP_FUZZ_RSS"):  # experiments/fuzz_decoder.py: each deco
             line = f"{os.path.basename(str(src))}\t{rss_kib()[1]}\t{start}\t{time.perf_counter() - t0:.4f}\n"
             with open(os.path.join(os.environ["INVCOMP_FUZZ_RSS"], f"rss-{os.getpid()}.tsv"), "a") as f:
                 f.write(line)
-    _decode.decode_one = decode_one
+    _decode.decode_item = decode_item
 '''
 
 

@@ -182,12 +182,10 @@ def whole(url: str, jobs: list[dict], images: dict[str, bytes], options: dict) -
     from PIL import Image
 
     from invcomp.formats import ivc as bitstream
-    from invcomp.cli.encode import codec_defaults, make_encoder
+    from invcomp.service.encode import EncodeRequest, build_encoder
     from invcomp.imageio import decode_image_bytes
 
-    full = codec_defaults(**options, device="cpu")
-    full.pop("max_pixels")
-    codec, _ = make_encoder(**full)
+    codec = build_encoder(EncodeRequest(**options, device="cpu")).codec
     bad, same = [], 0
     for j in jobs:
         if j["status"] != "done":

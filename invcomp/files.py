@@ -16,7 +16,7 @@ import stat
 import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from invcomp.errors import InvcompError
 

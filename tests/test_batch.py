@@ -25,8 +25,8 @@ from invcomp.batch import JobOptions, run
 from invcomp.batch import manifest as mf
 from invcomp.batch.runner import JobReport, run_job
 from invcomp.cli import cli
-from invcomp.cli.decode import decode_defaults
-from invcomp.cli.encode import codec_defaults
+from invcomp.service.decode import decode_defaults
+from invcomp.service.encode import codec_defaults
 
 FAST = ["--model", "dcgan-utkface64", "--iters", "5"]  # a real search, short enough for CI
 FAST_OPTS = codec_defaults(model="dcgan-utkface64", iters=5)
@@ -529,7 +529,7 @@ def test_a_resume_with_nothing_left_to_do_starts_no_worker_and_loads_no_codec(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from invcomp.batch import job as batch_job
     from invcomp.batch import ray_engine
-    from invcomp.cli import encode as cli_encode
+    from invcomp.service import encode as cli_encode
 
     src, out = tmp_path / "src", tmp_path / "out"
     _images(src, 2)
@@ -543,7 +543,7 @@ def test_a_resume_with_nothing_left_to_do_starts_no_worker_and_loads_no_codec(
     monkeypatch.setattr(ray_engine, "have_ray", lambda: True)  # --ray auto would start a local Ray
     monkeypatch.setattr(ray_engine, "connect", forbidden)
     monkeypatch.setattr(batch_job, "LocalEngine", forbidden)
-    monkeypatch.setattr(cli_encode, "make_encoder", forbidden)
+    monkeypatch.setattr(cli_encode, "build_encoder", forbidden)
     for ray_flag in ("auto", "none"):
         r = _cli("batch", "encode", src, "--out", out, "--ray", ray_flag, "--json", *FAST)
         assert r.exit_code == 0, r.stderr

@@ -18,7 +18,7 @@ from invcomp.batch import JobOptions, run
 from invcomp.batch import manifest as mf
 from invcomp.batch.runner import JobReport, run_job
 from invcomp.batch.sources import items_for
-from invcomp.cli.encode import codec_defaults
+from invcomp.service.encode import codec_defaults
 from invcomp.errors import UsageError
 
 from .conftest import DEMO_IMAGE, REPO

@@ -34,7 +34,7 @@ class JobOptions:
 
 
 def input_suffixes(kind: str) -> tuple[str, ...]:
-    from invcomp.cli.common import IMAGE_SUFFIXES
+    from invcomp.service.items import IMAGE_SUFFIXES
 
     return IMAGE_SUFFIXES if kind == ENCODE else (".ivc",)
 

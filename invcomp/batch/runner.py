@@ -199,7 +199,7 @@ class LocalEngine:
         self.spec, self.workers = spec, workers
         if "forkserver" in multiprocessing.get_all_start_methods():
             self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload(["torch", "invcomp.cli.encode", "invcomp.batch.work"])
+            self._ctx.set_forkserver_preload(["torch", "invcomp.service.encode", "invcomp.batch.work"])
         else:
             self._ctx = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()

@@ -43,7 +43,7 @@ def check_inside(full: Path, out: Path, shown: object) -> None:
 def _files(src: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
     """The files of a folder (recursive, with ``suffixes``) or a glob (every file it matches), sorted, and
     the folder their ids are relative to."""
-    from invcomp.cli.common import expand_inputs
+    from invcomp.service.items import expand_inputs
 
     p = Path(src)
     if p.is_dir():
@@ -88,7 +88,7 @@ def items_for(src: str, out: Path, suffixes: tuple[str, ...], out_suffix: str) -
 
     Two inputs that would write one output, or an output that is an input, are refused before any work.
     """
-    from invcomp.cli.common import distinct_outputs
+    from invcomp.service.items import distinct_outputs
 
     p = Path(src)
     if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:

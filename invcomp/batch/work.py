@@ -1,8 +1,8 @@
 """The worker side of a batch job: load the codec once, then code batches of items.
 
 A :class:`Worker` is what a local process (its initializer) or a Ray actor holds. It codes with exactly what
-``invcomp encode`` / ``invcomp decode`` run (:func:`invcomp.cli.encode.make_encoder` and
-:func:`~invcomp.cli.encode.encode_chunk`, :func:`invcomp.cli.decode.decode_one`), so a file coded by a batch
+``invcomp encode`` / ``invcomp decode`` run (:func:`invcomp.service.encode.build_encoder` and
+:func:`~invcomp.service.encode.encode_items`, :func:`invcomp.service.decode.decode_item`), so a file coded by a batch
 job is the file those commands write. It never touches the manifest: it returns one result per item, and
 the driver records them.
 
@@ -130,10 +130,9 @@ class Worker:
         self.spec, self.where = spec, f"{socket.gethostname()}:{os.getpid()}"
         opts = dict(spec.options)
         if spec.kind == ENCODE:
-            from invcomp.cli.encode import make_encoder
+            from invcomp.service.encode import EncodeRequest, build_encoder
 
-            self.max_pixels = opts.pop("max_pixels")
-            self.codec, self.goal = make_encoder(**opts)
+            self.encoder = build_encoder(EncodeRequest(**opts))
         elif spec.kind == DECODE:
             from invcomp.nets import resolve_device
 
@@ -157,24 +156,22 @@ class Worker:
         return {"results": out, "worker": self.where, "load_seconds": load, "busy_seconds": time.perf_counter() - t0}
 
     def _encode(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        from invcomp.cli.common import ItemError
-        from invcomp.cli.encode import encode_chunk
+        from invcomp.service.encode import encode_items
+        from invcomp.service.items import ItemError
 
-        done = encode_chunk(self.codec, [(Path(i.path), Path(i.output)) for i in items], max_pixels=self.max_pixels,
-                            force=True, goal=self.goal)
+        done = encode_items(self.encoder, [(Path(i.path), Path(i.output)) for i in items], force=True)
         return [result(i.id, ok=False, permanent=d.permanent, error=d.reason) if isinstance(d, ItemError)
                 else result(i.id, ok=True, row=d[0]) for i, d in zip(items, done)]
 
     def _decode(self, items: list[WorkItem]) -> list[dict[str, Any]]:
-        from invcomp.cli.common import item_error
-        from invcomp.cli.decode import decode_one
+        from invcomp.service.decode import DecodeOptions, decode_item
+        from invcomp.service.items import item_error
 
-        o, out = self.spec.options, []
+        options, out = DecodeOptions(**{**self.spec.options, "device": self.device}), []
         for i in items:
             try:
-                row, _ = decode_one(Path(i.path), Path(i.output), o.get("model"), o.get("weights_path"),
-                                    bool(o.get("native")), o["max_pixels"], True, self.cache, self.device,
-                                    o.get("keep_layers"))
+                row, _ = decode_item(Path(i.path), Path(i.output), options, force=True, cache=self.cache,
+                                     device=self.device)
             except Exception as e:  # noqa: BLE001  (one bad file is that file's error)
                 err = item_error(e)
                 out.append(result(i.id, ok=False, permanent=err.permanent, error=err.reason))

@@ -9,8 +9,10 @@ import click
 
 from invcomp.cli.outputs import guard
 from invcomp.files import dumps
-from invcomp.cli.decode import check_decode_options, decode_options
+from invcomp.cli.decode import decode_options
 from invcomp.cli.encode import codec_options
+from invcomp.service import encode as service_encode
+from invcomp.service.decode import check_decode_options
 
 JOB_OPTIONS = [
     click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -88,11 +90,10 @@ def _run(kind: str, src: str, params: dict[str, Any], before_work: Optional[Call
 @guard
 def encode(src: str, **params: Any) -> None:
     """Encode every image of SRC to OUT/<its relative path>.ivc: the file `invcomp encode IMAGE` writes."""
-    from invcomp.cli import encode as cli_encode
-
-    codec = {k: v for k, v in params.items() if k not in JOB_NAMES and k != "max_pixels"}
+    codec = {k: v for k, v in params.items() if k not in JOB_NAMES}
+    request = service_encode.EncodeRequest(**{**codec, "device": "cpu"})
     # bad options fail in one line before any work (a rerun with nothing left to do loads no codec)
-    _run("encode", src, params, before_work=lambda: cli_encode.make_encoder(**{**codec, "device": "cpu"}))
+    _run("encode", src, params, before_work=lambda: service_encode.build_encoder(request))
 
 
 @batch.command("decode")

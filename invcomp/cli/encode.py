@@ -2,24 +2,20 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import click
 
-from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_MODEL,
-                               DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
-                               DEFAULT_RATE_WEIGHT, ROUNDINGS, SCALINGS, EncodeSettings)
-from invcomp.errors import InvcompError
 from invcomp.cli.outputs import Report, guard
-from invcomp.nets import resolve_device
-from invcomp.cli.encode_report import (METRICS_MAX_PIXELS, file_metrics, metrics_view, rates,  # noqa: F401  (re-exported)
-                            report_row)
-from invcomp.cli.common import (IMAGE_SUFFIXES, ItemError, check_jobs, check_writable, device_option, exit_refused, expand_inputs,
-                     item_error, option_defaults, output_paths, read_bytes, write_bytes)
+from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MODEL, DEFAULT_RATE_WEIGHT,
+                                     DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
+                                     ROUNDINGS, SCALINGS)
+from invcomp.service.encode import PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
+from invcomp.cli.common import device_option, exit_refused
+from invcomp.service.items import IMAGE_SUFFIXES, ItemError, check_jobs, expand_inputs, output_paths
 
-PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
+_D = EncodeRequest()  # the defaults: the options below show them
 
 
 CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcomp batch encode`
@@ -62,24 +58,24 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   f"[default: {DEFAULT_LOSS}]"),
     click.option("--restarts", default=None, type=click.IntRange(1), help=f"Best-of-N starts (batched).  [default: {DEFAULT_RESTARTS}]"),
     click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {DEFAULT_LR}]"),
-    click.option("--seed", default=0, show_default=True, type=int),
-    device_option(),
-    click.option("--fit", default="auto", show_default=True, type=click.Choice(PHOTO_FITS),
+    click.option("--seed", default=_D.seed, show_default=True, type=int),
+    device_option(_D.device),
+    click.option("--fit", default=_D.fit, show_default=True, type=click.Choice(PHOTO_FITS),
                   help="align: find the faces, code each in the generator's framing, and put it back in the frame on "
                        "decode; crop: code the centre square; squash: the whole frame; auto: align, except for an input "
                        "that already is an aligned face crop (or has no face found): crop."),
-    click.option("--faces", "faces", default="largest", show_default=True, type=click.Choice(["largest", "all"]),
+    click.option("--faces", "faces", default=_D.faces, show_default=True, type=click.Choice(["largest", "all"]),
                   help="With align: code the largest face, or every face found (largest first, up to --max-faces)."),
-    click.option("--max-faces", default=16, show_default=True, type=click.IntRange(1, 64),
+    click.option("--max-faces", default=_D.max_faces, show_default=True, type=click.IntRange(1, 64),
                   help="With --faces all: the most faces one file holds."),
-    click.option("--on-no-face", default="crop", show_default=True, type=click.Choice(["crop", "error"]),
+    click.option("--on-no-face", default=_D.on_no_face, show_default=True, type=click.Choice(["crop", "error"]),
                   help="With --fit align, when no face is found: code the centre crop (with a warning), or refuse."),
-    click.option("--background", default="none", show_default=True, metavar="SPEC",
+    click.option("--background", default=_D.background, show_default=True, metavar="SPEC",
                   help="With align: the rest of the frame. none (the faces alone), thumb (a ~25-byte ThumbHash of the "
                        "frame), or CODEC:QUALITY with CODEC webp, avif, jpeg or jpegxl (the whole frame, a second layer)."),
     click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]"),
-    click.option("--rounding", default="nearest", show_default=True, type=click.Choice(ROUNDINGS)),
-    click.option("--coder", default="auto", show_default=True, type=click.Choice(CODERS),
+    click.option("--rounding", default=_D.rounding, show_default=True, type=click.Choice(ROUNDINGS)),
+    click.option("--coder", default=_D.coder, show_default=True, type=click.Choice(CODERS),
                   help="auto: range coding under the model's prior (a version-2 file) where the model ships one, else the "
                        "shortest Elias code (version 1); prior: insist on the former; elias: the shortest Elias code (version 1); "
                        "gamma, delta, omega: that Elias code."),
@@ -98,7 +94,7 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                        "prior's mean (a dead point of the shipped DCGAN), or a seeded random draw.  [default: auto]"),
     click.option("--encoder", "--warm-start", "warm_start", default=None, type=click.Path(dir_okay=False),
                   help="A warm-start network .pt (from `invcomp train warm-start`) for --model."),
-    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1), help="Refuse larger images."),
+    click.option("--max-pixels", default=_D.max_pixels, show_default=True, type=click.IntRange(1), help="Refuse larger images."),
 ]
 
 
@@ -107,16 +103,6 @@ def codec_options(fn: Any) -> Any:
     for option in reversed(CODEC_OPTIONS):
         fn = option(fn)
     return fn
-
-
-def codec_defaults(**changes: Any) -> dict[str, Any]:
-    """The values of :data:`CODEC_OPTIONS` when none is given, with ``changes``: ``invcomp encode``'s defaults, as
-    keyword arguments of :func:`make_encoder` (plus ``max_pixels``), e.g. the ``options`` of :func:`invcomp.batch.run`."""
-    out = option_defaults(codec_options)
-    unknown = set(changes) - set(out)
-    if unknown:
-        raise ValueError(f"not encode options: {', '.join(sorted(unknown))}")
-    return {**out, **changes}
 
 
 @click.command()
@@ -138,7 +124,7 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
     the identity distance (--json) on the picture decode writes, at the original's
     size, as compare measures it.
     """
-    max_pixels = options.pop("max_pixels")
+    request = EncodeRequest(**options)
     inputs = expand_inputs(images, IMAGE_SUFFIXES)
     outs = output_paths(inputs, output, ".ivc")
     report = Report(as_json, to_stderr=any(str(o) == "-" for o in outs))
@@ -146,58 +132,12 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
     refused = check_jobs(jobs, force)  # missing inputs, unwritable outputs: before torch, before any search
     if all(refused):
         exit_refused(report, jobs, refused)
-    codec, goal = make_encoder(**options)
-    _run(codec, jobs, batch_size, max_pixels, force, report, goal, refused)
+    _run(build_encoder(request), jobs, batch_size, force, report, refused)
     sys.exit(report.finish())
 
 
-def make_encoder(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],
-                 iters: Optional[int], bits: Optional[int], loss: Optional[str], restarts: Optional[int],
-                 lr: Optional[float], seed: int, device: str, fit: str, scaling: Optional[str], rounding: str,
-                 coder: str, no_quant_aware: bool, init: Optional[str], warm_start: Optional[str],
-                 rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
-                 target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
-                 layer_rates: Optional[str], faces: str = "largest", max_faces: int = 16, on_no_face: str = "crop",
-                 background: str = "none", preserve: Optional[str] = None, preserve_box: Sequence[str] = (),
-                 semantic: Optional[str] = None, preserve_halo: Optional[int] = None) -> tuple[Any, Any]:
-    """The codec and the rate target (or ``None``) that the :data:`CODEC_OPTIONS` (but ``max_pixels``) name:
-    what ``invcomp encode`` codes with, so that ``invcomp batch encode`` writes the same bytes."""
-    from invcomp.codecs import load_codec
-    from invcomp.codecs.rate import RateTarget, bytes_for_bpp
-    from invcomp.faces.photo import PhotoCodec, PhotoOptions
-    from invcomp.search.losses import parse_loss
-
-    if loss is not None:
-        parse_loss(loss)
-    goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
-    if len(goals) > 1:
-        raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
-    if goals and layer_rates is not None:
-        raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
-    if goals and bits is not None:
-        raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
-    photo = PhotoOptions(fit=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
-    photo.check()
-    settings = EncodeSettings(bits=bits, coder=coder, fit="squash" if fit == "squash" else "crop", scaling=scaling, rounding=rounding, seed=seed,
-                              iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
-                              quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
-    codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
-                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
-                       layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
-                       semantic=semantic, halo=preserve_halo)
-    goal = None
-    if goals and not codec.resolution:
-        raise InvcompError(f"the {codec.title} mode's rate is set by its model (and, for SC, the preserved area): drop "
-                           "the --target-*, or pick a model of another rate (`invcomp models`)")
-    if goals:
-        n = target_bytes if target_bytes is not None else (
-            bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
-        goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
-    return PhotoCodec(codec, photo), goal
-
-
-def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels: int, force: bool,
-         report: Report, goal: Any = None, refused: Optional[Sequence[Optional[ItemError]]] = None) -> None:
+def _run(encoder: Encoder, jobs: list[tuple[Path, Path]], batch_size: int, force: bool, report: Report,
+         refused: Optional[Sequence[Optional[ItemError]]] = None) -> None:
     """Encode ``jobs`` (input, output) in batches, but those ``refused`` already (:func:`check_jobs`: they are
     never coded); report every item in input order."""
     from tqdm import tqdm
@@ -205,13 +145,13 @@ def _run(codec: Any, jobs: list[tuple[Path, Path]], batch_size: int, max_pixels:
     debug = click.get_current_context().find_root().params.get("debug", False)
     refused = refused or [None] * len(jobs)
     todo = [k for k, err in enumerate(refused) if err is None]
-    bar = tqdm(total=codec.work(len(todo)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
+    bar = tqdm(total=encoder.codec.work(len(todo)), desc="encode", unit="it", disable=None, file=sys.stderr, leave=False)
     results: dict[int, Any] = {k: err for k, err in enumerate(refused) if err is not None}
     reported = 0
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        done = encode_chunk(codec, [jobs[k] for k in chunk], max_pixels=max_pixels, force=force, goal=goal,
-                            with_identity=report.as_json, progress=bar.update, debug=debug)
+        done = encode_items(encoder, [jobs[k] for k in chunk], force=force, with_identity=report.as_json,
+                            progress=bar.update, debug=debug)
         results.update(zip(chunk, done))
         reported = _report_ready(jobs, results, reported, report)
     _report_ready(jobs, results, reported, report)
@@ -232,57 +172,3 @@ def _report_ready(jobs: Sequence[tuple[Path, Path]], results: dict[int, Any], fi
     return k
 
 
-def encode_chunk(codec: Any, chunk: Sequence[tuple[Path, Path]], *, max_pixels: int, force: bool, goal: Any = None,
-                 with_identity: bool = False, progress: Optional[Callable[[int], Any]] = None,
-                 debug: bool = False) -> list[Union[tuple[dict, str], ItemError]]:
-    """Encode one batch of (input, output) pairs together and write each output atomically.
-
-    Returns, per pair in order, its report ``(row, human line)`` or its :class:`ItemError`: one bad image
-    never fails the others. An error of the whole batch that is not an :class:`InvcompError` (a bug, a
-    killed device) is raised (``invcomp batch`` retries the batch).
-    """
-    from invcomp.imageio import decode_image_bytes
-
-    tick = progress or (lambda n: None)
-    results: list[Any] = [None] * len(chunk)
-    loaded = []
-    for k, (src, dst) in enumerate(chunk):
-        try:
-            check_writable(dst, force)
-            loaded.append((k, decode_image_bytes(read_bytes(src), name=str(src), max_pixels=max_pixels)))
-        except Exception as e:  # noqa: BLE001  (MemoryError, a bug: that item's error, not the batch's)
-            results[k] = item_error(e, debug)
-            tick(codec.work(1))
-    if loaded:
-        t0 = time.perf_counter()
-        try:
-            images, names = [im for _, im in loaded], [str(chunk[k][0]) for k, _ in loaded]
-            if hasattr(codec, "options"):  # a PhotoCodec (what make_encoder returns): photos, faces, rate targets
-                done = codec.encode(images, progress=tick, goal=goal, names=names)
-            elif goal is None:
-                done = codec.encode(images, progress=tick)
-            else:
-                from invcomp.codecs.rate import encode_images
-
-                done = encode_images(codec, images, goal, progress=tick)
-        except InvcompError as e:
-            done = None
-            for k, _ in loaded:
-                results[k] = item_error(e)
-        if done is not None:
-            seconds = (time.perf_counter() - t0) / len(loaded)
-            for (k, img), e in zip(loaded, done):
-                if isinstance(e, InvcompError):
-                    results[k] = item_error(e)
-                    continue
-                results[k] = (e, file_metrics(e, img, with_identity), seconds)
-    for k, ((src, dst), res) in enumerate(zip(chunk, results)):
-        if isinstance(res, ItemError):
-            continue
-        try:
-            write_bytes(dst, res[0].data, force)
-        except InvcompError as err:
-            results[k] = item_error(err)
-            continue
-        results[k] = report_row(codec, src, dst, *res, goal)
-    return results

@@ -8,7 +8,7 @@ from typing import Sequence
 import click
 
 from invcomp.cli.outputs import Report, guard
-from invcomp.cli.common import check_readable, expand_inputs, read_bytes
+from invcomp.service.items import check_readable, expand_inputs, read_bytes
 
 
 @click.command()
@@ -36,7 +36,7 @@ def info(files: Sequence[Path], as_json: bool) -> None:
             check_readable(src)
             row = fileinfo.describe(read_bytes(src, limit, ".ivc file"))
         except Exception as e:  # noqa: BLE001  (one bad file never stops the others)
-            from invcomp.cli.common import item_error
+            from invcomp.service.items import item_error
 
             report.failure(str(src), item_error(e).reason)
             continue

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 from invcomp.errors import InvcompError
-from invcomp.files import DEFAULT_MAX_PIXELS
-from invcomp.zoo import DEFAULT_MODEL
+from invcomp.files import DEFAULT_MAX_PIXELS  # noqa: F401  (re-exported: the encode settings name it)
+from invcomp.zoo import DEFAULT_MODEL  # noqa: F401  (re-exported: the encode settings name it)
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
-
 from invcomp.errors import InvcompError
 
 
@@ -17,6 +15,8 @@ def one_thread() -> Iterator[None]:
     from a network run on the decoded base), and a convolution's sums are ordered by the thread count: on one thread
     both sides add in the same order, whatever the machine's core count or the user's settings. Used by the layered
     mode's residual layers and by the upsampler."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -27,6 +27,8 @@ def one_thread() -> Iterator[None]:
 
 def resolve_device(name: str) -> str:
     """``--device``: ``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a clear error."""
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():

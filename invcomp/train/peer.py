@@ -32,7 +32,7 @@ import torch
 from invcomp.data import load_faces
 from invcomp.errors import InvcompError
 from invcomp.files import atomic_save, load_state_dict, write_json
-from invcomp.nets.peers import ARCHITECTURES, build_model
+from invcomp.nets.peers import ARCHITECTURES, build_model  # noqa: F401  (ARCHITECTURES: the choices of a run)
 from invcomp.train.loop import Score, Trainer, run_training
 
 log = logging.getLogger(__name__)

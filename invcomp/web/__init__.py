@@ -1,7 +1,7 @@
 """The web app (``invcomp serve``): compression as background jobs behind a JSON API and a few pages.
 
-It calls the library's codec contract (:func:`invcomp.cli.encode.make_encoder` and
-:func:`~invcomp.cli.encode.encode_chunk`, :func:`invcomp.cli.decode.decode_one`), never its own encoder or
+It calls the library's use cases (:func:`invcomp.service.encode.build_encoder` and
+:func:`~invcomp.service.encode.encode_items`, :func:`invcomp.service.decode.decode_item`), never its own encoder or
 decoder, so a file coded here is the file ``invcomp encode`` writes. The modules:
 
 - :mod:`~invcomp.web.config`: :class:`WebConfig` (host, data folder, workers, token, every limit);

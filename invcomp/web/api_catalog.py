@@ -34,7 +34,7 @@ async def health(request: Request) -> dict:
 
 @router.get("/options", summary="What POST /api/jobs accepts: modes, models, fits, coders, starts, limits")
 def options(request: Request) -> dict:
-    from invcomp.cli.encode import PHOTO_FITS
+    from invcomp.service.encode import PHOTO_FITS
     from invcomp.codecs.settings import CODERS, INITS
 
     s = _state(request)

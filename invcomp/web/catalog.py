@@ -30,7 +30,7 @@ class Catalog:
         """``invcomp models --json``'s rows, with each model's card text and no server paths."""
         with self._lock:
             if self._models is None:
-                from invcomp.cli.models import model_rows
+                from invcomp.service.models import model_rows
 
                 rows = []
                 for r in model_rows():

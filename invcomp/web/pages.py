@@ -61,7 +61,7 @@ def _job(request: Request, job_id: str) -> dict:
 
 @router.get("/", response_class=HTMLResponse)
 def compress(request: Request) -> HTMLResponse:
-    from invcomp.cli.encode import PHOTO_FITS as FITS
+    from invcomp.service.encode import PHOTO_FITS as FITS
 
     s = request.app.state
     return render(request, "compress.html", modes=s.catalog.modes(), models=s.catalog.model_names(), fits=FITS,

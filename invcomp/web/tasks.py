@@ -1,10 +1,10 @@
 """What a job of each kind runs, on the files in its folder: the library's codec contract, nothing else.
 
-- **encode:** :func:`invcomp.cli.encode.make_encoder` and :func:`~invcomp.cli.encode.encode_chunk` (the
-  ``.ivc`` file, written atomically), then :func:`invcomp.cli.decode.decode_one` (the PNG ``invcomp decode``
+- **encode:** :func:`invcomp.service.encode.build_encoder` and :func:`~invcomp.service.encode.encode_items` (the
+  ``.ivc`` file, written atomically), then :func:`invcomp.service.decode.decode_item` (the PNG ``invcomp decode``
   writes for that file) and the upload as a PNG, for the page;
-- **decode:** :func:`~invcomp.cli.decode.decode_one`, the decoder found from the file's model id;
-- **compare:** :func:`invcomp.cli.compare.measure`, what ``invcomp compare`` reports.
+- **decode:** :func:`~invcomp.service.decode.decode_item`, the decoder found from the file's model id;
+- **compare:** :func:`invcomp.service.compare.compare`, what ``invcomp compare`` reports.
 
 Each returns the job's result (a JSON-able dict, with no server path in it) or raises :class:`TaskError` with
 the one-line reason. Codecs are cached per process, keyed by their options, so a worker loads a model once.
@@ -52,33 +52,33 @@ class Tasks:
         except TaskError as e:
             raise TaskError(_clean(str(e), folder, name)) from None
         except Exception as e:  # noqa: BLE001  (an InvcompError, or a bug: the job's one line, never the worker's)
-            from invcomp.cli.common import item_error
+            from invcomp.service.items import item_error
 
             raise TaskError(_clean(item_error(e).reason, folder, name)) from None
         raise TaskError(f"unknown job kind {kind!r}")
 
-    def encoder(self, options: dict) -> tuple[Any, Any]:
-        """The codec and rate target of ``options`` (keyword arguments of ``make_encoder``), cached."""
-        from invcomp.cli.encode import codec_defaults, make_encoder
+    def encoder(self, options: dict) -> Any:
+        """The encoder of ``options`` (fields of :class:`~invcomp.service.encode.EncodeRequest`), cached."""
+        from dataclasses import asdict
 
-        full = codec_defaults(**options, device=self.device)
-        full.pop("max_pixels")
-        key = json.dumps(full, sort_keys=True, default=str)
+        from invcomp.service.encode import EncodeRequest, build_encoder
+
+        request = EncodeRequest(**options, device=self.device, max_pixels=self.max_pixels)
+        key = json.dumps(asdict(request), sort_keys=True, default=str)
         if key not in self._encoders:
-            self._encoders[key] = make_encoder(**full)
+            self._encoders[key] = build_encoder(request)
             while len(self._encoders) > CACHE_SIZE:
                 self._encoders.popitem(last=False)
         self._encoders.move_to_end(key)
         return self._encoders[key]
 
     def encode(self, folder: Path, options: dict, name: str, start: Callable[[int], None], tick: Tick) -> dict:
-        from invcomp.cli.common import ItemError
-        from invcomp.cli.encode import encode_chunk
+        from invcomp.service.items import ItemError
+        from invcomp.service.encode import encode_items
 
-        codec, goal = self.encoder(options)
-        start(codec.work(1))
-        res = encode_chunk(codec, [(folder / INPUT, folder / IVC)], max_pixels=self.max_pixels, force=True, goal=goal,
-                           with_identity=True, progress=tick)[0]
+        encoder = self.encoder(options)
+        start(encoder.codec.work(1))
+        res = encode_items(encoder, [(folder / INPUT, folder / IVC)], force=True, with_identity=True, progress=tick)[0]
         if isinstance(res, ItemError):
             raise TaskError(res.reason)
         row = _public(res[0])
@@ -90,13 +90,14 @@ class Tasks:
         return self.decode_file(folder / INPUT, folder / PNG, options.get("layers"))
 
     def decode_file(self, src: Path, dst: Path, keep_layers: Optional[int]) -> dict:
-        from invcomp.cli.decode import decode_one
+        from invcomp.service.decode import DecodeOptions, decode_item
 
-        row, _ = decode_one(src, dst, None, None, False, self.max_pixels, True, self._decoders, self.device, keep_layers)
+        options = DecodeOptions(keep_layers=keep_layers, max_pixels=self.max_pixels, device=self.device)
+        row, _ = decode_item(src, dst, options, force=True, cache=self._decoders, device=self.device)
         return _public(row)
 
     def compare(self, folder: Path, options: dict, name: str) -> dict:
-        from invcomp.cli.compare import measure
+        from invcomp.service.compare import compare as measure
 
         names = options.get("names") or [name, "reconstruction", "bitstream"]
         a = self.original_png(folder / INPUT, folder / ORIGINAL, names[0])

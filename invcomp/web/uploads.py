@@ -133,8 +133,8 @@ def _choice(form: dict, key: str, choices: tuple[str, ...] | list[str]) -> Optio
 
 
 def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
-    """Form fields -> keyword arguments of :func:`invcomp.cli.encode.make_encoder` (those given only)."""
-    from invcomp.cli.encode import PHOTO_FITS
+    """Form fields -> fields of :class:`invcomp.service.encode.EncodeRequest` (those given only)."""
+    from invcomp.service.encode import PHOTO_FITS
     from invcomp.codecs.settings import CODERS, INITS
 
     unknown = set(form) - set(ENCODE_FIELDS)

@@ -1,4 +1,5 @@
-"""What ``invcomp encode`` reports of each written file: the JSON row and the human line."""
+"""What an encode reports of each written file (the CLI, batch and the web app alike): the JSON row, the human line,
+and the metrics behind them."""
 from __future__ import annotations
 
 import io

@@ -1,0 +1,199 @@
+"""The encode use case: :class:`EncodeRequest` (the one home of every encode default), :func:`build_encoder` (the
+codec and rate goal a request names) and :func:`encode_items` (a batch of inputs to ``.ivc`` files, written
+atomically, one report per item). ``invcomp encode``, ``invcomp batch encode``, the web app and the Python API
+all run these, so they write the same bytes for the same image."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from invcomp.errors import InvcompError
+from invcomp.files import DEFAULT_MAX_PIXELS
+from invcomp.service.items import ItemError, check_writable, item_error, read_bytes, write_bytes
+from invcomp.service.report import file_metrics, report_row
+
+PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    """What to code with, and how: every option of ``invcomp encode`` but its input/output ones, with its default.
+
+    ``model``/``mode``: the codec (default: ``--mode auto``); ``auto_tolerance``: auto's SSIM tolerance;
+    ``resolution``, ``layer_rates``: the layered mode's side and plan; ``preserve``, ``preserve_box``,
+    ``preserve_halo``, ``semantic``: SC's kept regions; ``channels``: a VAE-GAN's code channels; ``weights_path``:
+    a user model's state_dict; ``iters``, ``bits``, ``loss``, ``restarts``, ``lr``, ``seed``, ``scaling``,
+    ``rounding``, ``coder``, ``rate_weight``, ``no_quant_aware``, ``init``, ``warm_start``: the search and the
+    quantiser; ``target_bytes``/``target_bpp``/``target_ssim``: the rate goal (one at most); ``fit``, ``faces``,
+    ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``max_pixels``: the largest input;
+    ``device``: ``auto``, ``cpu`` or ``cuda``. ``None`` means the mode's or model's own value."""
+
+    model: Optional[str] = None
+    mode: Optional[str] = None
+    auto_tolerance: Optional[float] = None
+    resolution: Optional[int] = None
+    layer_rates: Optional[str] = None
+    preserve: Optional[str] = None
+    preserve_box: tuple[str, ...] = ()
+    preserve_halo: Optional[int] = None
+    semantic: Optional[str] = None
+    channels: Optional[int] = None
+    weights_path: Optional[str] = None
+    iters: Optional[int] = None
+    bits: Optional[int] = None
+    loss: Optional[str] = None
+    restarts: Optional[int] = None
+    lr: Optional[float] = None
+    seed: int = 0
+    device: str = "auto"
+    fit: str = "auto"
+    faces: str = "largest"
+    max_faces: int = 16
+    on_no_face: str = "crop"
+    background: str = "none"
+    scaling: Optional[str] = None
+    rounding: str = "nearest"
+    coder: str = "auto"
+    rate_weight: Optional[float] = None
+    target_bytes: Optional[int] = None
+    target_bpp: Optional[float] = None
+    target_ssim: Optional[float] = None
+    no_quant_aware: bool = False
+    init: Optional[str] = None
+    warm_start: Optional[str] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preserve_box", tuple(self.preserve_box or ()))  # a list from JSON, a tuple from click
+
+
+def codec_defaults(**changes: Any) -> dict[str, Any]:
+    """The fields of :class:`EncodeRequest` as a dict, with ``changes`` (e.g. the ``options`` of
+    :func:`invcomp.batch.run`); an unknown name is a ``ValueError``."""
+    unknown = set(changes) - {f.name for f in fields(EncodeRequest)}
+    if unknown:
+        raise ValueError(f"not encode options: {', '.join(sorted(unknown))}")
+    return asdict(EncodeRequest(**changes))
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """What :func:`build_encoder` returns: the codec (a :class:`~invcomp.faces.photo.PhotoCodec` around the mode's
+    codec), the rate ``goal`` (or ``None``) and the request they were built from."""
+
+    codec: Any
+    goal: Any
+    request: EncodeRequest
+
+
+def build_encoder(request: EncodeRequest) -> Encoder:
+    """The codec and the rate goal that ``request`` names: what every front end codes with."""
+    r = request
+    codec, goal = _codec_and_goal(model=r.model, mode=r.mode, channels=r.channels, weights_path=r.weights_path,
+                                  iters=r.iters, bits=r.bits, loss=r.loss, restarts=r.restarts, lr=r.lr, seed=r.seed,
+                                  device=r.device, fit=r.fit, scaling=r.scaling, rounding=r.rounding, coder=r.coder,
+                                  no_quant_aware=r.no_quant_aware, init=r.init, warm_start=r.warm_start,
+                                  rate_weight=r.rate_weight, target_bytes=r.target_bytes, target_bpp=r.target_bpp,
+                                  target_ssim=r.target_ssim, auto_tolerance=r.auto_tolerance, resolution=r.resolution,
+                                  layer_rates=r.layer_rates, faces=r.faces, max_faces=r.max_faces,
+                                  on_no_face=r.on_no_face, background=r.background, preserve=r.preserve,
+                                  preserve_box=r.preserve_box, semantic=r.semantic, preserve_halo=r.preserve_halo)
+    return Encoder(codec, goal, request)
+
+
+def _codec_and_goal(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],
+                    iters: Optional[int], bits: Optional[int], loss: Optional[str], restarts: Optional[int],
+                    lr: Optional[float], seed: int, device: str, fit: str, scaling: Optional[str], rounding: str,
+                    coder: str, no_quant_aware: bool, init: Optional[str], warm_start: Optional[str],
+                    rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
+                    target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
+                    layer_rates: Optional[str], faces: str, max_faces: int, on_no_face: str, background: str,
+                    preserve: Optional[str], preserve_box: Sequence[str], semantic: Optional[str],
+                    preserve_halo: Optional[int]) -> tuple[Any, Any]:
+    from invcomp.codecs.settings import EncodeSettings
+    from invcomp.nets import resolve_device
+
+    from invcomp.codecs import load_codec
+    from invcomp.codecs.rate import RateTarget, bytes_for_bpp
+    from invcomp.faces.photo import PhotoCodec, PhotoOptions
+    from invcomp.search.losses import parse_loss
+
+    if loss is not None:
+        parse_loss(loss)
+    goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
+    if len(goals) > 1:
+        raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
+    if goals and layer_rates is not None:
+        raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
+    if goals and bits is not None:
+        raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
+    photo = PhotoOptions(fit=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
+    photo.check()
+    settings = EncodeSettings(bits=bits, coder=coder, fit="squash" if fit == "squash" else "crop", scaling=scaling, rounding=rounding, seed=seed,
+                              iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
+                              quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
+    codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
+                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
+                       layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
+                       semantic=semantic, halo=preserve_halo)
+    goal = None
+    if goals and not codec.resolution:
+        raise InvcompError(f"the {codec.title} mode's rate is set by its model (and, for SC, the preserved area): drop "
+                           "the --target-*, or pick a model of another rate (`invcomp models`)")
+    if goals:
+        n = target_bytes if target_bytes is not None else (
+            bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
+        goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
+    return PhotoCodec(codec, photo), goal
+
+
+def encode_items(encoder: Encoder, chunk: Sequence[tuple[Path, Path]], *, force: bool, with_identity: bool = False,
+                 progress: Optional[Callable[[int], Any]] = None,
+                 debug: bool = False) -> list[Union[tuple[dict, str], ItemError]]:
+    """Encode one batch of (input, output) pairs together and write each output atomically.
+
+    Returns, per pair in order, its report ``(row, human line)`` or its :class:`ItemError`: one bad image
+    never fails the others. An error of the whole batch that is not an :class:`InvcompError` (a bug, a
+    killed device) is raised (``invcomp batch`` retries the batch).
+    """
+    from invcomp.imageio import decode_image_bytes
+
+    codec, goal, max_pixels = encoder.codec, encoder.goal, encoder.request.max_pixels
+    tick = progress or (lambda n: None)
+    results: list[Any] = [None] * len(chunk)
+    loaded = []
+    for k, (src, dst) in enumerate(chunk):
+        try:
+            check_writable(dst, force)
+            loaded.append((k, decode_image_bytes(read_bytes(src), name=str(src), max_pixels=max_pixels)))
+        except Exception as e:  # noqa: BLE001  (MemoryError, a bug: that item's error, not the batch's)
+            results[k] = item_error(e, debug)
+            tick(codec.work(1))
+    if loaded:
+        t0 = time.perf_counter()
+        try:
+            images, names = [im for _, im in loaded], [str(chunk[k][0]) for k, _ in loaded]
+            done = codec.encode(images, progress=tick, goal=goal, names=names)  # a PhotoCodec: photos, faces, goals
+        except InvcompError as e:
+            done = None
+            for k, _ in loaded:
+                results[k] = item_error(e)
+        if done is not None:
+            seconds = (time.perf_counter() - t0) / len(loaded)
+            for (k, img), e in zip(loaded, done):
+                if isinstance(e, InvcompError):
+                    results[k] = item_error(e)
+                    continue
+                results[k] = (e, file_metrics(e, img, with_identity), seconds)
+    for k, ((src, dst), res) in enumerate(zip(chunk, results)):
+        if isinstance(res, ItemError):
+            continue
+        try:
+            write_bytes(dst, res[0].data, force)
+        except InvcompError as err:
+            results[k] = item_error(err)
+            continue
+        results[k] = report_row(codec, src, dst, *res, goal)
+    return results
