@@ -20,7 +20,7 @@ BIN    := $(VENV)/bin
 DEMO   := experiments/data/portraits/astronaut-face.png
 OUTDIR := demo-output
 
-.PHONY: demo test install install-demo clean
+.PHONY: demo test lint install install-demo clean
 
 # One stamp per extra: the test stamp implies the demo one.
 $(VENV)/.installed-demo: setup.cfg setup.py pyproject.toml
@@ -48,6 +48,11 @@ demo: $(VENV)/.installed-demo
 # pytest exits 5 when it collects no tests; that is not a failure of the code.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+# ruff (configured in pyproject.toml) on the whole tree; mypy on the pure layers and the contract.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy invcomp/coding invcomp/formats invcomp/codecs invcomp/service
 
 clean:
 	rm -rf $(OUTDIR) build *.egg-info

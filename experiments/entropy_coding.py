@@ -198,9 +198,11 @@ def main(latents: str, data: str, split: str, gans: str, no_vaegan: bool, out: s
                        f"{r['v2_header_bytes']} | {r['v2_payload_bits'] / r['ideal_bits']:.3f} | "
                        f"{r['v2_payload_bits'] / r['pooled_entropy_bits']:.3f} | {r['v1']['ssim']:.4f} / {r['v2']['ssim']:.4f} | "
                        f"{r['v2']['ms_ssim']:.4f} | {r['v2']['psnr']:.2f} |")
-    click.echo(f"\n| coder (DCGAN, 6 bits, {results['models']['dcgan-utkface64']['faces']} files) | payload bytes | / ideal | encode us | decode us |\n|---|---|---|---|---|")
+    n = results["models"]["dcgan-utkface64"]["faces"]
+    click.echo(f"\n| coder (DCGAN, 6 bits, {n} files) | payload bytes | / ideal | encode us | decode us |\n|---|---|---|---|---|")
     for r in results["coders"]:
-        fmt = (lambda v, f: "" if v is None else format(v, f))
+        def fmt(v, f):
+            return ("" if v is None else format(v, f))
         click.echo(f"| {r['coder']} | {fmt(r['bytes'], '.2f')} | {fmt(r['over_ideal'], '.3f')} | {fmt(r['encode_us'], '.0f')} | "
                    f"{fmt(r.get('decode_us'), '.0f')} |")
     click.echo(f"\nwhole decode (parse, range decode, generator pass): {results['decode_ms_per_file']:.1f} ms per file")

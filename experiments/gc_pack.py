@@ -7,7 +7,8 @@ GC: reads ``RUN/gc.pt``, codes ``--check`` validation faces with the float32 and
 how many symbols differ and the largest pixel difference; float16 is shipped when
 the validation PSNR moves by at most 0.02 dB and the SSIM by at most 0.001 (the shipped model *is* the
 float16 one: its tables are fitted on it, and encoder and decoder both run it), else float32.
-Fits the entropy tables on ``--fit`` training faces (never held-out ones), writes ``pretrained/NAME-SHA8.pt`` + ``.json``, ``NAME-SHA8-prior.json``, the training log, and adds ``NAME``
+Fits the entropy tables on ``--fit`` training faces (never held-out ones), writes ``pretrained/NAME-SHA8.pt`` +
+``.json``, ``NAME-SHA8-prior.json``, the training log, and adds ``NAME``
 (kind ``gc``) to ``pretrained/models.json``. SC: ships ``RUN/sc.pt`` (float32: 1.0 MB), its config with ``base``
 naming the registered GC model, and ``RUN/sc-prior.json``. The check goes to ``experiments/results/gc/pack_NAME.json``.
 """
@@ -30,7 +31,7 @@ from invcomp.data import load_faces  # noqa: E402
 from invcomp.files import sha256_file  # noqa: E402
 from invcomp.train.generative_tables import fit_gc_prior  # noqa: E402
 from invcomp.nets.generative.model import load_gc, save_gc  # noqa: E402
-from invcomp.zoo.generative import save_prior  # noqa: E402
+from invcomp.coding.tables import save_prior  # noqa: E402
 from invcomp.nets.generative.tiles import pad16  # noqa: E402
 from invcomp.files import atomic_write  # noqa: E402
 

@@ -166,7 +166,7 @@ UNCODED_FILL = (128, 128, 128)
 """What fills the part of a ``crop`` frame outside the coded square on decode: mid-grey."""
 
 
-def restore_size(img: Image.Image, width: int, height: int, fit: Fit = "crop") -> Image.Image:
+def restore_size(img: Image.Image, width: int, height: int, fit: str = "crop") -> Image.Image:
     """Invert :func:`fit_image` geometrically: back to ``width`` x ``height``.
 
     For ``squash`` the square is stretched back over the frame. For ``crop`` only the centre square was coded:

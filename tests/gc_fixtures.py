@@ -11,7 +11,7 @@ from invcomp.files import sha256_file
 from invcomp.train.generative_tables import fit_gc_prior, fit_sc_prior, symbol_grids
 from invcomp.nets.generative.masks import random_cell_masks
 from invcomp.nets.generative.model import GCConfig, GCNet, save_gc
-from invcomp.zoo.generative import save_prior
+from invcomp.coding.tables import save_prior
 from invcomp.nets.generative.synth import SCConfig, Synthesiser, save_synth
 
 TINY = dict(enc_widths=(4, 8, 8, 8), gen_width=8, res_blocks=2, up_widths=(8, 8, 4, 4))

@@ -1,6 +1,6 @@
 """The codec contract: a new mode is one class registered from outside the package, and the CLI (encode, decode,
-compare), ``invcomp bench`` and the fuzzer take it with no other code changed; the loader is the one home of
-defaults; the import graph has no cycles and no module is long."""
+compare), ``invcomp bench``, batch, the web API and the fuzzer take it with no other code changed; the service layer
+is the one home of defaults (the layer order is tests/test_layers.py's)."""
 from __future__ import annotations
 
 import csv
@@ -47,6 +47,10 @@ class IdentityCodec(Codec):
     @classmethod
     def claims(cls, spec: str) -> bool:
         return spec == "identity4"
+
+    @classmethod
+    def models(cls) -> list[str]:
+        return ["identity4"]
 
     @classmethod
     def for_header(cls, header: bitstream.Header, *, device: str = "cpu") -> "IdentityCodec":
@@ -131,6 +135,44 @@ def test_a_registered_mode_goes_through_the_fuzzer(identity_mode: type) -> None:
     stats = run_fuzz(600, seed=3, codec=codec).as_dict()
     assert stats["crashes"] == 0 and stats["hangs"] == 0, stats["crash_examples"]
     assert stats["errors"] > 400
+
+
+def test_a_registered_mode_goes_through_batch(identity_mode: type, tmp_path: Path) -> None:
+    """The worker that batch's local processes and Ray actors run (in this process, where the mode is registered)."""
+    from invcomp.batch.work import ENCODE, JobSpec, WorkItem, Worker
+    from invcomp.service.encode import codec_defaults
+
+    srcs = [_image(tmp_path / f"{i}.png", i, (9, 7)) for i in range(3)]
+    items = [WorkItem(str(i), str(s), str(tmp_path / f"{i}.ivc")) for i, s in enumerate(srcs)]
+    done = Worker(JobSpec(ENCODE, codec_defaults(model="identity4"))).run(items)["results"]
+    assert [r["ok"] for r in done] == [True] * 3 and {r["row"]["mode"] for r in done} == {"identity"}
+    r = _run("encode", srcs[1], "--model", "identity4", "-o", tmp_path / "cli.ivc")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "1.ivc").read_bytes() == (tmp_path / "cli.ivc").read_bytes()  # batch writes what encode writes
+
+
+def test_a_registered_mode_goes_through_the_web_api(identity_mode: type, tmp_path: Path) -> None:
+    """The web API's catalog and form check take the mode and its model; the task a web worker runs codes the
+    upload as ``invcomp encode`` does, then decodes it."""
+    pytest.importorskip("fastapi")
+    from invcomp.web.catalog import Catalog
+    from invcomp.web.config import Limits
+    from invcomp.web.store import INPUT, IVC, PNG
+    from invcomp.web.tasks import Tasks
+    from invcomp.web.uploads import encode_options
+
+    catalog = Catalog()
+    assert "identity" in catalog.modes() and "identity4" in catalog.model_names()
+    options = encode_options({"mode": "identity", "model": "identity4"}, catalog, Limits())
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / INPUT).write_bytes(_image(tmp_path / "upload.png", 5, (9, 7)).read_bytes())  # uploads keep no name
+    row = Tasks("cpu", 1_000_000).run("encode", folder, options, "face.png", start=lambda n: None, tick=lambda n: None)
+    assert row["mode"] == "identity" and row["decoded"]["width"] == 9
+    r = _run("encode", folder / INPUT, "--mode", "identity", "--model", "identity4", "-o", tmp_path / "cli.ivc")
+    assert r.exit_code == 0, r.stderr
+    assert (folder / IVC).read_bytes() == (tmp_path / "cli.ivc").read_bytes()
+    assert Image.open(folder / PNG).size == (9, 7)
 
 
 def test_an_unregistered_mode_is_refused_in_one_line(tmp_path: Path) -> None:

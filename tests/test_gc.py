@@ -252,7 +252,7 @@ def test_gc_file_escapes_when_its_tables_do_not_fit(tiny: Path) -> None:
 def test_report_metrics_of_large_pictures_are_measured_downscaled() -> None:
     """The encode report measures pictures over 4 MP on area-downscaled copies (one factor for both, at most 4 MP)
     and leaves smaller ones as they are; a flat picture keeps its PSNR either way."""
-    from invcomp.cli.encode import METRICS_MAX_PIXELS, metrics_view
+    from invcomp.service.report import METRICS_MAX_PIXELS, metrics_view
     from invcomp.metrics import psnr
 
     small = torch.zeros(1, 3, 40, 60)

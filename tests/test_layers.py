@@ -5,6 +5,7 @@ package, as ``importlib`` would load it."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -65,3 +66,22 @@ def test_front_ends_may_not_import_each_other_and_cycles_are_found(tmp_path: Pat
     g = _tool().build(pkg)
     assert [(a, b) for a, b, _ in g.upward()] == [("web", "batch.job")]
     assert g.cycles() == [["coding.a", "coding.b"]]
+
+
+def test_an_import_for_annotations_only_is_no_cycle_but_keeps_the_layer_order(tmp_path: Path) -> None:
+    pkg = _package(tmp_path, {
+        "__init__.py": "", "codecs/__init__.py": "",
+        "codecs/a.py": "from invcomp.codecs import b\n",
+        "codecs/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from invcomp.codecs import a\n",
+        "errors.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from invcomp.codecs import a\n"})
+    g = _tool().build(pkg)
+    assert g.cycles() == []
+    assert [(a, b) for a, b, _ in g.upward()] == [("errors", "codecs.a")]
+
+
+def test_the_readme_layout_names_every_layer_of_the_tree() -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("**Layout.**", 1)[1].split("```", 2)[1]
+    units = [u for layer in _tool().LAYERS for u in layer]
+    missing = [u for u in units if not re.search(rf"(?<![\w/]){u}(/|\b)", block)]
+    assert missing == []

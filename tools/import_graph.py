@@ -52,6 +52,7 @@ class Graph:
 
     modules: list[str]
     arrows: set[tuple[str, str]] = field(default_factory=set)
+    typing_only: set[tuple[str, str]] = field(default_factory=set)  # arrows made only under ``if TYPE_CHECKING:``
 
     def unit(self, module: str) -> str:
         return module.split(".")[0]
@@ -84,7 +85,7 @@ class Graph:
     def cycles(self) -> list[list[str]]:
         """Strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
         succ: dict[str, list[str]] = {m: [] for m in self.modules}
-        for a, b in self.arrows:
+        for a, b in self.arrows - self.typing_only:  # an import for annotations only runs nothing: no cycle
             succ.setdefault(a, []).append(b)
         index: dict[str, int] = {}
         low: dict[str, int] = {}
@@ -145,6 +146,16 @@ def _strings(tree: ast.AST) -> Iterator[str]:
             yield node.left.value
 
 
+def _typing_only_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for sub in node.body:
+                out |= {id(n) for n in ast.walk(sub) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return out
+
+
 def build(root: Path) -> Graph:
     """The graph of the package at ``root`` (the folder that holds ``__init__.py``)."""
     files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
@@ -167,11 +178,14 @@ def build(root: Path) -> Graph:
         is_pkg = path.name == "__init__.py"
         here = mod.split(".") if mod else []
         targets: set[str] = set()
+        typing_targets: set[str] = set()
+        typing_nodes = _typing_only_nodes(tree)
         for node in ast.walk(tree):
+            found = typing_targets if id(node) in typing_nodes else targets
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name == PACKAGE or alias.name.startswith(PACKAGE + "."):
-                        targets.add(alias.name[len(PACKAGE) + 1:])
+                        found.add(alias.name[len(PACKAGE) + 1:])
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = here if is_pkg else here[:-1]
@@ -183,15 +197,17 @@ def build(root: Path) -> Graph:
                     continue
                 for alias in node.names:
                     sub = f"{prefix}.{alias.name}" if prefix else alias.name
-                    targets.add(sub if sub in known else prefix)
+                    found.add(sub if sub in known else prefix)
         for s in _strings(tree):
             head = s.split(":")[0].rstrip(".")
             if head.startswith(PACKAGE + ".") and all(p.isidentifier() for p in head.split(".")):
                 targets.add(head[len(PACKAGE) + 1:])
-        for t in targets:
+        for t in targets | typing_targets:
             r = resolve(t)
             if r is not None and r != mod:
                 graph.arrows.add((mod, r))
+                if t not in targets:
+                    graph.typing_only.add((mod, r))
     return graph
 
 
@@ -199,8 +215,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1] / PACKAGE)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--layers", action="store_true", help="print the layers, top first, with their modules")
     args = parser.parse_args(argv)
     g = build(args.root)
+    if args.layers:
+        for i in reversed(range(len(LAYERS))):
+            units = [f"{u}/ ({sum(1 for m in g.modules if g.unit(m) == u)})" if any(m.startswith(u + ".") for m in g.modules)
+                     else u for u in LAYERS[i]]
+            print(f"{i:2d}  {'  '.join(units)}")
+        return 0
     up, cyc = g.upward(), g.cycles()
     if args.json:
         print(json.dumps({"modules": len(g.modules), "arrows": len(g.arrows), "upward": len(up), "cycles": len(cyc),

@@ -24,13 +24,11 @@ def info(files: Sequence[Path], as_json: bool) -> None:
         invcomp info photo.ivc
         invcomp info --json *.ivc | jq .faces
     """
-    from invcomp.formats import ivc as bitstream
+    from invcomp.formats.sniff import MAX_FILE_BYTES
     from invcomp.service import describe as fileinfo
-    from invcomp.formats import layered as layers
-    from invcomp.formats import photo as container
 
     report = Report(as_json)
-    limit = max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES)
+    limit = MAX_FILE_BYTES
     for src in expand_inputs(files, (".ivc",)):
         try:
             check_readable(src)

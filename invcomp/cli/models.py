@@ -58,6 +58,8 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         if r.get("kind") == "residual":
             click.echo(f"{r['name']}  key {r['key']}  layered mode's residual layer over {r['base']}, {r['rates']} rates, "
                        f"any size (multiple of 16)  {r['description']}")
+        elif r["source"] == "mode":
+            click.echo(f"{r['name']}  {r['description']} (mode {r['kind']})")
         elif r["source"] == "user":
             click.echo(f"{r['name']}  id {r['id']}  user model {r['model']}" + (f" + {r['weights']}" if r["weights"] else ""))
         elif r["kind"] in ("gc", "sc"):

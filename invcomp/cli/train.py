@@ -28,8 +28,10 @@ def _run_options(fn: Callable) -> Callable:
 def _run(module: str, function: str, label: str, device: str, no_resume: bool, **kw: Any) -> None:
     """Build the config of ``invcomp.train.<module>`` from the options, run ``function`` (training, or resuming),
     and say where the model is."""
+    from invcomp.train.common import config_from_kwargs
+
     trainer = importlib.import_module(f"invcomp.train.{module}")
-    cfg = trainer.config_from_kwargs(device=resolve_device(device), **kw)
+    cfg = config_from_kwargs(trainer.CONFIG, device=resolve_device(device), **kw)
     try:
         path = getattr(trainer, function)(cfg, resume=not no_resume)
     except FileNotFoundError as e:
@@ -88,7 +90,8 @@ def _channel_list(example: str):
 @click.option("--data", required=True, type=click.Path(exists=True), help="Folder, .zip or .tar of images (train split is used).")
 @click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoint.pt, generator.pt/.json, train.log, samples.")
 @click.option("--resolution", default=64, show_default=True, type=int, help="Final side: a power of two; growing starts at 4.")
-@click.option("--depths", default=None, callback=_channel_list("256,256,256,128,64"), help="Channels per scale, 4x4 first (default 256,256,256,128,64,... cut to the scales).")
+@click.option("--depths", default=None, callback=_channel_list("256,256,256,128,64"),
+              help="Channels per scale, 4x4 first (default 256,256,256,128,64,... cut to the scales).")
 @click.option("--latent-dim", default=512, show_default=True, type=int)
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate (betas 0, 0.99).")
@@ -97,7 +100,8 @@ def _channel_list(example: str):
 @click.option("--steps", default=None, type=int, help="Stop after this many steps in total [default: end of the schedule]; "
               "past the schedule training stays at the final resolution.")
 @click.option("--snapshot-every", default=2000, show_default=True, type=int, help="Checkpoint and snapshot the EMA generator this often.")
-@click.option("--eval-faces", default=128, show_default=True, type=int, help="Validation faces inverted to score final-resolution snapshots (0: keep the latest).")
+@click.option("--eval-faces", default=128, show_default=True, type=int,
+              help="Validation faces inverted to score final-resolution snapshots (0: keep the latest).")
 @click.option("--eval-iters", default=200, show_default=True, type=int)
 @_run_options
 @guard

@@ -9,58 +9,16 @@ writes files around :meth:`Codec.encode` and :meth:`Codec.decode`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Union
 
 import torch
 from PIL import Image
 
-from invcomp.formats import ivc as bitstream
-from invcomp.imageio import fit_image, from_image, quantize_pixels
 from invcomp.coding.quantize import dequantize
-from invcomp.codecs import entropy
+from invcomp.codecs import entropy, rate
+from invcomp.codecs.encoded import Encoded, Progress, decoded_picture, prepare, stored_pixels  # noqa: F401  (re-exported)
 from invcomp.codecs.settings import EncodeSettings
-
-Progress = Callable[[int], None]
-"""Called with a number of work units done; :meth:`Codec.work` says how many units a batch takes."""
-
-
-@dataclass
-class Encoded:
-    """One coded image: the ``.ivc`` bytes, its header, the model-resolution target and reconstruction
-    (``(3, R, R)`` in [-1, 1]), the float symbols ``(D,)`` and their signed levels ``(D,)``, and what the
-    mode reports besides (``extra``, e.g. the search's losses)."""
-
-    data: bytes
-    header: bitstream.Header
-    target: torch.Tensor
-    recon: torch.Tensor
-    z: torch.Tensor
-    levels: torch.Tensor
-    extra: dict = field(default_factory=dict)
-
-
-def decoded_picture(e: Encoded) -> Image.Image:
-    """The picture ``invcomp decode`` writes for ``e``'s file: the reconstruction at the original size (a photo
-    file's frame, when its codec left a way to draw it in ``extra["decoded_frame"]``)."""
-    from invcomp.imageio import restore_size, to_pil
-
-    frame = e.extra.get("decoded_frame")
-    if frame is not None:
-        return frame()
-    img, h = to_pil(e.recon), e.header
-    return img if img.size == (h.width, h.height) else restore_size(img, h.width, h.height, h.fit)
-
-
-def prepare(img: Image.Image, resolution: int, fit: str) -> torch.Tensor:
-    """RGB image -> the model-resolution target ``(3, R, R)`` in [-1, 1] that a codec codes."""
-    return from_image(fit_image(img, resolution, fit))  # type: ignore[arg-type]
-
-
-def stored_pixels(x: torch.Tensor) -> torch.Tensor:
-    """What a PNG of ``x`` (any shape, in [-1, 1]) holds: the 8-bit grid, for honest metrics."""
-    return quantize_pixels(x)
-
+from invcomp.formats import ivc as bitstream
 
 class Codec(ABC):
     """Images <-> ``.ivc`` bytes for one mode and one model.
@@ -96,6 +54,20 @@ class Codec(ABC):
              for_decode: bool = False, **options: Any) -> "Codec":
         """The codec for model ``spec`` with ``settings`` resolved (``for_decode``: skip what only encoding
         needs). ``options`` are mode-specific; unknown ones must be refused."""
+
+    @classmethod
+    def sharing(cls, codec: "Codec") -> "Codec":
+        """A codec of this mode over the loaded model and resolved settings of ``codec`` (nothing loaded again):
+        how auto builds its candidates. Modes that cannot share refuse."""
+        from invcomp.errors import InvcompError
+
+        raise InvcompError(f"the {cls.title} mode cannot share the model of a {codec.title} codec")
+
+    @classmethod
+    def models(cls) -> list[str]:
+        """The model names this mode offers besides the registry's (a mode registered from outside the package lists
+        its own here, so that ``invcomp models`` and the web app's catalog offer them); the built-in modes: none."""
+        return []
 
     @classmethod
     def claims(cls, spec: str) -> bool:
@@ -141,16 +113,28 @@ class Codec(ABC):
         return {"mode": self.mode_key, "model": self.name, "bits": self.settings.bits, "resolution": self.resolution,
                 "iters": 0, "init": "none"}
 
+    def start(self, target: torch.Tensor) -> Union[str, torch.Tensor, None]:
+        """Where a search of targets ``(N, 3, R, R)`` starts: its symbols ``(N, D)``, the name of a start without
+        symbols, or ``None`` (modes that do not search). Rate control picks the bit depth from it."""
+        return None
+
+    def check_goal(self, goal: "rate.RateTarget") -> None:
+        """Refuse, before any work, a rate goal this codec cannot meet (an :class:`InvcompError`); most can."""
+
     # --- the contract, shared -------------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None,
-               init: Optional[torch.Tensor] = None) -> list[Encoded]:
-        """Encode RGB images: fit each to ``R x R``, find its symbols, quantise and code them. ``init``: the
-        symbols ``(N, D)`` a search starts from instead of its own start (modes that search only).
+    def encode(self, images: list[Image.Image], *, goal: Optional["rate.RateTarget"] = None,
+               progress: Optional[Progress] = None, init: Optional[torch.Tensor] = None) -> list[Any]:
+        """Encode RGB images: fit each to ``R x R``, find its symbols, quantise and code them. ``goal``: a byte
+        budget or an SSIM to meet per image (rate control, :mod:`invcomp.codecs.rate`: then an image that cannot
+        meet it gets its :class:`InvcompError` in its place). ``init``: the symbols ``(N, D)`` a search starts from
+        instead of its own start (modes that search only).
 
         An image's bytes do not depend on the other images in the call, nor on its position.
         """
         if not images:
             return []
+        if goal is not None:
+            return rate.search_to_goal(self, images, goal, progress=progress)
         target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
         z, extras = self.find_symbols(target, progress) if init is None else self.find_symbols(target, progress, init=init)  # type: ignore[call-arg]
         return self.encode_symbols(z, images, target=target, extras=extras)

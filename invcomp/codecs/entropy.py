@@ -28,7 +28,6 @@ class CodecLike(Protocol):
     """What the entropy stage reads of a codec (:class:`invcomp.codecs.base.Codec` has all of it)."""
 
     name: str
-    mode: int
     model_id: bytes
     resolution: int
     latent_dim: int
@@ -37,6 +36,9 @@ class CodecLike(Protocol):
     settings: EncodeSettings
     entropy_prior: Optional[priors.Prior]
     model_id_v2: Optional[bytes]
+
+    @property
+    def mode(self) -> int: ...  # a class attribute of each mode
 
 
 def container(codec: CodecLike) -> int:

@@ -9,6 +9,7 @@ from invcomp.codecs.settings import DEFAULT_MODEL, EncodeSettings
 from invcomp.errors import InvcompError
 
 if TYPE_CHECKING:
+    from invcomp.codecs.base import Codec
     from invcomp.formats import ivc as bitstream
 
 BUILT_IN = ("invcomp.codecs.modes.inversion", "invcomp.codecs.modes.vaegan", "invcomp.codecs.modes.layered",
@@ -16,14 +17,14 @@ BUILT_IN = ("invcomp.codecs.modes.inversion", "invcomp.codecs.modes.vaegan", "in
 AUTO = "auto"  # --mode auto: not a file mode (it writes the chosen mode's file), see invcomp.codecs.modes.auto
 
 
-def modes() -> dict[int, type]:
+def modes() -> dict[int, type[Codec]]:
     """:data:`MODES`, with the built-in modes imported."""
     for name in BUILT_IN:
         importlib.import_module(name)
     return MODES
 
 
-def mode_by_key(key: str) -> type:
+def mode_by_key(key: str) -> type[Codec]:
     """The codec class of ``--mode KEY`` (``inversion``, ``vaegan``, or a registered one)."""
     for cls in modes().values():
         if cls.mode_key == key:
@@ -43,7 +44,7 @@ def split_spec(spec: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     return None, spec
 
 
-def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type, Optional[str]]:
+def mode_for_spec(spec: Optional[str], mode: Optional[str] = None) -> tuple[type[Codec], Optional[str]]:
     """The codec class for a spec (and an explicit ``mode``), and the spec without its mode prefix."""
     prefix, spec = split_spec(spec)
     if prefix and mode and prefix != mode:
@@ -105,17 +106,17 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
     settings, spec = settings or EncodeSettings(), spec or auto.AUTO_MODEL
     cands = [load_codec(spec, settings, mode="inversion", device=device)]
     cands.append(mode_by_key("inversion-tone").sharing(cands[0]))  # the same generator and settings, loaded once
-    cands[1].auto_refine = auto.TONE_REFINE  # the tone search refines the plain one's latent
     one_pass = EncodeSettings(coder=settings.coder, fit=settings.fit)
     cands += [load_codec(name, one_pass, mode="vaegan", device=device) for name in auto.AUTO_VAEGANS]
+    goal_only = []
     try:  # the layered mode over the same generator and settings; it runs with a target only (with no budget,
-        layered = mode_by_key("layered").sharing(cands[0])  # layers only add bytes)
-        layered.auto_goal_only = True
-        cands.append(layered)
+        cands.append(mode_by_key("layered").sharing(cands[0]))  # layers only add bytes)
+        goal_only.append(len(cands) - 1)
     except InvcompError as e:  # e.g. CompressAI is not installed
         auto.log.info("--mode auto runs without the layered candidate: %s", e)
     return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), tolerance=tol,
-                          max_bytes=max_bytes)
+                          max_bytes=max_bytes, refine={1: auto.TONE_REFINE},  # tone refines the plain search's latent
+                          goal_only=goal_only)
 
 
 def codec_for_header(header: "bitstream.Header", *, model: Optional[str] = None, device: str = "cpu",

@@ -22,10 +22,9 @@ import torch
 
 from invcomp.coding import tables as priors
 from invcomp.errors import InvcompError
-from invcomp.metrics import ssim as ssim_metric
 from invcomp.coding.quantize import QuantizedLatent, dequantize, levels_for_bits
 from invcomp.codecs import entropy
-from invcomp.codecs.base import Encoded, prepare, stored_pixels
+from invcomp.codecs.encoded import Encoded, prepare
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class _Ladder:
     @property
     def moves(self) -> list[tuple[int, int]]:
         if self._moves is None:
-            self._moves = self._greedy(self.z, self.q, self.p) if self.v2 else []
+            self._moves = self._greedy(self.z, self.q, self.p) if self.v2 and self.p is not None else []
         return self._moves
 
     def _greedy(self, z: torch.Tensor, q: QuantizedLatent, p: priors.Prior) -> list[tuple[int, int]]:
@@ -130,7 +129,7 @@ def _bits_range(codec: Any) -> list[int]:
 
 
 def _quality(enc: Encoded) -> float:
-    return float(ssim_metric(stored_pixels(enc.recon[None]), enc.target[None]))
+    return enc.ssim()
 
 
 def _fit_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int, size: tuple[int, int]) -> Optional[tuple[_Ladder, int]]:
@@ -254,12 +253,13 @@ def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
     guess, else the prior's expected length), the smallest depth whose file is over the budget (a coarser norm fills
     it); but the depth below if its file fills 90% of the budget and the next would shrink by over 10%; else the codec's."""
     s = codec.settings
-    if goal.max_bytes is None or not getattr(codec, "searches", False):
+    if goal.max_bytes is None or not codec.searches:
         return s.bits
     bits = _bits_range(codec)
-    start = codec.start(target[None]) if hasattr(codec, "start") else None
+    start = codec.start(target[None])
     below: Optional[tuple[int, float]] = None
     for b in bits:
+        size: float
         if isinstance(start, torch.Tensor):
             size = _Ladder(codec, start[0], b).size(0, (codec.resolution, codec.resolution))
         else:
@@ -281,10 +281,14 @@ def _expected_bytes(codec: Any, bits: int) -> float:
 
 
 def encode_images(codec: Any, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
+    """``codec.encode(images, goal=goal)``: an :class:`Encoded` or an :class:`InvcompError` per image, in order."""
+    return codec.encode(images, goal=goal, progress=progress)
+
+
+def search_to_goal(codec: Any, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
     """Encode ``images`` to ``goal``: one search per image (at :func:`search_bits`), then :func:`control`.
-    Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order."""
-    if getattr(codec, "controls_rate", False):  # auto (each candidate to the goal, then choose), layered (its plans)
-        return codec.encode(images, progress=progress, goal=goal, to_goal=encode_images)
+    Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order. What :meth:`Codec.encode
+    <invcomp.codecs.base.Codec.encode>` runs for a goal; auto and layered choose among their own files instead."""
     targets = torch.stack([prepare(im, codec.resolution, codec.settings.fit) for im in images])
     groups: dict[int, list[int]] = {}
     for i in range(len(images)):

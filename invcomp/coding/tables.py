@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -100,18 +100,28 @@ class Prior:
         return cls(doc["scaling"], groups, tables, unit, dict(doc.get("fit", {})))
 
 
-def save_prior(prior: Prior, path: Path) -> None:
+class _Tables(Protocol):
+    def to_json(self) -> dict: ...
+
+
+def save_prior(prior: _Tables, path: Path) -> None:
+    """Write a model's entropy tables (a latent :class:`Prior`, or GC's grid tables) as compact JSON, atomically: the
+    one store of every model's tables."""
     from invcomp.files import atomic_write
 
     atomic_write(Path(path), (json.dumps(prior.to_json(), separators=(",", ":")) + "\n").encode(), force=True)
 
 
-def load_prior(path: Path) -> Prior:
+
+def load_prior(path: Path, kind: Any = None, what: str = "prior") -> Any:
+    """Read tables written by :func:`save_prior`: a :class:`Prior`, or ``kind`` (a class with ``from_json(doc,
+    name)``, e.g. :class:`invcomp.zoo.generative.GCPrior`); an unreadable file is a one-line :class:`InvcompError`
+    naming ``what``."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise InvcompError(f"cannot read prior {path}: {e}") from None
-    return Prior.from_json(doc, str(path))
+        raise InvcompError(f"cannot read {what} {path}: {e}") from None
+    return (kind or Prior).from_json(doc, str(path))
 
 
 def prior_sha256(path: Path) -> str:

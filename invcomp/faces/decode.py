@@ -10,6 +10,7 @@ from invcomp.codecs.loader import decode_file
 from invcomp.errors import InvcompError
 from invcomp.formats import photo as container
 from invcomp.faces.frame import native_strip, render
+from invcomp.formats.sniff import sniff
 
 
 def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights: Optional[str] = None,
@@ -24,7 +25,7 @@ def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights
     memory budget derived from it, by :func:`invcomp.codecs.budget.check_file`, for every kind of file."""
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     budget.check_file(data, max_pixels, native=native, name=name)
-    if not container.is_photo(data):
+    if sniff(data) != "photo":
         return (*decode_file(data, cache=cache, model=model, weights=weights, native=native, max_pixels=max_pixels,
                              device=device, name=name), None)
     photo = container.unpack(data)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,9 @@ from invcomp.landmarks import align
 from invcomp.landmarks import detect
 from invcomp.formats import photo as container
 from invcomp.faces.frame import assemble, is_gray
+
+if TYPE_CHECKING:  # annotations only: the face codec is any mode's
+    from invcomp.codecs.base import Codec
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ class Plan:
 class PhotoCodec:
     """A face codec that takes photos (see the module doc). Everything else is the face codec's (``__getattr__``)."""
 
-    def __init__(self, codec: Any, options: PhotoOptions) -> None:
+    def __init__(self, codec: "Codec", options: PhotoOptions) -> None:
         options.check()
         self.codec, self.options = codec, options
         if options.fit == "align":
@@ -182,7 +185,7 @@ class PhotoCodec:
             return []
         if goal is None:  # the face codec's fit is this photo codec's crop or squash; aligned crops are square
             return list(self.codec.encode(crops, progress=progress))
-        from invcomp.codecs.rate import RateTarget, encode_images
+        from invcomp.codecs.rate import RateTarget
 
         res = [None] * len(crops)
         for k in range(len(crops)):
@@ -190,7 +193,7 @@ class PhotoCodec:
             if goal.max_bytes is not None:
                 plan = plans[owners[k]]
                 g = RateTarget(max_bytes=face_budget(goal.max_bytes, images[owners[k]], plan, self.options))
-            res[k] = encode_images(self.codec, [crops[k]], g, progress=progress)[0] if g.max_bytes is None or g.max_bytes > 0 \
+            res[k] = self.codec.encode([crops[k]], goal=g, progress=progress)[0] if g.max_bytes is None or g.max_bytes > 0 \
                 else InvcompError(f"--target-bytes {goal.max_bytes} cannot hold this photo's wrapper and background")
         return res
 
@@ -200,15 +203,16 @@ class PhotoCodec:
 
 def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOptions) -> int:
     """The bytes each face file may take when the whole photo file must fit ``max_bytes``: the wrapper, the
-    placements, the length fields and the background come first; the rest is split evenly between the faces."""
+    placements, the length fields and the background come first (:func:`invcomp.formats.photo.overhead` of the
+    file with one-byte faces); the rest is split evenly between the faces."""
     if plan.fit != "align" and not plan.grayscale:
         return max_bytes
-    bg = plan.background_data
-    n = max(1, len(plan.placements))
-    w, h = img.size
-    size = 3 if max(w, h) <= container.SMALL_SIDE else len(container._varint(w)) + len(container._varint(h))
-    fixed = 5 + size + (0 if not bg else 1 + len(container._varint(len(bg))) + len(bg))  # magic, flags, count, CRC
-    per = sum(len(container.pack_placement(p)) for p in plan.placements) if plan.fit == "align" else 1
-    left = (max_bytes - fixed - per) // n
+    if plan.fit == "align":
+        name = background.parse(options.background)[0]
+        records = [container.FaceRecord(pl, b"\0") for pl in plan.placements]
+        probe = container.Photo(img.width, img.height, records, plan.grayscale, name, plan.background_data)
+    else:
+        probe = container.Photo(img.width, img.height, [container.FaceRecord(None, b"\0")], True)
+    o = container.overhead(probe)
+    left = (max_bytes - o["container"] - o["placements"] - o["background"]) // max(1, len(probe.faces))
     return left - (1 if left < 128 else 2 if left < 16384 else 3)
-

@@ -1,10 +1,16 @@
-"""Byte framing shared by the container formats (pure): CRC-16, minimal LEB128 varints and a bounds-checked reader."""
+"""Byte framing shared by the container formats (pure): the magic bytes of every file kind, CRC-16, minimal LEB128
+varints and a bounds-checked reader."""
 from __future__ import annotations
 
 import binascii
 import struct
 
 from invcomp.errors import BitstreamError
+
+# The first bytes of each file kind (:func:`invcomp.formats.sniff.sniff` tells them apart): the only place they are written.
+MAGIC_V1 = b"IVC"  # version 1: b"IVC", then the version byte
+MAGIC_V2 = 0xB2  # version 2, and layered files (mode 3 in the flags)
+MAGIC_PHOTO = 0xB3  # a photo file: the frame, its placements and face files, the background
 
 
 def crc16(data: bytes) -> bytes:

@@ -67,15 +67,14 @@ from typing import Optional
 
 from invcomp.formats import layered as layers
 from invcomp.errors import BitstreamError
-from invcomp.formats.framing import _Reader, _varint, crc16  # noqa: F401  (re-exported: bitstream.crc16)
+from invcomp.formats.framing import MAGIC_PHOTO, MAGIC_V1, MAGIC_V2, _Reader, _varint, crc16  # noqa: F401  (crc16 re-exported)
 
-MAGIC = b"IVC"
+MAGIC = MAGIC_V1
 VERSION = 1
 MODEL_ID_BYTES = 4
 CODER_IDS = {"gamma": 0, "delta": 1, "omega": 2}
 MODE_INVERSION, MODE_VAEGAN, MODE_INVERSION_TONE, MODE_LAYERED = 0, 1, 2, 3
 MAX_LATENT, MAX_RES, MAX_SIDE = 65535, 4096, 65535
-MAGIC_V2 = 0xB2
 MODEL_ID_BYTES_V2 = 2
 BITS_V2 = (2, 9)
 SMALL_SIDE = 4096
@@ -240,7 +239,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, int]:
         return replace(header, mode=layers.MODE_LAYERED), rest, nbits
     if data[0] == MAGIC_V2:
         return _unpack_v2(data)
-    if data[0] == 0xB3:  # invcomp.formats.photo.MAGIC
+    if data[0] == MAGIC_PHOTO:
         raise BitstreamError("this is a photo file (a frame and its face files), not one face file: decode it with "
                              "`invcomp decode`; `invcomp info` lists its faces")
     if data[:3] != MAGIC:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from invcomp.errors import BitstreamError
-from invcomp.formats.framing import _Reader, _varint, crc16
+from invcomp.formats.framing import MAGIC_V2, _Reader, _varint, crc16
 
 MODE_LAYERED = 3
 BASE_RESOLUTION = 64  # the base's picture side (the 64-px generator's)
@@ -95,7 +95,7 @@ def _key(key: bytes) -> bytes:
 
 def is_layered(data: bytes) -> bool:
     """True for bytes that start like a layered (mode-3, version-2) file."""
-    return len(data) >= 4 and data[0] == 0xB2 and data[3] >> 5 == MODE_LAYERED
+    return len(data) >= 4 and data[0] == MAGIC_V2 and data[3] >> 5 == MODE_LAYERED
 
 
 def _head(r: _Reader) -> None:

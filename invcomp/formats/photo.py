@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from invcomp.errors import BitstreamError
-from invcomp.formats.framing import _Reader, _varint, crc16
+from invcomp.formats.framing import MAGIC_PHOTO, _Reader, _varint, crc16
 from invcomp.landmarks.align import Placement
 
-MAGIC = 0xB3
+MAGIC = MAGIC_PHOTO
 MAX_FACES = 64
 MAX_FACE_BYTES = 65535
 MAX_BACKGROUND = 1 << 24

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from invcomp.formats import ivc as bitstream
+from invcomp.formats.framing import MAGIC_PHOTO
 from invcomp.coding import elias
 from invcomp.codecs import entropy
 from invcomp.errors import InvcompError
@@ -124,7 +125,7 @@ def mutate(data: bytes, kind: str, rng: random.Random, model_ids: Optional[list[
         b = b[: rng.randrange(len(b))]
     elif kind == "header_field":
         body = _body(b)
-        i = rng.randrange(1 if body[:1] in (bytes([bitstream.MAGIC_V2]), b"\xb3") else 3, max(4, min(len(body), 20)))
+        i = rng.randrange(1 if body[:1] in (bytes([bitstream.MAGIC_V2]), bytes([MAGIC_PHOTO])) else 3, max(4, min(len(body), 20)))
         if i < len(body):
             body[i] = rng.randrange(256)
         return _recrc(bytes(body))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from invcomp.formats import ivc as bitstream
+from invcomp.formats.framing import MAGIC_PHOTO
 from invcomp.errors import InvcompError
 
 
@@ -23,7 +24,7 @@ def _body(b: bytes) -> bytearray:
     return bytearray(b[:-2] if b[:1] in (bytes([bitstream.MAGIC_V2]), PHOTO) else b[:-4])
 
 
-PHOTO = b"\xb3"  # invcomp.formats.photo.MAGIC
+PHOTO = bytes([MAGIC_PHOTO])
 
 
 EDGES = {

@@ -60,14 +60,14 @@ def decode_item(src: Path, dst: Path, options: DecodeOptions, *, force: bool, ca
 def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
                force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
     """Decode ``src`` to the PNG ``dst`` (written atomically) with a codec from ``cache``: its report (row, line)."""
-    from invcomp.formats import ivc as bitstream
+    from invcomp.formats.sniff import MAX_FILE_BYTES
     from invcomp.formats import layered as layers
     from invcomp.formats import photo as container
     from invcomp.faces.decode import decode_any
     from invcomp.imageio import crop_box
 
     check_writable(dst, force)
-    data = read_bytes(src, max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES), ".ivc file")
+    data = read_bytes(src, MAX_FILE_BYTES, ".ivc file")
     total = layers.count(data) if layers.is_layered(data) else 1
     if keep_layers is not None:
         if container.is_photo(data):

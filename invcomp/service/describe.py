@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from invcomp.formats import ivc as bitstream
+from invcomp.formats.framing import MAGIC_PHOTO, MAGIC_V2
+from invcomp.formats.sniff import sniff
 from invcomp.formats import layered as layers
 from invcomp.errors import InvcompError
 from invcomp.formats import photo as container
@@ -33,7 +35,8 @@ def describe(data: bytes) -> dict[str, Any]:
     """A JSON-ready dict of every field of ``data``; raises :class:`~invcomp.errors.BitstreamError` for a file
     that does not parse."""
     data = bytes(data)
-    if container.is_photo(data):
+    kind = sniff(data)
+    if kind == "photo":
         return _photo(data)
     header, payload, nbits = bitstream.unpack(data)
     row: dict[str, Any] = {"bytes": len(data), "format": f"version {header.version}", "mode": _mode(header.mode),
@@ -44,8 +47,8 @@ def describe(data: bytes) -> dict[str, Any]:
                    norm=header.norm, norm_free=header.norm is None, prior=header.prior, scaling=header.scaling,
                    rounding=header.rounding, payload_bits=nbits, payload_bytes=len(payload), crc="CRC-32")
     else:
-        row.update(magic="0xB2", coder="range coding under the model's prior", crc="CRC-16")
-        if layers.is_layered(data):
+        row.update(magic=f"0x{MAGIC_V2:02X}", coder="range coding under the model's prior", crc="CRC-16")
+        if kind == "layered":
             row["norm_and_levels_bytes"] = len(bitstream.unpack(layers.base_file(data))[1])
             row["layers"] = layers.describe(data)  # what `invcomp encode --json` reports of the same file
         elif header.mode in (4, 5):  # GC, SC: whole frames; the bit-depth field is the escape flag
@@ -81,7 +84,7 @@ def _photo(data: bytes) -> dict[str, Any]:
         except InvcompError as e:
             face["file"] = {"error": str(e)}
         faces.append(face)
-    return {"bytes": len(data), "format": "photo", "magic": "0xB3", "width": photo.width, "height": photo.height,
+    return {"bytes": len(data), "format": "photo", "magic": f"0x{MAGIC_PHOTO:02X}", "width": photo.width, "height": photo.height,
             "grayscale": photo.grayscale, "background": photo.background, "background_bytes": len(photo.background_data),
             "faces": faces, "breakdown": container.overhead(photo), "crc": "CRC-16"}
 

@@ -139,13 +139,11 @@ def _codec_and_goal(*, model: Optional[str], mode: Optional[str], channels: Opti
                        layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
                        semantic=semantic, halo=preserve_halo)
     goal = None
-    if goals and not codec.resolution:
-        raise InvcompError(f"the {codec.title} mode's rate is set by its model (and, for SC, the preserved area): drop "
-                           "the --target-*, or pick a model of another rate (`invcomp models`)")
     if goals:
         n = target_bytes if target_bytes is not None else (
             bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
         goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
+        codec.check_goal(goal)  # GC and SC refuse one: their rate is their model's
     return PhotoCodec(codec, photo), goal
 
 
@@ -182,11 +180,11 @@ def encode_items(encoder: Encoder, chunk: Sequence[tuple[Path, Path]], *, force:
                 results[k] = item_error(e)
         if done is not None:
             seconds = (time.perf_counter() - t0) / len(loaded)
-            for (k, img), e in zip(loaded, done):
-                if isinstance(e, InvcompError):
-                    results[k] = item_error(e)
+            for (k, img), enc in zip(loaded, done):
+                if isinstance(enc, InvcompError):
+                    results[k] = item_error(enc)
                     continue
-                results[k] = (e, file_metrics(e, img, with_identity), seconds)
+                results[k] = (enc, file_metrics(enc, img, with_identity), seconds)
     for k, ((src, dst), res) in enumerate(zip(chunk, results)):
         if isinstance(res, ItemError):
             continue
@@ -195,5 +193,6 @@ def encode_items(encoder: Encoder, chunk: Sequence[tuple[Path, Path]], *, force:
         except InvcompError as err:
             results[k] = item_error(err)
             continue
-        results[k] = report_row(codec, src, dst, *res, goal)
+        enc, m, secs = res
+        results[k] = report_row(codec, src, dst, enc, m, secs, goal)
     return results

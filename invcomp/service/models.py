@@ -35,6 +35,7 @@ def model_rows() -> list[dict]:
                      "resolution": cfg.resolution, "prior": cfg.prior,
                      "encoder": str(e.warm_start) if e.warm_start else None})
     rows += _residual_rows()
+    rows += _mode_rows()
     for name, u in sorted(user_models().items()):
         rows.append({"name": name, "source": "user", "model": u.get("model"), "weights": u.get("weights"),
                      "sha256": u.get("sha256"), "id": str(u.get("sha256", ""))[:8]})
@@ -54,3 +55,11 @@ def _residual_rows() -> list[dict]:
                      "card": str(card) if card.exists() else None, "base": cfg.get("base"), "rates": cfg.get("rates"),
                      "description": cfg.get("description", "")})
     return rows
+
+
+def _mode_rows() -> list[dict]:
+    """The models that registered modes offer themselves (:meth:`invcomp.codecs.base.Codec.models`)."""
+    from invcomp.codecs.loader import modes
+
+    return [{"name": name, "source": "mode", "kind": cls.mode_key, "description": f"a model of the {cls.title} mode"}
+            for _, cls in sorted(modes().items()) for name in cls.models()]

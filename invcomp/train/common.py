@@ -8,7 +8,8 @@ import contextlib
 import copy
 import logging
 from pathlib import Path
-from typing import Iterator
+from dataclasses import MISSING, fields, replace
+from typing import Any, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -92,3 +93,15 @@ def setup_file_log(path: Path) -> logging.Handler:
     root.addHandler(h)
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
     return h
+
+
+T = TypeVar("T")
+
+
+def config_from_kwargs(cls: type[T], **kw: Any) -> T:
+    """A trainer's frozen config ``cls`` from command-line options: the fields without a default (the paths) as
+    strings, then every other option that was given (``None`` means not given, so the defaults stay the
+    dataclass's)."""
+    paths = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]  # type: ignore[arg-type]
+    base = cls(**{name: str(kw.pop(name)) for name in paths})
+    return replace(base, **{k: v for k, v in kw.items() if v is not None})  # type: ignore[type-var]

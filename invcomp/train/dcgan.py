@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -147,7 +147,4 @@ class DCGANTrainer(Trainer):
             save_grid(g(self.fixed_z), self.out / "samples.png")
 
 
-def config_from_kwargs(**kw: object) -> DCGANTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = DCGANTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = DCGANTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

@@ -179,7 +179,4 @@ def train_gc(cfg: GCTrainConfig, *, resume: bool = True, progress: bool = True) 
                         snapshot_every=cfg.snapshot_every, resume=resume, progress=progress)
 
 
-def config_from_kwargs(**kw: object) -> GCTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = GCTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = GCTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

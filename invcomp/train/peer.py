@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -191,7 +191,4 @@ def train_peer(cfg: PeerTrainConfig, *, resume: bool = True, progress: bool = Tr
                         snapshot_every=cfg.snapshot_every, resume=resume, progress=progress)
 
 
-def config_from_kwargs(**kw: object) -> PeerTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = PeerTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = PeerTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

@@ -227,7 +227,4 @@ class PGANTrainer(Trainer):
         save_grid(self._grid, self.out / "samples.png")
 
 
-def config_from_kwargs(**kw: object) -> PGANTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = PGANTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = PGANTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

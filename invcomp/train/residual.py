@@ -16,7 +16,7 @@ of the file are not trained on; snapshots are scored on them (mean RD loss over 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -220,6 +220,4 @@ def train_residual(cfg: ResidualTrainConfig, *, resume: bool = True, progress: b
                         snapshot_every=cfg.snapshot_every, resume=resume, progress=progress)
 
 
-def config_from_kwargs(**kw: object) -> ResidualTrainConfig:
-    base = ResidualTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = ResidualTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

@@ -32,7 +32,8 @@ from invcomp.errors import InvcompError
 from invcomp.train.generative_tables import fit_sc_prior, symbol_grids
 from invcomp.nets.generative.masks import random_cell_masks
 from invcomp.nets.generative.semantic import CLASSES
-from invcomp.zoo.generative import load_gc_model, save_prior
+from invcomp.coding.tables import save_prior
+from invcomp.zoo.generative import load_gc_model
 from invcomp.nets.generative.synth import SCConfig, Synthesiser, complete, save_synth
 from invcomp.train.common import save_grid
 from invcomp.train.loop import Score, Trainer, run_training
@@ -169,6 +170,4 @@ def train_sc(cfg: SCTrainConfig, *, resume: bool = True, progress: bool = True) 
     return path
 
 
-def config_from_kwargs(**kw: object) -> SCTrainConfig:
-    base = SCTrainConfig(gc=str(kw.pop("gc")), data=str(kw.pop("data")), maps=str(kw.pop("maps")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = SCTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

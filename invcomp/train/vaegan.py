@@ -210,7 +210,4 @@ class VAEGANTrainer(Trainer):
             shutil.copyfile(self.out / f"recon_{step:06d}.png", self.out / "samples.png")
 
 
-def config_from_kwargs(**kw: object) -> VAEGANTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = VAEGANTrainConfig(data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = VAEGANTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

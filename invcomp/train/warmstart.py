@@ -222,7 +222,4 @@ def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real:
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-def config_from_kwargs(**kw: object) -> WarmStartTrainConfig:
-    """Build a config, ignoring ``None`` values (so CLI defaults come from the dataclass)."""
-    base = WarmStartTrainConfig(generator=str(kw.pop("generator")), data=str(kw.pop("data")), out=str(kw.pop("out")))
-    return replace(base, **{k: v for k, v in kw.items() if v is not None})
+CONFIG = WarmStartTrainConfig  # what `invcomp train` builds from its options (invcomp.train.common.config_from_kwargs)

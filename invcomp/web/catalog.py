@@ -38,7 +38,7 @@ class Catalog:
                     text = Path(card).read_text(errors="replace")[:MAX_CARD] if card and Path(card).is_file() else None
                     keep = {k: v for k, v in r.items() if k not in ("weights", "card", "entropy_prior", "encoder", "model")}
                     rows.append({**keep, "card": text, "warm_start": bool(r.get("encoder")),
-                                 "codes": r.get("kind") in ("generator", "vaegan") or r.get("source") == "user"})
+                                 "codes": r.get("kind") in ("generator", "vaegan") or r.get("source") in ("user", "mode")})
                 self._models = rows
             return self._models
 

@@ -77,10 +77,10 @@ def check_ivc(data: bytes, name: str, limits: Limits) -> None:
     """Refuse what the ``.ivc`` parser (or the photo container's) rejects, or a file that declares more than
     ``max_pixels`` pixels."""
     from invcomp.formats import ivc as bitstream
-    from invcomp.formats import layered as layers
     from invcomp.formats import photo as container
+    from invcomp.formats.sniff import MAX_FILE_BYTES
 
-    if len(data) > max(bitstream.max_file_bytes(), layers.MAX_FILE_BYTES, container.MAX_FILE_BYTES):
+    if len(data) > MAX_FILE_BYTES:
         raise WebError(413, f"{name} is larger than the largest legal .ivc file")
     try:
         header = container.unpack(data) if container.is_photo(data) else bitstream.unpack(data)[0]

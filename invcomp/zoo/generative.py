@@ -17,6 +17,7 @@ import torch
 from invcomp.errors import InvcompError, UnknownModelError
 from invcomp.files import sha256_file
 from invcomp.coding.gridcode import GridTables
+from invcomp.coding.tables import load_prior
 from invcomp.nets.generative.model import GCNet, load_gc
 
 FORMAT = "invcomp-gc-prior"
@@ -47,20 +48,6 @@ class GCPrior:
         if "code" not in parts:
             raise InvcompError(f"bad GC prior {where}: no code tables")
         return cls(fit=dict(doc.get("fit", {})), **parts)
-
-
-def save_prior(prior: GCPrior, path: Path) -> None:
-    from invcomp.files import atomic_write
-
-    atomic_write(Path(path), (json.dumps(prior.to_json(), separators=(",", ":")) + "\n").encode(), force=True)
-
-
-def load_prior(path: Path) -> GCPrior:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise InvcompError(f"cannot read GC prior {path}: {e}") from None
-    return GCPrior.from_json(doc, str(path))
 
 
 def prior_path(weights: Path) -> Path:
@@ -127,7 +114,7 @@ def load_gc_model(spec: str, device: str | torch.device = "cpu") -> LoadedGC:
 
     name, weights, _, pri, w_sha, c_sha, p_sha = checked_files(spec, "gc")
     net = load_gc(weights, device)
-    prior = load_prior(pri)
+    prior = load_prior(pri, GCPrior, "GC prior")
     cfg = net.cfg
     if prior.code.planes != cfg.channels or prior.code.values != cfg.centres:
         raise InvcompError(f"the tables of {name!r} code {prior.code.planes} planes of {prior.code.values} symbols, "

@@ -5,7 +5,8 @@ record, and the shipped VAE-GAN codecs). Each image is coded by each of them; am
 ``max_bytes`` bytes, the chosen one is the smallest whose SSIM (on the pixels the decoder writes) is within
 ``tolerance`` of the best one's. A mode "fails" a face when another mode draws it better by more than that.
 So a face that the generator draws well keeps its small inversion file, and a face that it cannot draw gets
-the mode that can: the rate is paid only where the picture needs it. The chosen file is an ordinary file of that mode (its header names the mode and the model), so
+the mode that can: the rate is paid only where the picture needs it. The chosen file is an ordinary file of that
+mode (its header names the mode and the model), so
 ``invcomp decode`` needs nothing new.
 """
 from __future__ import annotations
@@ -13,14 +14,12 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from PIL import Image
 
 from invcomp.errors import InvcompError
-from invcomp.metrics import ssim
-from invcomp.imageio import quantize_pixels
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,8 @@ AUTO_VAEGANS = ("vaegan-utkface64-c2", "vaegan-utkface64aug-c4", "vaegan-utkface
 # (README, "Range").
 DEFAULT_TOLERANCE = 0.03
 DEFAULT_MAX_BYTES: Optional[int] = None
-# A candidate with ``auto_refine = (k, iters, lr)`` starts its search from candidate k's latents, for ``iters``
-# steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
+# A candidate refined by ``(k, iters, lr)`` (AutoCodec's ``refine``) starts its search from candidate k's latents, for
+# ``iters`` steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
 # 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.823 on 12 recoloured faces; 0.811
 # after 50 steps at 0.1: experiments/tone_refine.py) at half its cost: auto encodes in about 1.5x one inversion's time.
 TONE_REFINE = (0, 100, 0.2)
@@ -57,12 +56,15 @@ class AutoCodec:
     mode_key = "auto"
     title = "auto"
     searches = True
-    controls_rate = True  # rate.encode_images hands a goal to encode()
 
     def __init__(self, candidates: list[Any], *, decoder_for: Callable[[Any], Any], tolerance: float = DEFAULT_TOLERANCE,
-                 max_bytes: Optional[int] = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: Optional[int] = DEFAULT_MAX_BYTES, refine: Optional[dict[int, tuple[int, int, float]]] = None,
+                 goal_only: Sequence[int] = ()) -> None:
         """``candidates``: codecs of one resolution (:func:`invcomp.codecs.loader.load_codec` builds the default
-        set); ``decoder_for``: header -> the codec that decodes it (:func:`~invcomp.codecs.loader.codec_for_header`)."""
+        set); ``decoder_for``: header -> the codec that decodes it (:func:`~invcomp.codecs.loader.codec_for_header`);
+        ``refine``: candidate index -> ``(k, iters, lr)``, a candidate that starts from candidate k's latents
+        (:data:`TONE_REFINE`) when there is no goal; ``goal_only``: the candidates that run only with a goal (the
+        layered mode: with no budget its layers only add bytes)."""
         if not candidates:
             raise InvcompError("--mode auto needs at least one candidate codec")
         sides = {c.resolution for c in candidates}
@@ -71,6 +73,7 @@ class AutoCodec:
         if not 0 <= tolerance <= 1:
             raise InvcompError(f"the mode decision's SSIM tolerance must be in [0, 1], got {tolerance}")
         self.candidates, self.tolerance, self.max_bytes = candidates, tolerance, max_bytes
+        self.refine, self.goal_only = dict(refine or {}), frozenset(goal_only)
         self._decoder_for = decoder_for
         self.keep_candidates = False  # True: each chosen file's extra["auto"]["files"] holds every candidate's bytes
         self.resolution = candidates[0].resolution
@@ -79,26 +82,33 @@ class AutoCodec:
         self._decoders: dict = {}
 
     def work(self, n_images: int) -> int:
-        return sum(n_images * r[1] if (r := getattr(c, "auto_refine", None)) else c.work(n_images) for c in self.candidates)
+        return sum(n_images * self.refine[j][1] if j in self.refine else c.work(n_images)
+                   for j, c in enumerate(self.candidates))
 
     def describe(self) -> dict[str, Any]:
         inv = self.candidates[0].describe()
         return {**inv, "mode": "auto", "model": self.name, "tolerance": self.tolerance, "max_bytes": self.max_bytes,
                 "candidates": [f"{c.mode_key}:{c.name}" for c in self.candidates]}
 
-    def encode(self, images: list[Image.Image], *, progress: Optional[Callable[[int], None]] = None, goal: Any = None,
-               to_goal: Optional[Callable[..., list[Any]]] = None) -> list[Any]:
-        """Encode ``images`` with every candidate (each to ``goal`` with ``to_goal``, i.e.
-        :func:`invcomp.codecs.rate.encode_images`, when given) and keep, per image, the best file within the
-        budget (``goal``'s bytes, else ``max_bytes``). Returns an :class:`Encoded` per image, or an
+    def start(self, target: torch.Tensor) -> None:
+        return None  # each candidate starts its own search
+
+    def check_goal(self, goal: Any) -> None:
+        for c in self.candidates:
+            c.check_goal(goal)
+
+    def encode(self, images: list[Image.Image], *, goal: Any = None,
+               progress: Optional[Callable[[int], None]] = None) -> list[Any]:
+        """Encode ``images`` with every candidate (each to ``goal``, when given) and keep, per image, the best file
+        within the budget (``goal``'s bytes, else ``max_bytes``). Returns an :class:`Encoded` per image, or an
         :class:`InvcompError` in its place when no candidate's file fits."""
         if not images:
             return []
         max_bytes = goal.max_bytes if goal is not None and goal.max_bytes is not None else self.max_bytes
         per: list[list[Any]] = []
-        for c in self.candidates:
-            ref = getattr(c, "auto_refine", None)
-            if goal is None and getattr(c, "auto_goal_only", False):  # e.g. layered: with no budget it only grows
+        for j, c in enumerate(self.candidates):
+            ref = self.refine.get(j)
+            if goal is None and j in self.goal_only:  # e.g. layered: with no budget it only grows
                 per.append([InvcompError(f"{c.mode_key} runs with a target only")] * len(images))
                 continue
             if goal is None and ref is not None and not any(isinstance(e, Exception) for e in per[ref[0]]):
@@ -106,13 +116,13 @@ class AutoCodec:
                 refining.settings = replace(c.settings, iters=ref[1], lr=ref[2])
                 done = refining.encode(images, progress=progress, init=torch.stack([e.z for e in per[ref[0]]]))
             else:
-                done = c.encode(images, progress=progress) if goal is None else to_goal(c, images, goal, progress)  # type: ignore[misc]
+                done = c.encode(images, goal=goal, progress=progress)
             per.append(done)
         out: list[Any] = []
         for i in range(len(images)):
             encs = [p[i] for p in per]
             ok = [j for j, e in enumerate(encs) if not isinstance(e, Exception)]  # Encoded, or that image's error
-            scores = [_ssim(encs[j]) for j in ok]
+            scores = [encs[j].ssim() for j in ok]
             sizes = [len(encs[j].data) for j in ok]
             pick = choose(scores, sizes, self.tolerance, max_bytes)
             if pick is None:
@@ -149,7 +159,3 @@ class AutoCodec:
             self._decoders[key] = self._decoder_for(header)
         return self._decoders[key]
 
-
-def _ssim(enc: Any) -> float:
-    """SSIM of an :class:`~invcomp.codecs.base.Encoded`'s reconstruction, on the 8-bit pixels a decoder writes."""
-    return float(ssim(quantize_pixels(enc.recon[None]), enc.target[None]))

@@ -48,7 +48,7 @@ def read_header(data: bytes, codec: Any, max_pixels: Optional[int] = None) -> tu
     declared size over ``max_pixels`` (default: the codec's ``max_pixels``)."""
     header, payload, _ = bitstream.unpack(data)
     check_mode(header, codec)
-    limit = max_pixels or getattr(codec, "max_pixels", DEFAULT_MAX_PIXELS)
+    limit: int = max_pixels or getattr(codec, "max_pixels", None) or DEFAULT_MAX_PIXELS
     budget.check_file(data, limit, native=True)  # the picture, its tiles (and SC's grid) against the decode budget
     if header.version != 2 or header.bits not in (2, 3) or header.fit != "squash":
         raise BitstreamError("invalid .ivc field: a GC or SC file is version 2 with bit-depth field 0 or 1 and the "
@@ -103,7 +103,6 @@ class GCCodec(Codec):
     mode = MODE_GC
     mode_key = "gc"
     title = "GC"
-    controls_rate = True  # its rate is the model's: a --target-* is refused in encode()
 
     def __init__(self, model: LoadedGC, settings: Optional[EncodeSettings] = None) -> None:
         s = check_settings(settings, self.title)
@@ -137,15 +136,18 @@ class GCCodec(Codec):
         raise NotImplementedError("GC decodes whole images at their own size: use decode()")
 
     # --- encoding ----------------------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None, init: Any = None,
-               goal: Any = None, to_goal: Any = None) -> list[Encoded]:
+    def check_goal(self, goal: Any) -> None:
+        raise InvcompError(f"the {self.title} mode's rate is set by its model (and, for SC, the preserved area): drop "
+                           "the --target-*, or pick a model of another rate (`invcomp models`)")
+
+    def encode(self, images: list[Image.Image], *, goal: Any = None, progress: Optional[Progress] = None,
+               init: Any = None) -> list[Encoded]:
         """Encode RGB images of any size; ``Encoded.target`` and ``recon`` are ``(3, H, W)`` in [-1, 1], ``z`` the
         features and ``levels`` the symbols, flattened in (C, h, w) order. An image that is refused (too large a
         side) gets its :class:`InvcompError` in its place in the list, as :class:`~invcomp.faces.photo.PhotoCodec`
         expects."""
-        if goal is not None:
-            raise InvcompError(f"the {self.title} mode's rate is set by its model: drop the --target-*, or pick a "
-                               "model of another rate")
+        if goal is not None:  # its rate is the model's
+            self.check_goal(goal)
         if init is not None:
             raise InvcompError(f"the {self.title} mode does no search: it has no start")
         out: list[Any] = []

@@ -87,7 +87,7 @@ class InversionCodec(Codec):
         return next(self.gen.module.parameters()).device
 
     def work(self, n_images: int) -> int:
-        return n_images * max(self.settings.iters, 1)  # type: ignore[arg-type]
+        return n_images * max(self.settings.iters or 0, 1)  # iters is resolved at load (never None here)
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -192,7 +192,7 @@ class ToneInversionCodec(InversionCodec):
         return False  # asked for by --mode only
 
     @classmethod
-    def sharing(cls, codec: InversionCodec) -> "ToneInversionCodec":
+    def sharing(cls, codec: InversionCodec) -> "ToneInversionCodec":  # type: ignore[override]
         """The tone mode over the generator, warm-start network and resolved settings of a loaded mode-0 codec
         (nothing loaded or resolved again)."""
         out = cls.__new__(cls)
@@ -200,10 +200,11 @@ class ToneInversionCodec(InversionCodec):
         return out
 
     def search_loss(self) -> Union[str, LossFn]:
-        base = make_loss(self.settings.loss) if isinstance(self.settings.loss, str) else self.settings.loss
+        loss = self.settings.loss
+        base: LossFn = make_loss(loss) if isinstance(loss, str) else loss  # type: ignore[assignment]
 
         def toned(x_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return base(tone.matched(x_hat, target), target)  # type: ignore[operator]
+            return base(tone.matched(x_hat, target), target)
 
         return toned
 

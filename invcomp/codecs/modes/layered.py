@@ -92,7 +92,6 @@ class LayeredCodec(InversionCodec):
     mode = layers.MODE_LAYERED
     mode_key = "layered"
     title = "layered"
-    controls_rate = True  # rate.encode_images hands a goal to encode()
 
     def __init__(self, gen: Any, settings: Optional[EncodeSettings] = None, warm_start: Any = None, *,
                  residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN,
@@ -101,8 +100,9 @@ class LayeredCodec(InversionCodec):
         self._layered(residual, resolution, plan, max_pixels)
 
     @classmethod
-    def sharing(cls, codec: InversionCodec, *, residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION,
-                plan: str = DEFAULT_PLAN, max_pixels: Optional[int] = None) -> "LayeredCodec":
+    def sharing(cls, codec: InversionCodec, *,  # type: ignore[override]
+                residual: Optional[Residual] = None, resolution: int = BASE_RESOLUTION, plan: str = DEFAULT_PLAN,
+                max_pixels: Optional[int] = None) -> "LayeredCodec":
         """The layered mode over the generator, warm-start network and resolved settings of a loaded mode-0 codec
         (nothing loaded or resolved again, so no setting is warned about twice)."""
         out = cls.__new__(cls)
@@ -152,8 +152,8 @@ class LayeredCodec(InversionCodec):
         return {**super().describe(), "layers": self.plan_text, "residual": self.residual.name}
 
     # --- encoding ---------------------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None,
-               init: Optional[torch.Tensor] = None, goal: Any = None, to_goal: Any = None) -> list[Any]:
+    def encode(self, images: list[Image.Image], *, goal: Any = None, progress: Optional[Progress] = None,
+               init: Optional[torch.Tensor] = None) -> list[Any]:
         """Encode RGB images to layered files (see the module doc); with ``goal``, an :class:`InvcompError` takes
         the place of an image that no plan fits."""
         if not images:
@@ -171,7 +171,8 @@ class LayeredCodec(InversionCodec):
         tR = t64 if self.resolution == BASE_RESOLUTION else torch.stack([prepare(im, self.resolution, fit) for im in images])
         extras = extras or [{} for _ in images]
         q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free, prior=self.entropy_prior)
-        zq, out = dequantize(q), []
+        zq = dequantize(q)
+        out: list[Any] = []
         for i, im in enumerate(images):
             plain, header = entropy.pack_rows(self, _row(q, i), [im.size])[0]
             plans = [self.plan] if goal is None else self.goal_plans()

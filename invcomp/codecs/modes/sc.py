@@ -28,7 +28,8 @@ from invcomp.formats.framing import _Reader, _varint
 from invcomp.coding import gridcode
 from invcomp.nets.generative import masks
 from invcomp.nets.generative import semantic as sem
-from invcomp.zoo.generative import GCPrior, LoadedGC, checked_files, is_kind, load_gc_model, load_prior
+from invcomp.coding.tables import load_prior
+from invcomp.zoo.generative import GCPrior, LoadedGC, checked_files, is_kind, load_gc_model
 from invcomp.nets.generative.synth import Synthesiser, complete, load_synth
 from invcomp.nets.generative.tiles import grid_shape
 from invcomp.imageio import from_image
@@ -60,7 +61,7 @@ def load_sc_model(spec: str, device: str = "cpu") -> LoadedSC:
 
     name, weights, _, pri, w_sha, c_sha, p_sha = checked_files(spec, "sc")
     S = load_synth(weights)
-    cfg, prior = S.cfg, load_prior(pri)
+    cfg, prior = S.cfg, load_prior(pri, GCPrior, "GC prior")
     base = load_gc_model(cfg.base, device)
     if base.sha256 != cfg.base_sha256:
         raise InvcompError(f"SC model {name!r} was trained over GC weights {cfg.base_sha256[:8]}, but {cfg.base!r} has "
@@ -122,9 +123,11 @@ class SCCodec(GCCodec):
         return {**super().describe(), "base": self.sc.base.name, "halo": self.halo}
 
     # --- encoding ----------------------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], *, progress: Optional[Progress] = None, init: Any = None,
-               goal: Any = None, to_goal: Any = None) -> list[Encoded]:
-        if goal is not None or init is not None:
+    def encode(self, images: list[Image.Image], *, goal: Any = None, progress: Optional[Progress] = None,
+               init: Any = None) -> list[Encoded]:
+        if goal is not None:  # its rate is the model's and the preserved area's (check_goal: GC's)
+            self.check_goal(goal)
+        if init is not None:
             raise InvcompError(f"the {self.title} mode's rate is set by its model and the preserved area: drop the --target-*")
         out: list[Any] = []
         for im in images:
@@ -146,7 +149,9 @@ class SCCodec(GCCodec):
         """A uint8 image ``(H, W, 3)``, its cell mask ``(h, w)`` and semantic grid ``(2h, 2w)`` (or ``None``) ->
         file bytes, header, features, symbols, the decoded uint8 image and the records' sizes in bytes."""
         h, w = img.shape[:2]
-        gc_header(self.model_id_v2, w, h, self.mode).validate()
+        mid = self.model_id_v2
+        assert mid is not None  # GC and SC models always have a version-2 id
+        gc_header(mid, w, h, self.mode).validate()
         if cells.shape != grid_shape(h, w):
             raise InvcompError(f"a {w}x{h} image has a {grid_shape(h, w)} cell mask, not {cells.shape}")
         feats, sym = symbols_of(self.sc.base, img)
@@ -155,7 +160,7 @@ class SCCodec(GCCodec):
         rec_sem = b"" if labels is None else gridcode.encode_grid(labels[None], np.ones((1,) + labels.shape, bool), p.semantic)  # type: ignore[arg-type]
         present = np.broadcast_to(cells[None], sym.shape)
         rec_code, escaped = gridcode.encode_bounded(np.where(present, sym.numpy(), 0), present, p.code)
-        header = gc_header(self.model_id_v2, w, h, self.mode, escaped)
+        header = gc_header(mid, w, h, self.mode, escaped)
         sem_field = _varint(0) if labels is None else _varint(len(rec_sem) + 1)  # 0: no map; m + 1: a map of m bytes
         payload = _varint(len(rec_mask)) + rec_mask + sem_field + rec_sem + rec_code
         data = bitstream.pack_v2(header, None, payload)
