@@ -208,9 +208,7 @@ def check(header: bitstream.Header, codec: CodecLike) -> None:
     """Refuse a file that ``codec`` did not write: another mode, model id, symbol count, resolution or norm."""
     if header.version == 2:
         return  # checked while parsing (the payload cannot be read without the right model)
-    if header.mode != codec.mode:
-        raise BitstreamError(f"this is a {mode_name(header.mode)} file, not {mode_name(codec.mode)}: model "
-                             f"{codec.name!r} cannot decode it; decode it with the model its header names")
+    check_mode(header, codec)
     if header.model_id != codec.model_id:
         raise UnknownModelError(f"bitstream needs model id {header.model_id.hex()}, but {codec.name!r} has id "
                                 f"{codec.model_id.hex()}; see `invcomp models`")
