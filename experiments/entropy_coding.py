@@ -60,10 +60,10 @@ def study(codec, z: torch.Tensor, targets: torch.Tensor, bits_list: list[int]) -
     for b in bits_list:
         c1, c2 = _with(codec, bits=b, coder="elias"), _with(codec, bits=b, coder="auto")
         q1 = entropy.quantise_rows(z, c1.settings, norm_free=codec.norm_free)
-        q2 = entropy.quantise_rows(z, c2.settings, norm_free=codec.norm_free, prior=codec.entropy_prior)
+        q2 = entropy.quantise_rows(z, c2.settings, norm_free=codec.norm_free, prior=codec.tables)
         f1 = [d for d, _ in entropy.pack_rows(c1, q1, sizes)]
         f2 = [d for d, _ in entropy.pack_rows(c2, q2, sizes)]
-        p = codec.entropy_prior
+        p = codec.tables
         header = 9 if codec.norm_free else 10
         payload_bits = 8 * (sum(map(len, f2)) / len(f2) - header)
         ideal = float(priors.code_length_bits(q2.levels, b, p).mean())
@@ -100,7 +100,7 @@ def coder_table(codec, z: torch.Tensor) -> list[dict]:
     """Bytes and time per file of each coder for the default DCGAN levels."""
     import constriction
 
-    p, b = codec.entropy_prior, codec.settings.bits
+    p, b = codec.tables, codec.settings.bits
     q = entropy.quantise_rows(z, codec.settings, norm_free=codec.norm_free, prior=p)
     s = priors.levels_for_bits(b)
     idx = (q.levels + s).numpy().astype(np.int32)
@@ -173,7 +173,7 @@ def main(latents: str, data: str, split: str, gans: str, no_vaegan: bool, out: s
             results["coders"] = coder_table(load_codec(name, for_decode=True), doc["z"])
             t0 = time.perf_counter()
             files = [entropy.pack_rows(codec, entropy.quantise_rows(doc["z"][i:i + 1], codec.settings, norm_free=False,
-                                                                    prior=codec.entropy_prior), [(64, 64)])[0][0]
+                                                                    prior=codec.tables), [(64, 64)])[0][0]
                      for i in range(min(64, len(doc["z"])))]
             t0 = time.perf_counter()
             for f in files:

@@ -51,7 +51,7 @@ def main(data: str, out: str, split: str, limit: int, batch: int, threads: int) 
         res = invert(codec.gen.module, target, loss=s.loss, iters=s.iters, lr=s.lr, init=predict_latents(
             codec.warm_start.module, target), prior=codec.prior, norm_weight=s.norm_weight, quant=quant,
             quant_fraction=s.quant_fraction, seed=s.seed)
-        q = entropy.quantise_rows(res.z, s, norm_free=codec.norm_free, prior=codec.entropy_prior)
+        q = entropy.quantise_rows(res.z, s, norm_free=codec.norm_free, prior=codec.tables)
         pic = codec.synthesise(dequantize(q))
         bases.append(((pic + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
         n = sum(b.shape[0] for b in bases)

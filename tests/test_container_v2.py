@@ -42,7 +42,7 @@ def files() -> dict[str, bytes]:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_model_round_trips_through_its_prior(name: str) -> None:
     codec = load_codec(name, _settings(name))
-    assert codec.entropy_prior is not None and codec.model_id_v2 is not None
+    assert codec.tables is not None and codec.model_id_v2 is not None
     enc = codec.encode([_demo()])[0]
     assert enc.data[0] == bitstream.MAGIC_V2 and enc.header.version == 2 and enc.header.coder == "prior"
     header, q = parse(enc.data, codec)
@@ -174,7 +174,7 @@ def tiny_codec(tmp_path_factory: pytest.TempPathFactory):
     torch.save(tiny_dcgan(latent_dim=16, widths=(8, 4, 2), seed=1).state_dict(), d / "tiny.pt")
     codec = load_codec(str(d / "tiny.pt"), EncodeSettings(iters=0, init="random"))
     assert isinstance(codec, InversionCodec)
-    codec.entropy_prior = prior.fit_prior(torch.randn(400, 16), scaling="l2", norm_free=False)
+    codec.tables = prior.fit_prior(torch.randn(400, 16), scaling="l2", norm_free=False)
     codec.model_id_v2 = b"\x7e\x57"
     return codec
 

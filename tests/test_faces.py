@@ -183,7 +183,7 @@ def test_flatten_blurs_only_the_inside_of_the_faces() -> None:
 def test_gray_detection_and_options() -> None:
     assert is_gray(Image.new("RGB", (4, 4), (7, 7, 7))) and not is_gray(Image.new("RGB", (4, 4), (7, 7, 8)))
     with pytest.raises(InvcompError, match="goes with --fit align"):
-        PhotoOptions(fit="crop", background="thumb").check()
+        PhotoOptions(framing="crop", background="thumb").check()
 
 
 # --- detection and the CLI on photos ----------------------------------------------------------------------------

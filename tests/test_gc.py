@@ -200,13 +200,13 @@ def test_photo_wrapper_passes_whole_images_to_gc(tiny: Path, monkeypatch: pytest
     monkeypatch.setattr(detect, "detect", no_detector)
     gc = load_codec(str(tiny), mode="gc")
     im = image(70, 45, seed=5)
-    wrapped = PhotoCodec(gc, PhotoOptions(fit="auto")).encode([im])[0]
+    wrapped = PhotoCodec(gc, PhotoOptions(framing="auto")).encode([im])[0]
     assert wrapped.data == gc.encode([im])[0].data
     gray = im.convert("L").convert("RGB")
-    assert PhotoCodec(gc, PhotoOptions(fit="auto")).encode([gray])[0].data == gc.encode([gray])[0].data
+    assert PhotoCodec(gc, PhotoOptions(framing="auto")).encode([gray])[0].data == gc.encode([gray])[0].data
     for fit in ("align", "squash"):
         with pytest.raises(InvcompError, match="whole image"):
-            PhotoCodec(gc, PhotoOptions(fit=fit)).plan(im)
+            PhotoCodec(gc, PhotoOptions(framing=fit)).plan(im)
 
 
 def _skewed_tables(values: int, planes: int) -> gridcode.GridTables:

@@ -27,9 +27,9 @@ class Codec(ABC):
     ``--mode`` and in ``mode:model`` specs), ``title`` (its human name) and ``searches``. Instance attributes:
     ``name`` (the model's), ``model_id`` (4 bytes, version-1 files), ``resolution`` R, ``latent_dim`` D
     (symbols per image), ``prior`` (``normal``/``uniform``, the generator's latent prior), ``norm_free`` (no
-    norm stored), ``settings`` (every field resolved), and, for a model that ships one, ``entropy_prior``
-    (:class:`invcomp.coding.tables.Prior`, the probability tables of its symbols) with ``model_id_v2`` (2 bytes,
-    version-2 files).
+    norm stored), ``settings`` (every field resolved), and, for a model that ships them, ``tables``
+    (:class:`invcomp.coding.tables.Prior`, the entropy coder's probability tables of its symbols, not to be confused
+    with ``prior``, the latent distribution) with ``model_id_v2`` (2 bytes, version-2 files).
     """
 
     mode: ClassVar[int]
@@ -39,13 +39,13 @@ class Codec(ABC):
     side_bytes: ClassVar[int] = 0  # a fixed-length side record per file (e.g. a tone correction), see side_info
 
     def __init__(self, *, name: str, model_id: bytes, resolution: int, latent_dim: int, settings: EncodeSettings,
-                 prior: str = "normal", norm_free: bool = False, entropy_prior: Any = None,
+                 prior: str = "normal", norm_free: bool = False, tables: Any = None,
                  model_id_v2: Optional[bytes] = None) -> None:
         self.name, self.model_id, self.resolution, self.latent_dim = name, model_id, resolution, latent_dim
         self.settings, self.prior, self.norm_free = settings, prior, norm_free
-        self.entropy_prior, self.model_id_v2 = entropy_prior, model_id_v2
-        if entropy_prior is not None and entropy_prior.symbols != latent_dim:
-            raise ValueError(f"the prior codes {entropy_prior.symbols} symbols, the model {latent_dim}")
+        self.tables, self.model_id_v2 = tables, model_id_v2
+        if tables is not None and tables.symbols != latent_dim:
+            raise ValueError(f"the tables code {tables.symbols} symbols, the model {latent_dim}")
 
     # --- what a mode implements -------------------------------------------------------------------------
     @classmethod
@@ -148,7 +148,7 @@ class Codec(ABC):
         if target is None:
             target = torch.stack([prepare(im, self.resolution, self.settings.fit) for im in images])
         q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free,
-                                  prior=self.entropy_prior if entropy.container(self) == 2 else None)
+                                  prior=self.tables if entropy.container(self) == 2 else None)
         zq = dequantize(q)
         raw = torch.cat([self.synthesise(zq[i:i + 1]) for i in range(len(images))])  # per row, as decode does
         sides = [self.side_info(raw[i], target[i]) for i in range(len(images))]

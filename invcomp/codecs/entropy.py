@@ -34,7 +34,7 @@ class CodecLike(Protocol):
     prior: str
     norm_free: bool
     settings: EncodeSettings
-    entropy_prior: Optional[priors.Prior]
+    tables: Optional[priors.Prior]
     model_id_v2: Optional[bytes]
 
     @property
@@ -44,7 +44,7 @@ class CodecLike(Protocol):
 def container(codec: CodecLike) -> int:
     """The format version ``codec`` writes: 2 where its model ships a prior that covers its bits and scaling
     and the coder is ``auto`` or ``prior``; else 1 (``prior`` then is an error)."""
-    s, p = codec.settings, getattr(codec, "entropy_prior", None)
+    s, p = codec.settings, codec.tables
     fits = p is not None and p.covers(s.bits, s.scaling)  # type: ignore[arg-type]
     if s.coder == "prior" and not fits:
         why = "ships no prior" if p is None else (f"has prior tables for {p.scaling} scaling at "
@@ -129,7 +129,7 @@ def pack_rows(codec: CodecLike, q: QuantizedLatent, sizes: list[tuple[int, int]]
 
 def _pack_v2(codec: CodecLike, levels: torch.Tensor, norm: float, width: int, height: int,
              side: bytes = b"") -> tuple[bytes, bitstream.Header]:
-    s, p = codec.settings, codec.entropy_prior
+    s, p = codec.settings, codec.tables
     assert p is not None and codec.model_id_v2 is not None
     code = None if codec.norm_free else priors.norm_code(norm, p)
     header = bitstream.Header(
@@ -172,7 +172,7 @@ def parse_with_side(data: bytes, codec: Optional[CodecLike] = None) -> tuple[bit
 def _parse_v2(header: bitstream.Header, rest: bytes, codec: CodecLike,
               n_side: int = 0) -> tuple[bitstream.Header, QuantizedLatent, bytes]:
     check_mode(header, codec)
-    p = codec.entropy_prior
+    p = codec.tables
     if p is None or header.model_id != codec.model_id_v2:
         have = (f"id {codec.model_id_v2.hex()}" if codec.model_id_v2 else
                 f"no version-2 id (it ships no prior; its version-1 id is {codec.model_id.hex()})")

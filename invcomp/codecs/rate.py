@@ -52,7 +52,7 @@ class _Ladder:
         self.codec = copy.copy(codec)
         self.codec.settings = replace(codec.settings, bits=bits, rounding="nearest")
         self.v2 = entropy.container(self.codec) == 2
-        p = self.codec.entropy_prior if self.v2 else None
+        p = self.codec.tables if self.v2 else None
         q = entropy.quantise_rows(z[None], self.codec.settings, norm_free=codec.norm_free, prior=p)
         if norm_code is not None and p is not None:
             norm = torch.tensor([priors.norm_value(norm_code, p)], dtype=torch.float32)
@@ -122,7 +122,7 @@ class _Ladder:
 
 
 def _bits_range(codec: Any) -> list[int]:
-    p = codec.entropy_prior
+    p = codec.tables
     if p is not None and codec.settings.coder in ("auto", "prior") and codec.settings.scaling == p.scaling:
         return sorted(p.tables)
     return list(range(2, 17))
@@ -272,7 +272,7 @@ def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
 
 def _expected_bytes(codec: Any, bits: int) -> float:
     """Mean payload bytes at ``bits`` for symbols drawn from the prior itself (its tables' entropy)."""
-    p = codec.entropy_prior
+    p = codec.tables
     if p is None or bits not in p.tables:
         return codec.latent_dim * bits / 8
     t = p.tables[bits] / priors.TOTAL

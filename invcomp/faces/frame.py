@@ -134,13 +134,13 @@ def assemble(img: Image.Image, plan: Any, faces: list, options: Any) -> Any:
     from dataclasses import replace
 
     first = faces[0]
-    info: dict[str, Any] = {"fit": plan.fit, "faces_found": plan.found, "faces_coded": len(plan.placements),
+    info: dict[str, Any] = {"fit": plan.framing, "faces_found": plan.found, "faces_coded": len(plan.placements),
                             "faces_too_small": plan.skipped_small, "grayscale": plan.grayscale, "note": plan.note,
-                            "background": options.background if plan.fit == "align" else "none"}
+                            "background": options.background if plan.framing == "align" else "none"}
     recon = gray(first.recon) if plan.grayscale else first.recon
-    if plan.fit != "align" and not plan.grayscale:
+    if plan.framing != "align" and not plan.grayscale:
         return replace(first, extra={**first.extra, "photo": info})
-    if plan.fit == "align":
+    if plan.framing == "align":
         name = background.parse(options.background)[0]
         records = [container.FaceRecord(p, f.data) for p, f in zip(plan.placements, faces)]
         photo = container.Photo(img.width, img.height, records, plan.grayscale, name, plan.background_data)
@@ -153,7 +153,7 @@ def assemble(img: Image.Image, plan: Any, faces: list, options: Any) -> Any:
     info["bytes"] = container.overhead(photo)
     crops = [to_pil(gray(f.recon) if plan.grayscale else f.recon) for f in faces]
     fits = [f.header.fit for f in faces]
-    if plan.fit == "align":
+    if plan.framing == "align":
         decoded = render(photo, crops, fits)
         info["placements"] = [[round(p.cx, 1), round(p.cy, 1), round(p.side, 1), round(p.angle, 2)] for p in plan.placements]
         info.update(face_metrics(img, decoded, plan.placements[0]))

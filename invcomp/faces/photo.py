@@ -43,18 +43,18 @@ DEFAULT_MAX_FACES = 16
 
 @dataclass(frozen=True)
 class PhotoOptions:
-    """How photos are coded: ``fit`` (:data:`FITS`), ``faces`` (``largest`` or ``all``), ``max_faces``, ``on_no_face``
+    """How photos are coded: ``framing`` (:data:`FITS`: ``--fit``), ``faces`` (``largest`` or ``all``), ``max_faces``, ``on_no_face``
     (``crop`` or ``error``) and ``background`` (``none``, ``thumb`` or ``CODEC:QUALITY``)."""
 
-    fit: str = "auto"
+    framing: str = "auto"  # --fit: auto, align, crop or squash (the codec's own crop/squash is EncodeSettings.fit)
     faces: str = "largest"
     max_faces: int = DEFAULT_MAX_FACES
     on_no_face: str = "crop"
     background: str = "none"
 
     def check(self) -> None:
-        if self.fit not in FITS:
-            raise InvcompError(f"--fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+        if self.framing not in FITS:
+            raise InvcompError(f"--fit must be one of {', '.join(FITS)}, not {self.framing!r}")
         if self.faces not in ("largest", "all"):
             raise InvcompError(f"--faces must be largest or all, not {self.faces!r}")
         if self.on_no_face not in ("crop", "error"):
@@ -62,7 +62,7 @@ class PhotoOptions:
         if not 1 <= self.max_faces <= container.MAX_FACES:
             raise InvcompError(f"--max-faces must be 1..{container.MAX_FACES}")
         background.parse(self.background)
-        if self.fit in ("crop", "squash") and self.background != "none":
+        if self.framing in ("crop", "squash") and self.background != "none":
             raise InvcompError(f"--background {self.background} goes with --fit align or auto (crop and squash code "
                                "no background)")
 
@@ -77,9 +77,10 @@ def is_aligned(face: detect.Face, width: int, height: int) -> bool:
 
 @dataclass
 class Plan:
-    """What :meth:`PhotoCodec.plan` decided for one image: ``placements`` (empty: a plain file with ``fit``)."""
+    """What :meth:`PhotoCodec.plan` decided for one image: its ``framing`` (``align``, ``crop``, ``squash`` or
+    ``whole``) and ``placements`` (empty: a plain file)."""
 
-    fit: str
+    framing: str
     placements: list[align.Placement]
     grayscale: bool
     found: int = 0
@@ -94,7 +95,7 @@ class PhotoCodec:
     def __init__(self, codec: "Codec", options: PhotoOptions) -> None:
         options.check()
         self.codec, self.options = codec, options
-        if options.fit == "align":
+        if options.framing == "align":
             reason = detect.unavailable()
             if reason:
                 raise InvcompError(f"--fit align: {reason}")
@@ -106,18 +107,18 @@ class PhotoCodec:
         return getattr(codec, name)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.codec.describe(), "fit": self.options.fit, "background": self.options.background}
+        return {**self.codec.describe(), "fit": self.options.framing, "background": self.options.background}
 
     def plan(self, img: Image.Image, name: str = "image") -> Plan:
         """Where the faces of ``img`` are and how it will be coded (raises :class:`InvcompError` for a refusal)."""
         o = self.options
         if not self.codec.resolution:  # a whole-image codec (GC, SC): its own file of the frame as it is
-            if o.fit in ("align", "squash"):
-                raise InvcompError(f"--fit {o.fit} is for the face codecs; --mode gc and sc code the whole image at its size")
+            if o.framing in ("align", "squash"):
+                raise InvcompError(f"--fit {o.framing} is for the face codecs; --mode gc and sc code the whole image at its size")
             return Plan("whole", [], False, note="whole image")
         g = is_gray(img)
-        if o.fit in ("crop", "squash"):
-            return Plan(o.fit, [], g)
+        if o.framing in ("crop", "squash"):
+            return Plan(o.framing, [], g)
         reason = detect.unavailable()
         if reason:
             log.warning("%s: coded with --fit crop: %s", name, reason)
@@ -128,13 +129,13 @@ class PhotoCodec:
         if small:
             log.warning("%s: %d face%s under %d px left uncoded", name, len(small), "s" * (len(small) > 1), detect.MIN_FACE)
         if not faces:
-            if o.fit == "align" and o.on_no_face == "error":
+            if o.framing == "align" and o.on_no_face == "error":
                 raise InvcompError(f"{name}: no face found" + (f" (only {len(small)} under {detect.MIN_FACE} px)" if small else "")
                                    + "; --on-no-face crop codes the centre crop instead")
-            if o.fit == "align":
+            if o.framing == "align":
                 log.warning("%s: no face found; coded the centre crop (--on-no-face error refuses instead)", name)
             return Plan("crop", [], g, 0, len(small), "no face")
-        if o.fit == "auto" and is_aligned(faces[0], *img.size):
+        if o.framing == "auto" and is_aligned(faces[0], *img.size):
             return Plan("crop", [], g, len(faces), len(small), "aligned crop")
         keep = faces[:1] if o.faces == "largest" else faces[:o.max_faces]
         if o.faces == "all" and len(faces) > o.max_faces:
@@ -164,7 +165,7 @@ class PhotoCodec:
         for i, (img, p) in enumerate(zip(images, plans)):
             if isinstance(p, InvcompError):
                 out[i] = p
-            elif p.fit == "align":
+            elif p.framing == "align":
                 for pl in p.placements:
                     crops.append(align.warp_crop(img, pl, self.codec.resolution))
                     owners.append(i)
@@ -205,9 +206,9 @@ def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOpti
     """The bytes each face file may take when the whole photo file must fit ``max_bytes``: the wrapper, the
     placements, the length fields and the background come first (:func:`invcomp.formats.photo.overhead` of the
     file with one-byte faces); the rest is split evenly between the faces."""
-    if plan.fit != "align" and not plan.grayscale:
+    if plan.framing != "align" and not plan.grayscale:
         return max_bytes
-    if plan.fit == "align":
+    if plan.framing == "align":
         name = background.parse(options.background)[0]
         records = [container.FaceRecord(pl, b"\0") for pl in plan.placements]
         probe = container.Photo(img.width, img.height, records, plan.grayscale, name, plan.background_data)

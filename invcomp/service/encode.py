@@ -129,7 +129,7 @@ def _codec_and_goal(*, model: Optional[str], mode: Optional[str], channels: Opti
         raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
     if goals and bits is not None:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
-    photo = PhotoOptions(fit=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
+    photo = PhotoOptions(framing=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
     photo.check()
     settings = EncodeSettings(bits=bits, coder=coder, fit="squash" if fit == "squash" else "crop", scaling=scaling, rounding=rounding, seed=seed,
                               iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,

@@ -222,7 +222,7 @@ def is_vaegan_config(cfg_path: Path) -> bool:
         return False
 
 
-def entropy_prior(name: str, weights_sha256: str, config_sha256: Optional[str]) -> tuple[Any, Optional[bytes]]:
+def entropy_tables(name: str, weights_sha256: str, config_sha256: Optional[str]) -> tuple[Any, Optional[bytes]]:
     """The entropy-coding prior (:class:`invcomp.coding.tables.Prior`) and version-2 id of the shipped model loaded by
     this name, with these weights and this config, sha256-checked; ``(None, None)`` for a model without one (user
     models, and ``.pt`` paths whose weights or config differ, write version-1 files)."""

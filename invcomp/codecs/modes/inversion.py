@@ -42,15 +42,15 @@ class InversionCodec(Codec):
                  warm_start: Optional[LoadedWarmStart] = None) -> None:
         if warm_start is not None:
             check_warm_start(warm_start, gen)
-        entropy_prior, id_v2 = registry.entropy_prior(gen.name, gen.sha256, gen.config_sha256)
+        tables, id_v2 = registry.entropy_tables(gen.name, gen.sha256, gen.config_sha256)
         s = resolve_search(settings or EncodeSettings(), has_warm_start=warm_start is not None,
-                           has_prior=entropy_prior is not None)
+                           has_prior=tables is not None)
         if s.init == "encoder" and warm_start is None:
             raise InvcompError(f"model {gen.name!r} has no warm-start network; train one with "
                                "`invcomp train warm-start`, or start from init 'random'")
         cfg = gen.config
         super().__init__(name=gen.name, model_id=gen.model_id, resolution=cfg.resolution, latent_dim=cfg.latent_dim,
-                         settings=s, prior=cfg.prior, norm_free=cfg.norm_free, entropy_prior=entropy_prior,
+                         settings=s, prior=cfg.prior, norm_free=cfg.norm_free, tables=tables,
                          model_id_v2=id_v2)
         self.gen = gen
         self.warm_start = warm_start if s.init == "encoder" else None
@@ -131,7 +131,7 @@ class InversionCodec(Codec):
             return None
         if entropy.container(self) != 2:
             return QuantSpec(s.bits, s.scaling)  # type: ignore[arg-type]
-        prior, nearest = self.entropy_prior, replace(s, rounding="nearest")
+        prior, nearest = self.tables, replace(s, rounding="nearest")
         levels = levels_for_bits(s.bits)  # type: ignore[arg-type]
 
         def quantise(z: torch.Tensor) -> torch.Tensor:

@@ -170,7 +170,7 @@ class LayeredCodec(InversionCodec):
         t64 = target if target is not None else torch.stack([prepare(im, BASE_RESOLUTION, fit) for im in images])
         tR = t64 if self.resolution == BASE_RESOLUTION else torch.stack([prepare(im, self.resolution, fit) for im in images])
         extras = extras or [{} for _ in images]
-        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free, prior=self.entropy_prior)
+        q = entropy.quantise_rows(z, self.settings, norm_free=self.norm_free, prior=self.tables)
         zq = dequantize(q)
         out: list[Any] = []
         for i, im in enumerate(images):

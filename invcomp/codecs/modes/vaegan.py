@@ -31,9 +31,9 @@ class VAEGANCodec(Codec):
     def __init__(self, model: LoadedVAEGAN, settings: Optional[EncodeSettings] = None) -> None:
         cfg = model.config
         s = resolve_one_pass(settings or EncodeSettings(), bits=cfg.bits, scaling=cfg.scaling, mode=self.title)
-        entropy_prior, id_v2 = registry.entropy_prior(model.name, model.sha256, model.config_sha256)
+        tables, id_v2 = registry.entropy_tables(model.name, model.sha256, model.config_sha256)
         super().__init__(name=model.name, model_id=model.model_id, resolution=cfg.resolution, latent_dim=cfg.symbols,
-                         settings=s, prior="normal", norm_free=False, entropy_prior=entropy_prior, model_id_v2=id_v2)
+                         settings=s, prior="normal", norm_free=False, tables=tables, model_id_v2=id_v2)
         self.model = model
 
     @classmethod
