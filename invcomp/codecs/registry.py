@@ -7,19 +7,16 @@ A mode is one module with one :class:`~invcomp.codecs.base.Codec` subclass decor
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:  # for the annotations only: the base imports the entropy stage, which imports this table
-    from invcomp.codecs.base import Codec
+from typing import Any, TypeVar
 
 
-MODES: dict[int, type[Codec]] = {}
+MODES: dict[int, Any] = {}  # the Codec subclasses (not imported here: the base imports this table)
 """Mode number (0..7, the header's bits 5-7) -> codec class."""
 MODE_TITLES: dict[int, str] = {}
 """Mode number -> human name, for messages (the registered modes')."""
 BUILT_IN_TITLES = {0: "GAN-inversion", 1: "VAE-GAN", 2: "GAN-inversion+tone", 3: "layered", 4: "GC", 5: "SC"}
 """The built-in modes' names, known before their modules are imported (each class's ``title`` must match)."""
-C = TypeVar("C", bound="type[Codec]")
+C = TypeVar("C", bound=type)
 
 
 def mode_name(mode: int) -> str:
@@ -29,14 +26,14 @@ def mode_name(mode: int) -> str:
 
 def register_mode(cls: C) -> C:
     """Class decorator: add a :class:`Codec` subclass to :data:`MODES` under its ``mode`` number."""
-    mode, key = cls.mode, cls.mode_key
+    mode, key = cls.mode, cls.mode_key  # type: ignore[attr-defined]
     if not (isinstance(mode, int) and 0 <= mode <= 7):
         raise ValueError(f"mode must be 0..7 (three header bits), got {mode!r}")
     for other in MODES.values():
         if other is not cls and (other.mode == mode or other.mode_key == key) and other.__qualname__ != cls.__qualname__:
             raise ValueError(f"mode {mode} ({key}) is taken by {other.__qualname__}")
     MODES[mode] = cls
-    MODE_TITLES[mode] = cls.title
+    MODE_TITLES[mode] = cls.title  # type: ignore[attr-defined]
     return cls
 
 
