@@ -571,6 +571,14 @@ def test_a_missing_input_fails_in_one_line_before_torch_is_imported(tmp_path: Pa
     assert not (tmp_path / "x.ivc").exists()
 
 
+@pytest.mark.parametrize("name", ["compat/dcgan-crop-square.ivc", "v2/dcgan.ivc", "v2/vaegan-c4.ivc"])
+def test_info_reads_a_file_without_torch(name: str) -> None:
+    """``invcomp info`` parses headers and looks models up by id: no network is loaded, so torch is not imported."""
+    rc, err, torch_imported = _cli_in_a_fresh_process("info", str(REPO / "tests" / "data" / name), "--json")
+    assert rc == 0, err
+    assert not torch_imported
+
+
 FAST_CODEC = ("--mode", "vaegan", "--model", "vaegan-utkface64-c4")  # one forward pass
 
 

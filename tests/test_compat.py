@@ -16,7 +16,7 @@ from PIL import Image
 
 from invcomp.cli import cli
 from invcomp.codecs import EncodeSettings, load_codec
-from invcomp.zoo import registry
+from invcomp.zoo import index as registry  # the lookups by id, and the alias notice said once
 from invcomp.zoo.registry import ALIAS_TOLERANCE, ALIAS_TOLERANCE_RESIZED, list_models
 
 from .conftest import REPO, cli_runner

@@ -18,7 +18,7 @@ from invcomp.formats import photo as container
 
 def _model(model_id: bytes) -> Any:
     try:
-        from invcomp.zoo.registry import name_for_id
+        from invcomp.zoo.index import name_for_id  # torch-free
 
         return name_for_id(model_id)
     except InvcompError as e:  # e.g. two models share a version-2 id
