@@ -89,62 +89,43 @@ class Encoder:
 
 
 def build_encoder(request: EncodeRequest) -> Encoder:
-    """The codec and the rate goal that ``request`` names: what every front end codes with."""
-    r = request
-    codec, goal = _codec_and_goal(model=r.model, mode=r.mode, channels=r.channels, weights_path=r.weights_path,
-                                  iters=r.iters, bits=r.bits, loss=r.loss, restarts=r.restarts, lr=r.lr, seed=r.seed,
-                                  device=r.device, fit=r.fit, scaling=r.scaling, rounding=r.rounding, coder=r.coder,
-                                  no_quant_aware=r.no_quant_aware, init=r.init, warm_start=r.warm_start,
-                                  rate_weight=r.rate_weight, target_bytes=r.target_bytes, target_bpp=r.target_bpp,
-                                  target_ssim=r.target_ssim, auto_tolerance=r.auto_tolerance, resolution=r.resolution,
-                                  layer_rates=r.layer_rates, faces=r.faces, max_faces=r.max_faces,
-                                  on_no_face=r.on_no_face, background=r.background, preserve=r.preserve,
-                                  preserve_box=r.preserve_box, semantic=r.semantic, preserve_halo=r.preserve_halo)
-    return Encoder(codec, goal, request)
-
-
-def _codec_and_goal(*, model: Optional[str], mode: Optional[str], channels: Optional[int], weights_path: Optional[str],
-                    iters: Optional[int], bits: Optional[int], loss: Optional[str], restarts: Optional[int],
-                    lr: Optional[float], seed: int, device: str, fit: str, scaling: Optional[str], rounding: str,
-                    coder: str, no_quant_aware: bool, init: Optional[str], warm_start: Optional[str],
-                    rate_weight: Optional[float], target_bytes: Optional[int], target_bpp: Optional[float],
-                    target_ssim: Optional[float], auto_tolerance: Optional[float], resolution: Optional[int],
-                    layer_rates: Optional[str], faces: str, max_faces: int, on_no_face: str, background: str,
-                    preserve: Optional[str], preserve_box: Sequence[str], semantic: Optional[str],
-                    preserve_halo: Optional[int]) -> tuple[Any, Any]:
-    from invcomp.codecs.settings import EncodeSettings
-    from invcomp.nets import resolve_device
-
+    """The codec and the rate goal that ``request`` names: what every front end codes with. Bad options are refused
+    here, in one line, before any image is read."""
     from invcomp.codecs import load_codec
     from invcomp.codecs.rate import RateTarget, bytes_for_bpp
+    from invcomp.codecs.settings import EncodeSettings
     from invcomp.faces.photo import PhotoCodec, PhotoOptions
+    from invcomp.nets import resolve_device
     from invcomp.search.losses import parse_loss
 
-    if loss is not None:
-        parse_loss(loss)
-    goals = [g for g in (target_bytes, target_bpp, target_ssim) if g is not None]
+    r = request
+    if r.loss is not None:
+        parse_loss(r.loss)
+    goals = [g for g in (r.target_bytes, r.target_bpp, r.target_ssim) if g is not None]
     if len(goals) > 1:
         raise InvcompError("give one of --target-bytes, --target-bpp and --target-ssim")
-    if goals and layer_rates is not None:
+    if goals and r.layer_rates is not None:
         raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
-    if goals and bits is not None:
+    if goals and r.bits is not None:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
-    photo = PhotoOptions(framing=fit, faces=faces, max_faces=max_faces, on_no_face=on_no_face, background=background)
+    photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,
+                         background=r.background)
     photo.check()
-    settings = EncodeSettings(bits=bits, coder=coder, fit="squash" if fit == "squash" else "crop", scaling=scaling, rounding=rounding, seed=seed,
-                              iters=iters, init=init, loss=loss, restarts=restarts, lr=lr,
-                              quant_aware=False if no_quant_aware else None, rate_weight=rate_weight)
-    codec = load_codec(model, settings, mode=mode, device=resolve_device(device), weights=weights_path,
-                       warm_start=warm_start, channels=channels, tolerance=auto_tolerance, resolution=resolution,
-                       layer_rates=layer_rates, preserve=preserve, preserve_box=tuple(preserve_box) or None,
-                       semantic=semantic, halo=preserve_halo)
+    settings = EncodeSettings(bits=r.bits, coder=r.coder, fit="squash" if r.fit == "squash" else "crop",
+                              scaling=r.scaling, rounding=r.rounding, seed=r.seed, iters=r.iters, init=r.init,
+                              loss=r.loss, restarts=r.restarts, lr=r.lr,
+                              quant_aware=False if r.no_quant_aware else None, rate_weight=r.rate_weight)
+    codec = load_codec(r.model, settings, mode=r.mode, device=resolve_device(r.device), weights=r.weights_path,
+                       warm_start=r.warm_start, channels=r.channels, tolerance=r.auto_tolerance,
+                       resolution=r.resolution, layer_rates=r.layer_rates, preserve=r.preserve,
+                       preserve_box=tuple(r.preserve_box) or None, semantic=r.semantic, halo=r.preserve_halo)
     goal = None
     if goals:
-        n = target_bytes if target_bytes is not None else (
-            bytes_for_bpp(target_bpp, codec.resolution) if target_bpp is not None else None)
-        goal = RateTarget(max_bytes=n, min_ssim=target_ssim)
+        n = r.target_bytes if r.target_bytes is not None else (
+            bytes_for_bpp(r.target_bpp, codec.resolution) if r.target_bpp is not None else None)
+        goal = RateTarget(max_bytes=n, min_ssim=r.target_ssim)
         codec.check_goal(goal)  # GC and SC refuse one: their rate is their model's
-    return PhotoCodec(codec, photo), goal
+    return Encoder(PhotoCodec(codec, photo), goal, request)
 
 
 def encode_items(encoder: Encoder, chunk: Sequence[tuple[Path, Path]], *, force: bool, with_identity: bool = False,
