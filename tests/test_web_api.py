@@ -324,7 +324,7 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
 
 
 def test_sc_options_reach_the_encoder() -> None:
-    """An SC job's preserve options become make_encoder's keyword arguments (a box as a one-item tuple)."""
+    """An SC job's preserve options become EncodeRequest fields (a box as a one-item tuple)."""
     from invcomp.web.uploads import encode_options
 
     class Catalog:

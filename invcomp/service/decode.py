@@ -49,46 +49,40 @@ def decode_item(src: Path, dst: Path, options: DecodeOptions, *, force: bool, ca
     """Decode ``src`` to the PNG ``dst`` (written atomically) as ``options`` say, with a codec from ``cache`` (shared
     by the items of one request): its report ``(row, human line)``. ``device``: the resolved device (default: the
     options', resolved here)."""
+    from invcomp.faces.decode import decode_any
+    from invcomp.formats import layered as layers
+    from invcomp.formats import photo as container
+    from invcomp.formats.sniff import MAX_FILE_BYTES
+    from invcomp.imageio import crop_box
+
     if device is None:
         from invcomp.nets import resolve_device
 
         device = resolve_device(options.device)
-    return _decode_one(src, dst, options.model, options.weights_path, options.native, options.max_pixels, force, cache,
-                       device, options.keep_layers)
-
-
-def _decode_one(src: Path, dst: Path, model: Optional[str], weights: Optional[str], native: bool, max_pixels: int,
-               force: bool, cache: dict, device: str, keep_layers: Optional[int] = None) -> tuple[dict, str]:
-    """Decode ``src`` to the PNG ``dst`` (written atomically) with a codec from ``cache``: its report (row, line)."""
-    from invcomp.formats.sniff import MAX_FILE_BYTES
-    from invcomp.formats import layered as layers
-    from invcomp.formats import photo as container
-    from invcomp.faces.decode import decode_any
-    from invcomp.imageio import crop_box
-
+    o = options
     check_writable(dst, force)
     data = read_bytes(src, MAX_FILE_BYTES, ".ivc file")
     total = layers.count(data) if layers.is_layered(data) else 1
-    if keep_layers is not None:
+    if o.keep_layers is not None:
         if container.is_photo(data):
             raise InvcompError("--layers is for layered files; this is a photo file (see `invcomp info`)")
-        data = layers.truncate(data, keep_layers)
+        data = layers.truncate(data, o.keep_layers)
     t0 = time.perf_counter()
-    header, codec, img, photo = decode_any(data, cache=cache, model=model, weights=weights, native=native,
-                                           max_pixels=max_pixels, device=device, name=str(src))
+    header, codec, img, photo = decode_any(data, cache=cache, model=o.model, weights=o.weights_path, native=o.native,
+                                           max_pixels=o.max_pixels, device=device, name=str(src))
     seconds = time.perf_counter() - t0
     buf = io.BytesIO()
     img.save(buf, "PNG")
     write_bytes(dst, buf.getvalue(), force)
     row: dict[str, Any] = {"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
                            "model": codec.name, "mode": codec.mode_key, "seconds": round(seconds, 4), "coded_box": None,
-                           "layers": keep_layers or total, "layers_in_file": total}
+                           "layers": o.keep_layers or total, "layers_in_file": total}
     human = f"{src} -> {dst}: {img.width}x{img.height}, {seconds * 1000:.0f} ms"
     if photo is not None:
         row["photo"] = photo
         human += (f" ({photo['faces']} face{'s' * (photo['faces'] != 1)}, background {photo['background']}"
                   + (", grayscale" if photo["grayscale"] else "") + ")")
-    elif not native and header.fit == "crop" and header.width != header.height:
+    elif not o.native and header.fit == "crop" and header.width != header.height:
         left, top, side = crop_box(header.width, header.height)
         row["coded_box"] = [left, top, side, side]
         human += f" (only the centre {side}x{side} was coded; the rest of the frame is grey)"
