@@ -15,7 +15,7 @@ import copy
 import heapq
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, Union, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,24 @@ from invcomp.errors import InvcompError
 from invcomp.coding.quantize import QuantizedLatent, dequantize, levels_for_bits
 from invcomp.codecs import entropy
 from invcomp.codecs.encoded import Encoded, prepare
+
+
+class RateCodec(entropy.CodecLike, Protocol):
+    """What rate control uses of a codec (:class:`invcomp.codecs.base.Codec` has all of it): the entropy stage's
+    fields, and the search and synthesis of its mode."""
+
+    @property
+    def searches(self) -> bool: ...
+
+    def start(self, target: torch.Tensor) -> Union[str, torch.Tensor, None]: ...
+
+    def find_symbols(self, target: torch.Tensor, progress: Any) -> tuple[torch.Tensor, list[dict]]: ...
+
+    def synthesise(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def side_info(self, recon: torch.Tensor, target: torch.Tensor) -> bytes: ...
+
+    def finish(self, recon: torch.Tensor, side: bytes) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,7 @@ class _Ladder:
     ``norm_code`` (a version-2 file of a model that stores its norm) the levels are taken against that coarser stored
     norm instead of the latent's own: a larger code is a larger quantiser step, a finer knob than the bit depth."""
 
-    def __init__(self, codec: Any, z: torch.Tensor, bits: int, norm_code: Optional[int] = None) -> None:
+    def __init__(self, codec: RateCodec, z: torch.Tensor, bits: int, norm_code: Optional[int] = None) -> None:
         self.codec = copy.copy(codec)
         self.codec.settings = replace(codec.settings, bits=bits, rounding="nearest")
         self.v2 = entropy.container(self.codec) == 2
@@ -121,7 +139,7 @@ class _Ladder:
         return len(entropy.pack_rows(self.codec, q, [size])[0][0])
 
 
-def _bits_range(codec: Any) -> list[int]:
+def _bits_range(codec: RateCodec) -> list[int]:
     p = codec.tables
     if p is not None and codec.settings.coder in ("auto", "prior") and codec.settings.scaling == p.scaling:
         return sorted(p.tables)
@@ -132,7 +150,7 @@ def _quality(enc: Encoded) -> float:
     return enc.ssim()
 
 
-def _fit_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int, size: tuple[int, int]) -> Optional[tuple[_Ladder, int]]:
+def _fit_budget(codec: RateCodec, z: torch.Tensor, bits: int, max_bytes: int, size: tuple[int, int]) -> Optional[tuple[_Ladder, int]]:
     """The finest file at ``bits`` that fits ``max_bytes``: the latent's own norm if it fits; else the smallest
     larger stored norm (a coarser step) that fits; else the fewest trims. ``None`` if nothing fits."""
     lad = _Ladder(codec, z, bits)
@@ -172,7 +190,7 @@ def _fewest_trims(ladder: _Ladder, max_bytes: int, size: tuple[int, int]) -> Opt
 NEAR_BUDGET, SSIM_GRID = (0, 1, 2, 4, 8, 16), 12  # norm codes tried above the finest fit; per depth for SSIM
 
 
-def _candidates_for_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: int,
+def _candidates_for_budget(codec: RateCodec, z: torch.Tensor, bits: int, max_bytes: int,
                            size: tuple[int, int]) -> list[tuple[_Ladder, int]]:
     fit = _fit_budget(codec, z, bits, max_bytes, size)
     if fit is None:
@@ -189,7 +207,7 @@ def _candidates_for_budget(codec: Any, z: torch.Tensor, bits: int, max_bytes: in
     return out
 
 
-def control(codec: Any, z: torch.Tensor, size: tuple[int, int], target: torch.Tensor, goal: RateTarget) -> Encoded:
+def control(codec: RateCodec, z: torch.Tensor, size: tuple[int, int], target: torch.Tensor, goal: RateTarget) -> Encoded:
     """The file of one image (float symbols ``z`` ``(D,)``, original ``size``, model-resolution ``target``
     ``(3, R, R)``) that meets ``goal``; raises :class:`InvcompError` when no file fits a byte budget."""
     bits_range = _bits_range(codec)
@@ -248,13 +266,13 @@ def _with_ssim(enc: Encoded) -> Encoded:
     enc.extra["ssim_at_choice"] = round(_quality(enc), 4)
     return enc
 
-def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
+def search_bits(codec: RateCodec, target: torch.Tensor, goal: RateTarget) -> int:
     """The bit depth to search at for ``goal``: for a byte budget, from the file of the search's start (warm-start
     guess, else the prior's expected length), the smallest depth whose file is over the budget (a coarser norm fills
     it); but the depth below if its file fills 90% of the budget and the next would shrink by over 10%; else the codec's."""
     s = codec.settings
     if goal.max_bytes is None or not codec.searches:
-        return s.bits
+        return cast(int, s.bits)  # a loaded codec's settings are resolved: never None
     bits = _bits_range(codec)
     start = codec.start(target[None])
     below: Optional[tuple[int, float]] = None
@@ -270,7 +288,7 @@ def search_bits(codec: Any, target: torch.Tensor, goal: RateTarget) -> int:
     return bits[-1]
 
 
-def _expected_bytes(codec: Any, bits: int) -> float:
+def _expected_bytes(codec: RateCodec, bits: int) -> float:
     """Mean payload bytes at ``bits`` for symbols drawn from the prior itself (its tables' entropy)."""
     p = codec.tables
     if p is None or bits not in p.tables:
@@ -285,7 +303,7 @@ def encode_images(codec: Any, images: list[Any], goal: RateTarget, progress: Any
     return codec.encode(images, goal=goal, progress=progress)
 
 
-def search_to_goal(codec: Any, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
+def search_to_goal(codec: RateCodec, images: list[Any], goal: RateTarget, progress: Any = None) -> list[Any]:
     """Encode ``images`` to ``goal``: one search per image (at :func:`search_bits`), then :func:`control`.
     Returns an :class:`Encoded` or an :class:`InvcompError` per image, in order. What :meth:`Codec.encode
     <invcomp.codecs.base.Codec.encode>` runs for a goal; auto and layered choose among their own files instead."""
@@ -301,7 +319,7 @@ def search_to_goal(codec: Any, images: list[Any], goal: RateTarget, progress: An
     return encode_to(codec, z, [im.size for im in images], targets, goal)
 
 
-def encode_to(codec: Any, z: torch.Tensor, sizes: list[tuple[int, int]], targets: torch.Tensor,
+def encode_to(codec: RateCodec, z: torch.Tensor, sizes: list[tuple[int, int]], targets: torch.Tensor,
               goal: RateTarget) -> list[Any]:
     """:func:`control` for each row of ``z`` ``(N, D)``; an image that cannot meet the goal gets its
     :class:`InvcompError` in its place, and the others go on."""
