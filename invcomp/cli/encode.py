@@ -11,7 +11,7 @@ from invcomp.cli.outputs import Report, guard
 from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MODEL, DEFAULT_RATE_WEIGHT,
                                      DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
                                      ROUNDINGS, SCALINGS)
-from invcomp.service.encode import PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
+from invcomp.service.encode import DEFAULT_DETAIL, DEFAULT_DETAIL_BYTES, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
 from invcomp.cli.common import device_option, exit_refused
 from invcomp.service.items import IMAGE_SUFFIXES, ItemError, check_jobs, expand_inputs, output_paths
 
@@ -21,13 +21,14 @@ _D = EncodeRequest()  # the defaults: the options below show them
 CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcomp batch encode`
     click.option("--model", default=None, help=f"Registered model name, a .pt state_dict, a TorchScript file, MODE:MODEL, or "
                   "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
-                  f"[default: --mode auto over {DEFAULT_MODEL} and the shipped VAE-GANs; with --mode inversion, "
-                  f"{DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
+                  f"[default: GAN inversion of {DEFAULT_MODEL} under a whole-frame detail layer; with --mode inversion "
+                  f"or auto, {DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
     click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
                   "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
                   "8-byte colour and tone correction), vaegan (one pass of a VAE-GAN codec, no search), layered, gc (generative "
                   "compression of the whole image at its size) or sc (gc, keeping only --preserve'd regions).  "
-                  "[default: auto without --model, else the model's]"),
+                  "[default: without --mode and --model, the whole-frame codec: inversion, a ThumbHash background and "
+                  "--detail; else the model's]"),
     click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
                   help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
                        "[default: 0.03]"),
@@ -70,9 +71,17 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   help="With --faces all: the most faces one file holds."),
     click.option("--on-no-face", default=_D.on_no_face, show_default=True, type=click.Choice(["crop", "error"]),
                   help="With --fit align, when no face is found: code the centre crop (with a warning), or refuse."),
-    click.option("--background", default=_D.background, show_default=True, metavar="SPEC",
+    click.option("--background", default=None, metavar="SPEC",
                   help="With align: the rest of the frame. none (the faces alone), thumb (a ~25-byte ThumbHash of the "
-                       "frame), or CODEC:QUALITY with CODEC webp, avif, jpeg or jpegxl (the whole frame, a second layer)."),
+                       "frame), or CODEC:QUALITY with CODEC webp, avif, jpeg or jpegxl (the whole frame, a second layer).  "
+                       "[default: thumb with a detail layer, else none]"),
+    click.option("--detail", default=None, metavar="auto|RATE|none",
+                  help="The whole-frame detail layer: a residual layer over the decoded frame at the input's size, so the "
+                       f"picture is complete. auto: rate {DEFAULT_DETAIL:g}, raised while the file stays within "
+                       f"{DEFAULT_DETAIL_BYTES} B; RATE: that rate (0 the smallest; quarter steps); none.  "
+                       "[default: auto without --mode/--model, else none]"),
+    click.option("--detail-side", default=_D.detail_side, show_default=True, type=click.IntRange(16, 4096),
+                  help="The detail layer's long side at most; a larger frame gets its correction resized."),
     click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]"),
     click.option("--rounding", default=_D.rounding, show_default=True, type=click.Choice(ROUNDINGS)),
     click.option("--coder", default=_D.coder, show_default=True, type=click.Choice(CODERS),
@@ -119,10 +128,11 @@ def encode(images: Sequence[Path], output: Optional[str], batch_size: int, force
            **options: Any) -> None:
     """Compress IMAGES (files, folders of images, or - for stdin) to .ivc files.
 
-    Metrics (SSIM, PSNR, ...) are measured at the model resolution, against the
-    cropped/resized original that was coded, on the pixels the decoder writes;
-    the identity distance (--json) on the picture decode writes, at the original's
-    size, as compare measures it.
+    Metrics (SSIM, PSNR, ...) are measured on the pixels the decoder writes: for
+    a file with a detail layer (the default), over the whole picture at the
+    input's size; otherwise at the model resolution, against the cropped/resized
+    original that was coded. The identity distance (--json) is measured on the
+    picture decode writes, at the original's size, as compare measures it.
     """
     request = EncodeRequest(**options)
     inputs = expand_inputs(images, IMAGE_SUFFIXES)

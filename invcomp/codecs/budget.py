@@ -27,6 +27,9 @@ FRAME_BYTES_PER_PIXEL = 16
 NETWORK_BYTES_PER_PIXEL = 512
 """A network pass at full resolution, per pixel of its output: the residual layer's activations (measured
 509-565 B/px at 512-1024 px, decoding and encoding alike) and a GC generator tile."""
+DETAIL_BYTES_PER_PIXEL = 12
+"""A detail layer's correction resized to a frame larger than the detail picture, per frame pixel: one float32
+channel at a time (4 B), its sum with the frame's channel (4 B) and the frame's copy (3 B)."""
 SYNTH_BYTES_PER_CELL = 2048
 """SC's synthesiser, per cell of the 16-px code grid (8 B per image pixel)."""
 BASE_SIDE = 64  # a version-2 generator's side (every shipped base draws 64 px)
@@ -94,7 +97,7 @@ def check_budget(steps: Sequence[Step], output: Optional[Step], max_pixels: int,
             raise InvcompError(f"{name}: {s.what} is {s.width}x{s.height} = {s.pixels:,} pixels, {limit})")
     work = sum(s.pixels for s in steps if s.network)
     if work > max_pixels:
-        raise InvcompError(f"{name}: its layers, faces and tiles add up to {work:,} pixels of network work, {limit})")
+        raise InvcompError(f"{name}: its layers, faces, tiles and detail layer add up to {work:,} pixels of network work, {limit})")
     out_bytes = OUTPUT_BYTES_PER_PIXEL * output.pixels if output is not None else 0
     worst = max(steps, key=lambda s: s.bytes, default=None)
     peak = out_bytes + (worst.bytes if worst is not None else 0)
@@ -160,6 +163,8 @@ def _gc_steps(width: int, height: int, sc: bool, where: str) -> list[Step]:
 
 
 def _photo_steps(photo, native: bool, where: str) -> tuple[list[Step], Optional[Step]]:  # type: ignore[no-untyped-def]
+    from invcomp.formats import photo as container
+
     steps: list[Step] = []
     sides = []
     for i, rec in enumerate(photo.faces, start=1):
@@ -181,6 +186,12 @@ def _photo_steps(photo, native: bool, where: str) -> tuple[list[Step], Optional[
             steps.append(Step(f"{face}paste-back box", bw, bh, OUTPUT_BYTES_PER_PIXEL))
     if native:  # the faces side by side at the first face's side
         return steps, Step("strip of faces", sides[0] * len(sides), sides[0], OUTPUT_BYTES_PER_PIXEL, network=False)
+    if photo.detail is not None:  # the residual network at the detail picture's size, then its correction resized
+        dw, dh = container.detail_size(photo.width, photo.height, photo.detail.side)
+        steps.append(Step(f"{where}the detail layer ({dw}x{dh} px)", dw, dh))
+        if (dw, dh) != (photo.width, photo.height):
+            steps.append(Step(f"{where}the detail layer's correction over the frame", photo.width, photo.height,
+                              DETAIL_BYTES_PER_PIXEL, network=False))
     return steps, Step("photo", photo.width, photo.height, OUTPUT_BYTES_PER_PIXEL, network=False)
 
 

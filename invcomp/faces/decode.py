@@ -44,4 +44,11 @@ def decode_any(data: bytes, *, cache: dict, model: Optional[str] = None, weights
     if native:
         strip = native_strip(faces)
         return first[0], first[1], strip.convert("L") if photo.grayscale else strip, info
-    return first[0], first[1], render(photo, faces, fits), info
+    net = None
+    if photo.detail is not None:
+        from invcomp.faces.detail import load_network
+
+        net = load_network(photo.detail.key, cache)
+        info["detail"] = {"network": net.name, "rate": photo.detail.rate / 4, "side": photo.detail.side,
+                          "bytes": len(photo.detail.data)}
+    return first[0], first[1], render(photo, faces, fits, net), info

@@ -38,9 +38,10 @@ def gray(x: torch.Tensor) -> torch.Tensor:
     return y.expand_as(x).contiguous()
 
 
-def render(photo: container.Photo, faces: list[Image.Image], fits: list[str]) -> Image.Image:
+def render(photo: container.Photo, faces: list[Image.Image], fits: list[str], net: Any = None) -> Image.Image:
     """The decoded frame of a photo file, from its decoded faces (crops, any square size) and each face
-    file's fit (for whole-frame records). RGB, or RGBA without a background; L / LA when grayscale."""
+    file's fit (for whole-frame records), then its detail layer with the residual network ``net``
+    (:mod:`invcomp.faces.detail`). RGB, or RGBA without a background or detail; L / LA when grayscale."""
     w, h = photo.width, photo.height
     if photo.background == "none":
         frame = Image.new("RGBA", (w, h), (*UNCODED_FILL, 0))
@@ -52,6 +53,12 @@ def render(photo: container.Photo, faces: list[Image.Image], fits: list[str]) ->
             frame = whole if frame.mode == "RGB" or fit == "squash" or w == h else _over(frame, whole, w, h)
         else:
             align.paste(frame, face, rec.placement)
+    if photo.detail is not None:
+        from invcomp.faces import detail
+
+        if net is None:
+            raise InvcompError("a photo file with a detail layer needs its residual network to render")
+        frame = detail.apply(flat(frame), photo.detail, net)
     if photo.grayscale:
         frame = frame.convert("LA" if frame.mode == "RGBA" else "L")
     return frame

@@ -29,6 +29,7 @@ from invcomp.faces import background
 from invcomp.landmarks import align
 from invcomp.landmarks import detect
 from invcomp.formats import photo as container
+from invcomp.faces.detail import DEFAULT_NETWORK as DETAIL_NETWORK, DEFAULT_SIDE as DETAIL_SIDE
 from invcomp.faces.frame import assemble, is_gray
 
 if TYPE_CHECKING:  # annotations only: the face codec is any mode's
@@ -51,6 +52,10 @@ class PhotoOptions:
     max_faces: int = DEFAULT_MAX_FACES
     on_no_face: str = "crop"
     background: str = "none"
+    detail: Optional[float] = None  # the whole-frame detail layer's rate (None: no detail layer)
+    detail_bytes: Optional[int] = None  # instead of that rate: the largest rate whose file fits this (at least 0)
+    detail_side: int = DETAIL_SIDE
+    detail_network: str = DETAIL_NETWORK
 
     def check(self) -> None:
         if self.framing not in FITS:
@@ -62,6 +67,12 @@ class PhotoOptions:
         if not 1 <= self.max_faces <= container.MAX_FACES:
             raise InvcompError(f"--max-faces must be 1..{container.MAX_FACES}")
         background.parse(self.background)
+        if self.detail is not None and not 0 <= self.detail <= container.MAX_RATE_CODE / 4:
+            raise InvcompError(f"--detail must be none or a rate 0..{container.MAX_RATE_CODE / 4:g}, not {self.detail:g}")
+        if self.detail_bytes is not None and (self.detail is None or self.detail_bytes < 1):
+            raise InvcompError("a detail byte allowance needs a detail layer and at least 1 byte")
+        if not 16 <= self.detail_side <= 4096:
+            raise InvcompError(f"--detail-side must be 16..4096, not {self.detail_side}")
         if self.framing in ("crop", "squash") and self.background != "none":
             raise InvcompError(f"--background {self.background} goes with --fit align or auto (crop and squash code "
                                "no background)")
@@ -95,6 +106,16 @@ class PhotoCodec:
     def __init__(self, codec: "Codec", options: PhotoOptions) -> None:
         options.check()
         self.codec, self.options = codec, options
+        self._cache: dict = {}  # the decoder's models, for the detail layer's base (the decoder's own picture)
+        self.detail_net = None
+        if options.detail is not None:
+            from invcomp.faces.detail import load_named
+
+            if not codec.resolution:
+                raise InvcompError("--detail is for the face codecs; --mode gc and sc code the whole image already")
+            self.detail_net = load_named(options.detail_network, self._cache)
+            if options.detail > self.detail_net.rates - 1:
+                raise InvcompError(f"--detail {options.detail:g}: the detail network's rates are 0..{self.detail_net.rates - 1}")
         if options.framing == "align":
             reason = detect.unavailable()
             if reason:
@@ -107,7 +128,10 @@ class PhotoCodec:
         return getattr(codec, name)
 
     def describe(self) -> dict[str, Any]:
-        return {**self.codec.describe(), "fit": self.options.framing, "background": self.options.background}
+        d = {**self.codec.describe(), "fit": self.options.framing, "background": self.options.background}
+        if self.detail_net is not None:
+            d["detail"] = {"network": self.detail_net.name, "rate": self.options.detail, "side": self.options.detail_side}
+        return d
 
     def plan(self, img: Image.Image, name: str = "image") -> Plan:
         """Where the faces of ``img`` are and how it will be coded (raises :class:`InvcompError` for a refusal)."""
@@ -128,22 +152,30 @@ class PhotoCodec:
         faces = [f for f in faces if f.size >= detect.MIN_FACE]
         if small:
             log.warning("%s: %d face%s under %d px left uncoded", name, len(small), "s" * (len(small) > 1), detect.MIN_FACE)
+        detail_frame = o.detail is not None and img.width != img.height  # a frame wider than the face codec's square
         if not faces:
             if o.framing == "align" and o.on_no_face == "error":
                 raise InvcompError(f"{name}: no face found" + (f" (only {len(small)} under {detect.MIN_FACE} px)" if small else "")
                                    + "; --on-no-face crop codes the centre crop instead")
             if o.framing == "align":
                 log.warning("%s: no face found; coded the centre crop (--on-no-face error refuses instead)", name)
+            if detail_frame:  # the centre square over the background, which the detail layer starts from
+                return self._framed(img, [container.quantise(align.crop_placement(*img.size))], g, 0, len(small), "no face")
             return Plan("crop", [], g, 0, len(small), "no face")
-        if o.framing == "auto" and is_aligned(faces[0], *img.size):
+        if o.framing == "auto" and is_aligned(faces[0], *img.size) and not detail_frame:
             return Plan("crop", [], g, len(faces), len(small), "aligned crop")
         keep = faces[:1] if o.faces == "largest" else faces[:o.max_faces]
         if o.faces == "all" and len(faces) > o.max_faces:
             log.warning("%s: %d faces found; coded the %d largest (--max-faces)", name, len(faces), o.max_faces)
         places = [container.quantise(align.placement_from_landmarks(f.points)) for f in keep]
-        name_bg, q = background.parse(o.background)
+        return self._framed(img, places, g, len(faces), len(small))
+
+    def _framed(self, img: Image.Image, places: list[align.Placement], g: bool, found: int, small: int,
+                note: str = "") -> Plan:
+        """An ``align`` plan: the crops at ``places`` over the options' background of the frame."""
+        name_bg, q = background.parse(self.options.background)
         frame = img.convert("L") if g else img
-        return Plan("align", places, g, len(faces), len(small), background_data=background.encode(frame, name_bg, q, places))
+        return Plan("align", places, g, found, small, note, background.encode(frame, name_bg, q, places))
 
     def work(self, n_images: int) -> int:
         return self.codec.work(n_images)
@@ -172,12 +204,21 @@ class PhotoCodec:
             else:
                 crops.append(img)
                 owners.append(i)
-        coded = self._code(crops, owners, images, plans, progress, goal)
+        detail_goal = goal if self.detail_net is not None else None
+        coded = self._code(crops, owners, images, plans, progress, None if detail_goal is not None else goal)
         for i, p in enumerate(plans):
             if out[i] is None:
                 faces = [coded[k] for k, o in enumerate(owners) if o == i]
                 bad = next((f for f in faces if isinstance(f, InvcompError)), None)
-                out[i] = bad if bad is not None else self._assemble(images[i], p, faces)
+                out[i] = bad if bad is not None else self._assemble(images[i], p, faces, detail_goal)
+                if detail_goal is not None and isinstance(out[i], InvcompError) and detail_goal.max_bytes is not None:
+                    # the faces at their own rate leave no room: today's path, the faces under the goal, no detail
+                    log.info("%s: the faces alone exceed %d B; coded under the goal without a detail layer",
+                             names[i], detail_goal.max_bytes)
+                    own = [k for k, o in enumerate(owners) if o == i]
+                    again = self._code([crops[k] for k in own], [i] * len(own), images, plans, None, goal)
+                    bad = next((f for f in again if isinstance(f, InvcompError)), None)
+                    out[i] = bad if bad is not None else self._assemble(images[i], p, again, None, with_detail=False)
         return out
 
     def _code(self, crops: list, owners: list, images: list, plans: list, progress: Any, goal: Any) -> list:
@@ -198,8 +239,12 @@ class PhotoCodec:
                 else InvcompError(f"--target-bytes {goal.max_bytes} cannot hold this photo's wrapper and background")
         return res
 
-    def _assemble(self, img: Image.Image, plan: Plan, faces: list) -> Any:
-        return assemble(img, plan, faces, self.options)
+    def _assemble(self, img: Image.Image, plan: Plan, faces: list, goal: Any = None, with_detail: bool = True) -> Any:
+        if self.detail_net is None or not with_detail:
+            return assemble(img, plan, faces, self.options)
+        from invcomp.faces.detail_encode import with_detail as add_detail
+
+        return add_detail(img, plan, faces, self.options, self.detail_net, self._cache, goal)
 
 
 def face_budget(max_bytes: int, img: Image.Image, plan: Plan, options: PhotoOptions) -> int:

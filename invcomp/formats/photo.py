@@ -9,7 +9,7 @@ bytes  field       meaning
 1      magic       ``0xB3`` (version-1 files begin with ``I``, version 2 with 0xB2)
 1      flags       bit 0 grayscale (decode to one channel); bits 2-1 background
                    (0 none, 1 placeholder, 2 classic codec); bit 3 size escape;
-                   bits 7-4 zero
+                   bit 4 a detail layer follows; bits 7-5 zero
 3      size        (width - 1) << 12 | (height - 1) when both are <= 4096;
                    else (escape bit) varint width, varint height
 1      faces       n, 1..:data:`MAX_FACES`
@@ -26,8 +26,19 @@ L      face file   a whole ``.ivc`` file (version 1, 2 or layered)
 var    length      L, 1..:data:`MAX_BACKGROUND`
 L      data        that codec's file of the whole frame (classic codecs: at the
                    frame's size, or smaller to fit the codec's limits)
+---    detail      when flags bit 4 is set (issue 32's whole-frame detail layer):
+2      network     the detail network's key: the first 2 bytes of the sha256 of
+                   its weights (:mod:`invcomp.nets.residual`)
+1      rate        the rate in quarter steps of the network's trained rates
+var    side        the detail picture's long side, 1..max(width, height): the
+                   frame as decoded so far, resized to that side, is the
+                   residual network's base (:mod:`invcomp.faces.detail`)
+var    length      L, 1..:data:`MAX_DETAIL`
+L      data        the residual network's rANS stream
 2      crc16       CRC-16/CCITT (initial 0xFFFF) of every byte before it
 =====  ==========  ==============================================================
+
+Files without the detail flag are the files of earlier releases, byte for byte.
 
 The placement's precision (half a frame pixel, 1/64 degree) is far below what the paste-back can show: at a
 side of S pixels, the rotation step moves the crop's corner by S * 1.9e-4 px. Files are canonical: a file that
@@ -51,7 +62,10 @@ ANGLE_UNIT = 1 / 64  # degrees
 BACKGROUNDS = {0: "none", 1: "placeholder", 2: "codec"}
 PLACEHOLDERS = {0: "thumb"}
 CLASSIC = {0: "webp", 1: "avif", 2: "jpeg", 3: "jpegxl"}
-MAX_FILE_BYTES = 16 + MAX_FACES * (MAX_FACE_BYTES + 16) + MAX_BACKGROUND + 8
+MAX_DETAIL = 1 << 20
+DETAIL_KEY_BYTES = 2
+MAX_RATE_CODE = 255
+MAX_FILE_BYTES = 16 + MAX_FACES * (MAX_FACE_BYTES + 16) + MAX_BACKGROUND + 8 + MAX_DETAIL + 16
 
 
 @dataclass(frozen=True)
@@ -63,9 +77,21 @@ class FaceRecord:
 
 
 @dataclass(frozen=True)
+class Detail:
+    """The whole-frame detail layer: the residual network's ``key`` (2 bytes), the ``rate`` in quarter steps, the
+    detail picture's long ``side`` and the network's stream ``data``."""
+
+    key: bytes
+    rate: int
+    side: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Photo:
-    """A photo file's contents: frame ``width`` x ``height``, ``grayscale``, the faces, and the background layer
-    (``background`` is ``none``, ``thumb`` or a classic codec's name; ``background_data`` its bytes)."""
+    """A photo file's contents: frame ``width`` x ``height``, ``grayscale``, the faces, the background layer
+    (``background`` is ``none``, ``thumb`` or a classic codec's name; ``background_data`` its bytes) and the
+    ``detail`` layer over the whole frame (or ``None``)."""
 
     width: int
     height: int
@@ -73,6 +99,7 @@ class Photo:
     grayscale: bool = False
     background: str = "none"
     background_data: bytes = field(default=b"", repr=False)
+    detail: Optional[Detail] = None
 
 
 def is_photo(data: bytes) -> bool:
@@ -118,7 +145,8 @@ def pack(photo: Photo) -> bytes:
     kind = background_kind(photo.background)
     escape = w > SMALL_SIDE or h > SMALL_SIDE
     kinds = {v: k for k, v in BACKGROUNDS.items()}
-    out = bytearray([MAGIC, photo.grayscale | kinds[kind] << 1 | escape << 3])
+    d = photo.detail
+    out = bytearray([MAGIC, photo.grayscale | kinds[kind] << 1 | escape << 3 | (d is not None) << 4])
     out += _varint(w) + _varint(h) if escape else ((w - 1) << 12 | (h - 1)).to_bytes(3, "big")
     out.append(len(photo.faces))
     for face in photo.faces:
@@ -133,7 +161,28 @@ def pack(photo: Photo) -> bytes:
         out += bytes([ids[photo.background]]) + _varint(len(photo.background_data)) + photo.background_data
     elif photo.background_data:
         raise BitstreamError("background data without a background")
+    if d is not None:
+        out += pack_detail(d, max(w, h))
     return bytes(out + crc16(bytes(out)))
+
+
+def detail_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The detail picture's size for a ``width`` x ``height`` frame and a detail record's long ``side``: the frame's
+    own size when ``side`` covers it, else the frame scaled to that long side (each side at least 1)."""
+    long = max(width, height)
+    if side >= long:
+        return width, height
+    s = side / long
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def pack_detail(d: Detail, long_side: int) -> bytes:
+    """A detail record's bytes (``long_side``: the frame's longer side, the most the detail's side may be)."""
+    if len(d.key) != DETAIL_KEY_BYTES or not 0 <= d.rate <= MAX_RATE_CODE or not 1 <= d.side <= long_side \
+            or not 1 <= len(d.data) <= MAX_DETAIL:
+        raise BitstreamError(f"detail layer out of range (key {d.key.hex()}, rate {d.rate}, side {d.side} of "
+                             f"{long_side}, {len(d.data)} bytes)")
+    return d.key + bytes([d.rate]) + _varint(d.side) + _varint(len(d.data)) + d.data
 
 
 def unpack(data: bytes) -> Photo:
@@ -148,7 +197,7 @@ def unpack(data: bytes) -> Photo:
     r = _Reader(data[:-2])
     r.pos = 1
     flags = r.take(1, "flags")[0]
-    if flags & 0xF0 or (flags >> 1) & 3 == 3:
+    if flags & 0xE0 or (flags >> 1) & 3 == 3:
         raise BitstreamError(f"invalid .ivc field: photo flags {flags:#04x}")
     if flags & 8:
         w, h = r.varint("width", MAX_SIDE), r.varint("height", MAX_SIDE)
@@ -188,21 +237,33 @@ def unpack(data: bytes) -> Photo:
         if size == 0:
             raise BitstreamError("invalid .ivc field: an empty background")
         bg = r.take(size, "background")
+    detail = None
+    if flags & 0x10:
+        key, rate = r.take(DETAIL_KEY_BYTES, "detail network"), r.take(1, "detail rate")[0]
+        side = r.varint("detail side", max(w, h))
+        if side == 0:
+            raise BitstreamError("invalid .ivc field: a detail side of 0")
+        size = r.varint("detail length", MAX_DETAIL)
+        if size == 0:
+            raise BitstreamError("invalid .ivc field: an empty detail layer")
+        detail = Detail(key, rate, side, r.take(size, "detail layer"))
     if r.pos != len(data) - 2:
         raise BitstreamError(f"invalid .ivc photo file: {len(data) - 2 - r.pos} unexpected bytes before the CRC")
-    return Photo(w, h, faces, bool(flags & 1), name, bg)
+    return Photo(w, h, faces, bool(flags & 1), name, bg, detail)
 
 
 def overhead(photo: Photo) -> dict[str, int]:
     """Where a photo file's bytes go: ``container`` (magic, flags, size, count, CRC), ``placements``, ``lengths``
-    (the face records' length fields), ``faces`` (the face files) and ``background`` (its codec id, length, data)."""
+    (the face records' length fields), ``faces`` (the face files), ``background`` (its codec id, length, data) and
+    ``detail`` (the detail record, all of it)."""
     total = len(pack(photo))
     faces = sum(len(f.data) for f in photo.faces)
     place = sum(len(_varint(0)) if f.placement is None else len(pack_placement(f.placement)) for f in photo.faces)
     lengths = sum(len(_varint(len(f.data))) for f in photo.faces)
     bg = 0 if photo.background == "none" else 1 + len(_varint(len(photo.background_data))) + len(photo.background_data)
-    return {"container": total - faces - place - lengths - bg, "placements": place, "lengths": lengths,
-            "faces": faces, "background": bg, "total": total}
+    detail = 0 if photo.detail is None else len(pack_detail(photo.detail, max(photo.width, photo.height)))
+    return {"container": total - faces - place - lengths - bg - detail, "placements": place, "lengths": lengths,
+            "faces": faces, "background": bg, "detail": detail, "total": total}
 
 
 def pack_placement(p: Placement) -> bytes:

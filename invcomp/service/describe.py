@@ -86,7 +86,26 @@ def _photo(data: bytes) -> dict[str, Any]:
         faces.append(face)
     return {"bytes": len(data), "format": "photo", "magic": f"0x{MAGIC_PHOTO:02X}", "width": photo.width, "height": photo.height,
             "grayscale": photo.grayscale, "background": photo.background, "background_bytes": len(photo.background_data),
-            "faces": faces, "breakdown": container.overhead(photo), "crc": "CRC-16"}
+            "faces": faces, **({} if photo.detail is None else {"detail": _detail(photo)}),
+            "breakdown": container.overhead(photo), "crc": "CRC-16"}
+
+
+def _detail(photo: container.Photo) -> dict[str, Any]:
+    """A photo file's detail record: its network (by key, and by name where this install ships it), rate, size."""
+    import json
+
+    from invcomp.files import pretrained_dir
+
+    d = photo.detail
+    assert d is not None
+    name = None
+    for cfg in sorted((pretrained_dir() / "layered").glob("*.json")):  # torch-free: the JSON's sha256, not the weights
+        row = json.loads(cfg.read_text())
+        if row.get("frame") and bytes.fromhex(row.get("sha256", "00"))[:2] == d.key:
+            name = cfg.stem
+    w, h = container.detail_size(photo.width, photo.height, d.side)
+    return {"network_key": d.key.hex(), "network": name or "not shipped with this invcomp", "rate": d.rate / 4,
+            "side": d.side, "picture": f"{w}x{h}", "bytes": len(d.data)}
 
 
 def lines(row: dict[str, Any], indent: str = "") -> list[str]:

@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from invcomp.errors import InvcompError
+from invcomp.faces.detail import DEFAULT_SIDE as DETAIL_SIDE
 from invcomp.files import DEFAULT_MAX_PIXELS
 from invcomp.service.items import ItemError, check_writable, item_error, read_bytes, write_bytes
 from invcomp.service.report import file_metrics, report_row
 
 PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
+DEFAULT_DETAIL = 0.0
+"""The default's lowest detail layer rate (issue 32): chosen on validation faces (``docs/whole-faces.md``)."""
+DEFAULT_DETAIL_BYTES = 160
+"""The default's allowance: the detail rate is raised while the file stays within it (``docs/whole-faces.md``)."""
+FRAME_MODE = "inversion"
+"""The default's face codec: GAN inversion of the default model, under the detail layer (``docs/whole-faces.md``)."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,14 @@ class EncodeRequest:
     a user model's state_dict; ``iters``, ``bits``, ``loss``, ``restarts``, ``lr``, ``seed``, ``scaling``,
     ``rounding``, ``coder``, ``rate_weight``, ``no_quant_aware``, ``init``, ``warm_start``: the search and the
     quantiser; ``target_bytes``/``target_bpp``/``target_ssim``: the rate goal (one at most); ``fit``, ``faces``,
-    ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``max_pixels``: the largest input;
-    ``device``: ``auto``, ``cpu`` or ``cuda``. ``None`` means the mode's or model's own value."""
+    ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``detail``, ``detail_side``: the
+    whole-frame detail layer (``none`` or a rate; its long side); ``max_pixels``: the largest input; ``device``:
+    ``auto``, ``cpu`` or ``cuda``. ``None`` means the mode's or model's own value.
+
+    **The default** (no ``model``, ``mode`` or ``weights_path``) is the whole-frame codec of issue 32: the faces
+    coded by GAN inversion (:data:`FRAME_MODE`) over a ThumbHash of the frame, then the detail layer at
+    :data:`DEFAULT_DETAIL` over the whole picture at the input's size (up to :data:`DETAIL_SIDE` px on the long side).
+    Naming a mode or model gives that codec alone, as before (``detail`` adds the layer to any face codec)."""
 
     model: Optional[str] = None
     mode: Optional[str] = None
@@ -52,7 +65,9 @@ class EncodeRequest:
     faces: str = "largest"
     max_faces: int = 16
     on_no_face: str = "crop"
-    background: str = "none"
+    background: Optional[str] = None
+    detail: Optional[str] = None
+    detail_side: int = DETAIL_SIDE
     scaling: Optional[str] = None
     rounding: str = "nearest"
     coder: str = "auto"
@@ -88,6 +103,22 @@ class Encoder:
     request: EncodeRequest
 
 
+def parse_detail(spec: str) -> Optional[float]:
+    """``--detail``: ``none`` (no detail layer), ``auto`` (the default's: :data:`DEFAULT_DETAIL`, raised within
+    :data:`DEFAULT_DETAIL_BYTES`) or a rate of the detail network (0 the lowest; quarter steps)."""
+    if spec.strip().lower() == "none":
+        return None
+    if spec.strip().lower() == "auto":
+        return DEFAULT_DETAIL
+    try:
+        rate = float(spec)
+    except ValueError:
+        raise InvcompError(f"--detail must be none or a rate like 0, 0.5 or 1, not {spec!r}") from None
+    if not rate >= 0 or rate != rate:
+        raise InvcompError(f"--detail must be none or a rate of at least 0, not {spec!r}")
+    return round(rate * 4) / 4
+
+
 def build_encoder(request: EncodeRequest) -> Encoder:
     """The codec and the rate goal that ``request`` names: what every front end codes with. Bad options are refused
     here, in one line, before any image is read."""
@@ -108,14 +139,18 @@ def build_encoder(request: EncodeRequest) -> Encoder:
         raise InvcompError("rate control chooses the layers: drop --layer-rates, or drop the target")
     if goals and r.bits is not None:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
+    default = r.mode is None and r.model is None and r.weights_path is None
+    detail = parse_detail(r.detail) if r.detail is not None else (DEFAULT_DETAIL if default else None)
+    allowance = DEFAULT_DETAIL_BYTES if detail is not None and (r.detail is None or r.detail.strip() == "auto") else None
+    bg = r.background if r.background is not None else ("thumb" if detail is not None else "none")
     photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,
-                         background=r.background)
+                         background=bg, detail=detail, detail_bytes=allowance, detail_side=r.detail_side)
     photo.check()
     settings = EncodeSettings(bits=r.bits, coder=r.coder, fit="squash" if r.fit == "squash" else "crop",
                               scaling=r.scaling, rounding=r.rounding, seed=r.seed, iters=r.iters, init=r.init,
                               loss=r.loss, restarts=r.restarts, lr=r.lr,
                               quant_aware=False if r.no_quant_aware else None, rate_weight=r.rate_weight)
-    codec = load_codec(r.model, settings, mode=r.mode, device=resolve_device(r.device), weights=r.weights_path,
+    codec = load_codec(r.model, settings, mode=FRAME_MODE if default else r.mode, device=resolve_device(r.device), weights=r.weights_path,
                        warm_start=r.warm_start, channels=r.channels, tolerance=r.auto_tolerance,
                        resolution=r.resolution, layer_rates=r.layer_rates, preserve=r.preserve,
                        preserve_box=tuple(r.preserve_box) or None, semantic=r.semantic, halo=r.preserve_halo)
