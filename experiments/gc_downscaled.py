@@ -38,8 +38,9 @@ SAME_PERSON = 0.6
 
 
 def best_downscaled(codec: Any, img: Image.Image, x: torch.Tensor, target: int, scales: list[float],
-                    faces: bool, cache: dict) -> dict | None:
-    """The best-MS-SSIM file of ``codec`` at most ``target`` bytes over the downscales, or ``None``."""
+                    faces: bool, cache: dict, keep_picture: bool = False) -> dict | None:
+    """The best-MS-SSIM file of ``codec`` at most ``target`` bytes over the downscales, or ``None`` (``keep_picture``:
+    the row holds its decoded picture under ``picture``)."""
     w, h = img.size
     best = None
     for s in scales:
@@ -57,6 +58,8 @@ def best_downscaled(codec: Any, img: Image.Image, x: torch.Tensor, target: int, 
         dec = codec.decode(store[res.quality]).convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
         row = measure(x, dec, res.bytes, faces)
         row.update(scale=s, setting=codec.setting_label(res.quality))
+        if keep_picture:
+            row["picture"] = dec
         if best is None or row["ms_ssim"] > best["ms_ssim"]:
             best = row
     return best

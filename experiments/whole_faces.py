@@ -56,6 +56,7 @@ SETS = ("utk200", "utk128", "ffhq128", "ffhq256")
 SCALES = [1.0, 0.75, 0.5, 0.35, 0.25]
 CONFIGS = {
     "default": {},
+    "previous-default": {"mode": "auto"},  # the default before the detail layer: auto, --fit auto, no background
     "layered120": {"mode": "layered", "fit": "squash", "target_bytes": 120},  # at the input's side (a multiple of 16)
     "layered185": {"mode": "layered", "fit": "squash", "target_bytes": 185},
 }
@@ -123,6 +124,39 @@ def invcomp_row(request: Any, img: Image.Image) -> tuple[dict, Image.Image]:
     return {"bytes": len(enc.data), "decode_ms": ms}, pic.convert("RGB")
 
 
+GRID_COLUMNS = (("invcomp previous-default", "previous\ndefault"), ("invcomp default", "new default"),
+                ("gc-utkface-c2", "GC C=2"), ("webp downscaled", "WebP down-\nscaled"))
+GRID_CELL = 160
+
+
+def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
+    """A WebP picture: one row per face (its set and side on the left), the original then :data:`GRID_COLUMNS`, each
+    picture at :data:`GRID_CELL` px (Lanczos) with its bytes under it."""
+    from PIL import ImageDraw
+
+    c, lab, side = GRID_CELL, 30, 70
+    cols = [("original", "original")] + list(GRID_COLUMNS)
+    canvas = Image.new("RGB", (side + (c + 4) * len(cols) + 4, lab + (c + 16) * len(shown) + 4), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, (_, head) in enumerate(cols):
+        for k, part in enumerate(head.split("\n")):
+            draw.text((side + 4 + j * (c + 4), 2 + 12 * k), part, fill="black")
+    for i, (set_name, img, cells) in enumerate(shown):
+        y = lab + i * (c + 16)
+        draw.text((4, y + c // 2 - 12), f"{set_name}", fill="black")
+        draw.text((4, y + c // 2), f"{img.width}x{img.height}", fill="black")
+        for j, (key, _) in enumerate(cols):
+            n, pic = (None, img) if key == "original" else cells.get(key, (None, None))
+            x = side + 4 + j * (c + 4)
+            if pic is not None:
+                canvas.paste(pic.convert("RGB").resize((c, c), Image.Resampling.LANCZOS), (x, y))
+            draw.text((x, y + c + 1), "" if key == "original" else (f"{n} B" if n is not None else "cannot reach"),
+                      fill="black")
+    buf = io.BytesIO()
+    canvas.save(buf, "WEBP", quality=90, method=6)
+    return buf.getvalue()
+
+
 @click.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--limit", default=8, show_default=True)
@@ -131,7 +165,11 @@ def invcomp_row(request: Any, img: Image.Image) -> tuple[dict, Image.Image]:
 @click.option("--configs", default=",".join(CONFIGS), show_default=True,
               help=f"Of {', '.join(CONFIGS)} (layeredN: --mode layered at the input's side, --target-bytes N).")
 @click.option("--seed", default=0, show_default=True)
-def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -> None:
+@click.option("--detail-network", default=None, help="The default's detail network (a name in pretrained/layered/).")
+@click.option("--grid", "grid_faces", default=0, show_default=True,
+              help="Also draw OUT/grid.webp: this many faces of each set, in the columns of GRID_COLUMNS.")
+def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, detail_network: Optional[str],
+         grid_faces: int) -> None:
     from invcomp.codecs import load_codec
     from invcomp.service.encode import EncodeRequest, build_encoder
 
@@ -145,6 +183,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -
         summary["brisque_check"] = check_brisque(score, [im for _, im in faces["utk200"]])
     gcs = {name: load_codec(name, mode="gc") for name in ("gc-utkface-c2", "gc-utkface-c8")}
     rows: list[dict] = []
+    shown: list[tuple[str, Image.Image, dict[str, tuple[Optional[int], Optional[Image.Image]]]]] = []
     for set_name in sets.split(","):
         side = faces[set_name][0][1].width
         encoders = {}
@@ -152,12 +191,17 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -
             opts = dict(CONFIGS[c])
             if opts.get("mode") == "layered":
                 opts["resolution"] = max(64, side // 16 * 16)
+            if detail_network and c == "default":
+                opts["detail_network"] = detail_network
             encoders[c] = build_encoder(EncodeRequest(**opts, device="cpu"))
         summary["sets"][set_name] = {"side": side, "faces": len(faces[set_name]),
                                      "impostors_same_person": impostor_share([im for _, im in faces[set_name]])}
-        for name, img in faces[set_name]:
+        for k, (name, img) in enumerate(faces[set_name]):
             x = from_image(img)
             base_bytes = None
+            cells: dict[str, tuple[Optional[int], Optional[Image.Image]]] = {}
+            if k < grid_faces:
+                shown.append((set_name, img, cells))
             for c, enc in encoders.items():
                 try:
                     info, pic = invcomp_row(enc, img)
@@ -168,6 +212,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -
                        "decode_ms": info["decode_ms"], "brisque": score(pic) if score else None}
                 base_bytes = base_bytes or info["bytes"]
                 rows.append(row)
+                cells[f"invcomp {c}"] = (info["bytes"], pic)
             for g, codec in gcs.items():
                 enc = codec.encode([img])[0]
                 t0 = time.perf_counter()
@@ -176,6 +221,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -
                 pic = Image.fromarray(pixels)
                 rows.append({"set": set_name, "face": name, "codec": g, **measure(x, pic, len(enc.data), True),
                              "decode_ms": ms, "brisque": score(pic) if score else None})
+                cells[g] = (len(enc.data), pic)
             webp = classic["webp"]
             data_q0 = webp.encode(img, webp.knob.low)
             pic = webp.decode(data_q0).convert("RGB")
@@ -187,11 +233,15 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int) -
             for cname in ("webp", "avif", "jpegxl"):
                 if base_bytes is None or classic[cname].unavailable():
                     continue
-                best = best_downscaled(classic[cname], img, x, base_bytes, SCALES, True, {})
+                best = best_downscaled(classic[cname], img, x, base_bytes, SCALES, True, {}, keep_picture=True)
+                picture = best.pop("picture") if best else None
                 rows.append({"set": set_name, "face": name, "codec": f"{cname} downscaled, default's bytes",
                              **(best or {"bytes": None}), "cannot_reach": best is None})
+                cells[f"{cname} downscaled"] = (best["bytes"] if best else None, picture)
             log.info("%s %s done", set_name, name)
     out.mkdir(parents=True, exist_ok=True)
+    if shown:
+        atomic_write(out / "grid.webp", grid(shown), force=True)
     atomic_write(out / "rows.csv", csv_bytes(rows), force=True)
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:

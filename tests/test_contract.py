@@ -192,9 +192,16 @@ def test_the_api_defaults_are_the_cli_defaults(tmp_path: Path) -> None:
     assert (s.init, s.iters, s.bits, s.scaling, s.loss, s.restarts) == ("encoder", 200, 6, "l2", "ssim", 1)
     assert load_codec("dcgan-utkface64", EncodeSettings(init="encoder")).settings.init == "encoder"
     src = REPO / "experiments" / "data" / "portraits" / "astronaut-face.png"
-    api = load_codec(settings=EncodeSettings(iters=3)).encode([Image.open(src).convert("RGB")])[0].data
+    from invcomp.service.encode import EncodeRequest, build_encoder
+
+    # the default codec is the use-case layer's (the whole-frame codec), the same for the Python API and the CLI
+    api = build_encoder(EncodeRequest(iters=3)).codec.encode([Image.open(src).convert("RGB")])[0].data
     assert _run("encode", src, "--iters", 3, "-o", tmp_path / "a.ivc").exit_code == 0
     assert (tmp_path / "a.ivc").read_bytes() == api
+    # and load_codec() alone is the face codec's own default, --mode auto, as `invcomp encode --mode auto` codes
+    api = load_codec(settings=EncodeSettings(iters=3)).encode([Image.open(src).convert("RGB")])[0].data
+    assert _run("encode", src, "--mode", "auto", "--iters", 3, "-o", tmp_path / "b.ivc").exit_code == 0
+    assert (tmp_path / "b.ivc").read_bytes() == api
 
 
 def test_bench_measures_vaegan_beside_inversion_as_encode_codes_them(tmp_path: Path) -> None:

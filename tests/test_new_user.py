@@ -33,7 +33,7 @@ def _photo(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 
 def test_non_square_crop_decodes_in_place_and_compare_measures_what_encode_did(tmp_path: Path) -> None:
     src = _photo(tmp_path / "wide.png", (451, 300))
-    r = _run("encode", src, "--iters", 0, "-o", tmp_path / "w.ivc", "--json")
+    r = _run("encode", src, "--mode", "inversion", "--iters", 0, "-o", tmp_path / "w.ivc", "--json")
     assert r.exit_code == 0, r.stderr
     enc = json.loads(r.stdout)
     r = _run("decode", tmp_path / "w.ivc", "-o", tmp_path / "w.png", "--json")
@@ -47,6 +47,22 @@ def test_non_square_crop_decodes_in_place_and_compare_measures_what_encode_did(t
     assert abs(json.loads(r.stdout)["ssim"] - enc["ssim"]) < 0.02  # was 0.13 against 0.48 with the stretched frame
     human = _run("decode", tmp_path / "w.ivc", "-o", tmp_path / "w2.png")
     assert "rest of the frame is grey" in human.stdout
+
+
+def test_the_default_fills_a_non_square_frame_and_reports_what_compare_measures(tmp_path: Path) -> None:
+    src = _photo(tmp_path / "wide.png", (451, 300))
+    r = _run("encode", src, "--iters", 0, "-o", tmp_path / "w.ivc", "--json")
+    assert r.exit_code == 0, r.stderr
+    enc = json.loads(r.stdout)
+    r = _run("decode", tmp_path / "w.ivc", "-o", tmp_path / "w.png", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert (row["width"], row["height"], row["coded_box"]) == (451, 300, None)  # the whole frame is coded
+    out, ref = np.asarray(Image.open(tmp_path / "w.png")).astype(float), np.asarray(Image.open(src)).astype(float)
+    assert out.shape == ref.shape and not (out[:, :75] == 128).all() and not (out[:, 375:] == 128).all()
+    r = _run("compare", src, tmp_path / "w.png", "--bitstream", tmp_path / "w.ivc", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert abs(json.loads(r.stdout)["ssim"] - enc["ssim"]) < 0.02  # encode reports the whole picture, as compare does
 
 
 def test_a_file_does_not_depend_on_its_batch_position_or_batch_size(tmp_path: Path) -> None:
@@ -126,7 +142,7 @@ def test_stdin_and_stdout_in_a_real_pipe(tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "invcomp.cli"]
     data = subprocess.run([*exe, "encode", "-", "--iters", "0", "-o", "-"], input=DEMO_IMAGE.read_bytes(),
                           capture_output=True, check=True, timeout=300).stdout
-    assert data[:1] == b"\xb2"  # a version-2 file: the shipped model has a prior
+    assert data[:1] == b"\xb3" and data[1] & 0x10  # the default: a photo file with its detail layer
     png = subprocess.run([*exe, "decode", "-", "-o", "-"], input=data, capture_output=True, check=True,
                          timeout=300).stdout
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(__import__("io").BytesIO(png)).size == (124, 124)

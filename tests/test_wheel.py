@@ -110,7 +110,8 @@ MODES = [
     ("layered", ["--mode", "layered", "--iters", "3", "--resolution", "128"]),
     ("gc", ["--mode", "gc", "--model", "gc-utkface-c2"]),
     ("sc", ["--mode", "sc", "--model", "sc-utkface-c8", "--preserve-box", "8,8,32,32"]),
-    ("auto", ["--iters", "3"]),
+    ("auto", ["--mode", "auto", "--iters", "3"]),
+    ("default", ["--iters", "3"]),  # the whole-frame codec: inversion and the detail layer
 ]
 
 

@@ -80,6 +80,9 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                        f"picture is complete. auto: rate {DEFAULT_DETAIL:g}, raised while the file stays within "
                        f"{DEFAULT_DETAIL_BYTES} B; RATE: that rate (0 the smallest; quarter steps); none.  "
                        "[default: auto without --mode/--model, else none]"),
+    click.option("--detail-network", default=None, metavar="NAME",
+                  help="The detail layer's residual network: one in pretrained/layered/ whose JSON says \"frame\": true "
+                       "(the decoder finds it there by its key).  [default: the shipped one]"),
     click.option("--detail-side", default=_D.detail_side, show_default=True, type=click.IntRange(16, 4096),
                   help="The detail layer's long side at most; a larger frame gets its correction resized."),
     click.option("--scaling", default=None, type=click.Choice(SCALINGS), help=f"Quantiser norm.  [default: {DEFAULT_SCALING}; VAE-GAN: the model's]"),

@@ -3,7 +3,8 @@ layered faces) and GC/SC files, and the valid seed files they start from (issue 
 from __future__ import annotations
 
 import random
-from typing import Optional
+from dataclasses import replace
+from typing import Any, Optional
 
 from PIL import Image
 
@@ -107,7 +108,8 @@ def layered(data: bytes, rng: random.Random, keys: list[bytes]) -> Optional[byte
 def photo(data: bytes, rng: random.Random, keys: list[bytes]) -> Optional[bytes]:
     """A photo file rebuilt around changed faces, with a valid CRC: a layered face's records mutated
     (:func:`layered`), faces repeated up to 64, placements at edge values (huge, far outside, turned), records
-    made whole-frame, the frame's size at edge values. ``None`` when ``data`` is not a photo file that parses."""
+    made whole-frame, the frame's size at edge values, the detail record changed or added (:func:`_detail`).
+    ``None`` when ``data`` is not a photo file that parses."""
     from invcomp.formats import photo as container
     from invcomp.landmarks.align import Placement
 
@@ -117,8 +119,8 @@ def photo(data: bytes, rng: random.Random, keys: list[bytes]) -> Optional[bytes]
         p = container.unpack(data)
     except InvcompError:
         return None
-    faces, w, h = list(p.faces), p.width, p.height
-    op = rng.choice(["face", "face", "count", "placement", "whole", "size"])
+    faces, w, h, detail = list(p.faces), p.width, p.height, p.detail
+    op = rng.choice(["face", "face", "count", "placement", "whole", "size", "detail", "detail"])
     if op == "face":
         i = rng.randrange(len(faces))
         new = layered(faces[i].data, rng, keys) or gcsc(faces[i].data, rng, []) or faces[i].data
@@ -133,14 +135,46 @@ def photo(data: bytes, rng: random.Random, keys: list[bytes]) -> Optional[bytes]
         faces[i] = container.FaceRecord(Placement(cx, cy, side, rng.uniform(-180, 180)), faces[i].data)
     elif op == "whole":
         faces = [container.FaceRecord(None, f.data) if rng.random() < 0.5 else f for f in faces]
+    elif op == "detail":
+        detail = _detail(detail, w, h, rng)
     else:
         w, h = rng.choice(SIDES), rng.choice(SIDES)
         if p.background != "none":  # a background larger than the frame is refused; keep the frame large enough
             w, h = max(w, p.width), max(h, p.height)
+    if detail is not None and detail.side > max(w, h):
+        detail = replace(detail, side=max(w, h))
     try:
-        return container.pack(container.Photo(w, h, faces, p.grayscale, p.background, p.background_data))
+        return container.pack(container.Photo(w, h, faces, p.grayscale, p.background, p.background_data, detail))
     except InvcompError:
         return None
+
+
+def detail_keys() -> list[bytes]:
+    """The keys of the shipped detail networks (:mod:`invcomp.faces.detail`)."""
+    from invcomp.faces.detail import networks
+
+    return list(networks())
+
+
+def _detail(d: Any, w: int, h: int, rng: random.Random) -> Any:
+    """A photo file's detail record (or a new one) with its key, rate, side or stream changed: the shipped networks'
+    keys or another, rates past the network's top, sides from 1 to the frame's, streams cut, grown, zeros, 0xFF."""
+    from invcomp.formats import photo as container
+
+    keys = detail_keys() or [b"\x00\x01"]
+    if d is None:
+        d = container.Detail(rng.choice(keys), rng.randrange(29), min(256, max(w, h)), rng.randbytes(rng.randint(1, 300)))
+    pick = rng.randrange(4)
+    if pick == 0:
+        return replace(d, key=rng.choice(keys + [rng.randbytes(2)]))
+    if pick == 1:
+        return replace(d, rate=rng.choice([0, 1, 27, 28, 29, 255]))
+    if pick == 2:
+        return replace(d, side=rng.choice([1, 2, 15, 16, 17, 256, max(w, h)]))
+    data = d.data
+    new = rng.choice([data[:-1], data[:len(data) // 2], data + rng.randbytes(rng.randint(1, 64)), bytes(len(data)),
+                      b"\xff" * len(data), rng.randbytes(len(data))])
+    return replace(d, data=new or b"\x00")
 
 
 def gcsc(data: bytes, rng: random.Random, model_ids: list[bytes]) -> Optional[bytes]:
@@ -204,7 +238,8 @@ def gcsc(data: bytes, rng: random.Random, model_ids: list[bytes]) -> Optional[by
 
 def photo_seeds(faces: list[bytes], rng: random.Random, n: int = 12, layered: bool = False) -> list[bytes]:
     """``n`` valid photo files (:mod:`invcomp.formats.photo`) around the given face files: 1-3 faces at random
-    placements (or whole-frame), grayscale or not, with no background, a ThumbHash or a small real WebP.
+    placements (or whole-frame), grayscale or not, with no background, a ThumbHash or a small real WebP, and
+    sometimes a detail record (a shipped network's key, a random stream).
     ``layered``: the faces are layered files, and a photo holds up to 8 of them."""
     import io
 
@@ -223,7 +258,8 @@ def photo_seeds(faces: list[bytes], rng: random.Random, n: int = 12, layered: bo
         data = {"none": b"", "thumb": bytes(rng.randrange(256) for _ in range(24)), "webp": webp.getvalue()}[bg]
         if bg == "webp":
             w, h = max(w, 40), max(h, 30)
-        out.append(container.pack(container.Photo(w, h, recs, rng.random() < 0.3, bg, data)))
+        detail = _detail(None, w, h, rng) if rng.random() < 0.4 else None
+        out.append(container.pack(container.Photo(w, h, recs, rng.random() < 0.3, bg, data, detail)))
     return out
 
 

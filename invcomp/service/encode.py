@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from invcomp.errors import InvcompError
-from invcomp.faces.detail import DEFAULT_SIDE as DETAIL_SIDE
+from invcomp.faces.detail import DEFAULT_NETWORK as DETAIL_NETWORK, DEFAULT_SIDE as DETAIL_SIDE
 from invcomp.files import DEFAULT_MAX_PIXELS
 from invcomp.service.items import ItemError, check_writable, item_error, read_bytes, write_bytes
 from invcomp.service.report import file_metrics, report_row
@@ -34,8 +34,8 @@ class EncodeRequest:
     a user model's state_dict; ``iters``, ``bits``, ``loss``, ``restarts``, ``lr``, ``seed``, ``scaling``,
     ``rounding``, ``coder``, ``rate_weight``, ``no_quant_aware``, ``init``, ``warm_start``: the search and the
     quantiser; ``target_bytes``/``target_bpp``/``target_ssim``: the rate goal (one at most); ``fit``, ``faces``,
-    ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``detail``, ``detail_side``: the
-    whole-frame detail layer (``none`` or a rate; its long side); ``max_pixels``: the largest input; ``device``:
+    ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``detail``, ``detail_side``,
+    ``detail_network``: the whole-frame detail layer (``none``, ``auto`` or a rate; its long side; its network); ``max_pixels``: the largest input; ``device``:
     ``auto``, ``cpu`` or ``cuda``. ``None`` means the mode's or model's own value.
 
     **The default** (no ``model``, ``mode`` or ``weights_path``) is the whole-frame codec of issue 32: the faces
@@ -68,6 +68,7 @@ class EncodeRequest:
     background: Optional[str] = None
     detail: Optional[str] = None
     detail_side: int = DETAIL_SIDE
+    detail_network: Optional[str] = None
     scaling: Optional[str] = None
     rounding: str = "nearest"
     coder: str = "auto"
@@ -142,9 +143,11 @@ def build_encoder(request: EncodeRequest) -> Encoder:
     default = r.mode is None and r.model is None and r.weights_path is None
     detail = parse_detail(r.detail) if r.detail is not None else (DEFAULT_DETAIL if default else None)
     allowance = DEFAULT_DETAIL_BYTES if detail is not None and (r.detail is None or r.detail.strip() == "auto") else None
-    bg = r.background if r.background is not None else ("thumb" if detail is not None else "none")
+    bg = r.background if r.background is not None else (
+        "thumb" if detail is not None and r.fit in ("auto", "align") else "none")  # crop and squash code no background
     photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,
-                         background=bg, detail=detail, detail_bytes=allowance, detail_side=r.detail_side)
+                         background=bg, detail=detail, detail_bytes=allowance, detail_side=r.detail_side,
+                         detail_network=r.detail_network or DETAIL_NETWORK)
     photo.check()
     settings = EncodeSettings(bits=r.bits, coder=r.coder, fit="squash" if r.fit == "squash" else "crop",
                               scaling=r.scaling, rounding=r.rounding, seed=r.seed, iters=r.iters, init=r.init,

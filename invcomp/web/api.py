@@ -74,6 +74,8 @@ async def create_jobs(request: Request, files: Optional[list[UploadFile]] = File
                       faces: Optional[str] = Form(None, description="with align: largest or all"),
                       max_faces: Optional[str] = Form(None), on_no_face: Optional[str] = Form(None),
                       background: Optional[str] = Form(None, description="with align: none, thumb or CODEC:QUALITY"),
+                      detail: Optional[str] = Form(None, description="the whole-frame detail layer: auto (the default's), "
+                                                   "a rate such as 0 or 2, or none"),
                       iters: Optional[str] = Form(None),
                       resolution: Optional[str] = Form(None), channels: Optional[str] = Form(None),
                       seed: Optional[str] = Form(None), coder: Optional[str] = Form(None),

@@ -23,6 +23,7 @@ from invcomp.web.store import JobStore, new_id
 LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
 BOX = re.compile(r"^[0-9]{1,5},[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}$")  # SC's preserve_box: x,y,w,h in pixels
 BACKGROUND = re.compile(r"^(none|thumb|[a-z0-9]{1,12}:[0-9]{1,3})$")  # checked again by the encoder
+DETAIL = re.compile(r"^(none|auto|[0-9]{1,2}(\.[0-9]{1,2})?)$")  # the detail layer: checked again by the encoder
 
 
 class WebError(Exception):
@@ -177,6 +178,11 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
         if not BACKGROUND.match(str(background)):
             raise WebError(422, "background must be none, thumb or CODEC:QUALITY (webp:40, avif:30, jpeg:50, jpegxl:40)")
         out["background"] = str(background)
+    detail = form.get("detail")
+    if detail:
+        if not DETAIL.match(str(detail)):
+            raise WebError(422, "detail must be none, auto or a rate such as 0, 0.5 or 2")
+        out["detail"] = str(detail)
     if sum(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")) > 1:
         raise WebError(422, "give one of target_bytes, target_bpp and target_ssim")
     if out["bits"] is not None and any(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")):
@@ -200,7 +206,7 @@ def check_layer_plan(text: str, resolution: Optional[int], limits: Limits) -> No
 
 
 ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "faces", "max_faces",
-                 "on_no_face", "background", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
+                 "on_no_face", "background", "detail", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
                  "layer_rates", "preserve", "preserve_box", "preserve_halo")
 
 
