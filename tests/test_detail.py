@@ -265,3 +265,13 @@ def test_the_detail_layer_is_the_same_on_1_and_2_threads(tmp_path: Path) -> None
         outs[t] = ((tmp_path / f"t{t}.ivc").read_bytes(), np.asarray(Image.open(tmp_path / f"t{t}.png")))
     assert container.unpack(outs[1][0]).detail is not None
     assert outs[1][0] == outs[2][0] and np.array_equal(outs[1][1], outs[2][1])
+
+
+def test_decoding_a_detail_file_needs_no_compressai(tmp_path: Path) -> None:
+    src = tmp_path / "x.ivc"
+    src.write_bytes(_detail_file())
+    code = ("import sys; from invcomp.faces.decode import decode_any; "
+            f"decode_any(open({str(src)!r}, 'rb').read(), cache={{}}); print('compressai' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "False"

@@ -156,3 +156,39 @@ def decode(data: bytes, indexes: Sequence[int], t: Tables, what: str = "the stre
                              f"({4 * (end - p)} bytes left over)" if p != end else
                              f"corrupt .ivc file: {what} is not the code of its symbols (it ends in another state)")
     return out
+
+
+def encode(symbols: Sequence[int], indexes: Sequence[int], t: Tables) -> bytes:
+    """CompressAI's rANS code of ``symbols`` (each under the CDF its index names), byte for byte as its
+    ``RansEncoder.encode_with_indexes`` writes it; the inverse of :func:`decode`. A value so far outside its table
+    that its escape would need more than :data:`MAX_BYPASS_CHUNKS` chunks is refused (CompressAI's encoder would not
+    terminate)."""
+    if len(symbols) != len(indexes):
+        raise InvcompError("rANS: as many symbols as indexes")
+    steps: list[tuple[int, int, bool]] = []  # (start, frequency or bit count, bypass), in coding order
+    for value, k in zip(symbols, indexes):
+        cdf, top = t.cdfs[k], t.max_values[k]
+        v, raw = value - t.offsets[k], 0
+        if v < 0:
+            raw, v = -2 * v - 1, top
+        elif v >= top:
+            raw, v = 2 * (v - top), top
+        steps.append((cdf[v], cdf[v + 1] - cdf[v], False))
+        if v == top:
+            n = 0
+            while raw >> (BYPASS_BITS * n):
+                n += 1
+            if n > MAX_BYPASS_CHUNKS:
+                raise InvcompError(f"rANS: the value {value} is too far outside its table to code")
+            steps.append((n, BYPASS_BITS, True))
+            for j in range(n):
+                steps.append(((raw >> (BYPASS_BITS * j)) & 15, BYPASS_BITS, True))
+    x, words = RANS_L, []
+    for start, size, bypass in reversed(steps):
+        freq = 1 << (PRECISION - size) if bypass else size
+        if x >= ((RANS_L >> PRECISION) << 32) * freq:
+            words.append(x & 0xFFFFFFFF)
+            x >>= 32
+        x = (x << size) | start if bypass else ((x // freq) << PRECISION) + (x % freq) + start
+    words += [x >> 32, x & 0xFFFFFFFF]  # the flush: low word first in the stream, as the decoder reads it
+    return struct.pack(f"<{len(words)}I", *reversed(words))

@@ -1,13 +1,14 @@
-"""The layered mode's learned residual layer: a conditional, variable-rate transform coder (CompressAI layers).
+"""The learned residual layer of the layered mode and of the detail layer: a conditional, variable-rate transform coder
+(CompressAI's layer shapes, :mod:`invcomp.nets.layers`; CompressAI itself is needed only to train it).
 
 It codes what the lower layers of a layered file (:mod:`invcomp.codecs.modes.layered`) got wrong, at the output
 resolution, and is conditioned on their decoded picture ``base`` ``(N, 3, H, W)`` at both ends:
 
 - the **encoder** ``g_a`` sees the image and the base side by side (and the stage plane, below) and maps them to a latent
   ``y`` ``(N, M, H/16, W/16)``;
-- the **entropy model** is CompressAI's :class:`~compressai.entropy_models.GaussianConditional`, whose means
-  and scales are predicted from the base alone (``c_a``), which the decoder has too: no hyperprior and no
-  side stream, so a layer costs only its symbols plus the rANS coder's flush;
+- the **entropy model** is a Gaussian conditional (CompressAI's, :mod:`invcomp.coding.gaussian` codes with its
+  tables without CompressAI), whose means and scales are predicted from the base alone (``c_a``), which the decoder
+  has too: no hyperprior and no side stream, so a layer costs only its symbols plus the rANS coder's flush;
 - the **decoder** ``g_s`` upsamples ``y_hat`` together with the base's features to a picture, and ``fuse``
   turns that picture and the base into the correction at full resolution: ``x_hat = base + fuse(g_s(...), base)``.
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -45,14 +45,13 @@ from invcomp.errors import InvcompError
 from invcomp.files import load_state_dict, sha256_file
 
 DEFAULT_RESIDUAL = "residual-utkface"
-EXTRA = "pip install invcomp[peers]  (CompressAI)"
+EXTRA = "pip install invcomp[peers]  (CompressAI: only to train the network)"
 STRIDE = 16
 SCALE_BOUND = 0.11  # CompressAI's default lower bound on the Gaussian scales
 
 
 def _modules(N: int, M: int) -> dict[str, nn.Module]:
-    from compressai.layers import GDN
-    from compressai.models.utils import conv, deconv
+    from invcomp.nets.layers import GDN, conv, deconv
 
     return {
         "g_a": nn.Sequential(conv(7, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)),
@@ -74,8 +73,6 @@ class ResidualCoder(nn.Module):
 
     def __init__(self, N: int = 32, M: int = 48, rates: int = 8) -> None:
         super().__init__()
-        from compressai.entropy_models import GaussianConditional
-
         self.N, self.M, self.rates = N, M, rates
         for name, module in _modules(N, M).items():
             self.add_module(name, module)
@@ -85,7 +82,17 @@ class ResidualCoder(nn.Module):
         start = torch.linspace(math.log(0.5), math.log(4.0), rates)[:, None].expand(rates, M)  # finer steps up the rates
         self.log_gain = nn.Parameter(start.clone())
         self.log_inv_gain = nn.Parameter(-start.clone())
-        self.gaussian = GaussianConditional(None, scale_bound=SCALE_BOUND)
+
+    @property
+    def gaussian(self) -> Any:
+        """CompressAI's ``GaussianConditional``, built on first use: training's likelihoods (and the tables it builds
+        in :meth:`update`). Coding and decoding do not use it (:mod:`invcomp.coding.gaussian`), so they need no
+        CompressAI."""
+        if "gaussian" not in self._modules:
+            from compressai.entropy_models import GaussianConditional
+
+            self._modules["gaussian"] = GaussianConditional(None, scale_bound=SCALE_BOUND)  # (add_module would ask the property)
+        return self._modules["gaussian"]
 
     def config(self) -> dict[str, int]:
         return {"N": self.N, "M": self.M, "rates": self.rates}
@@ -129,13 +136,14 @@ class ResidualCoder(nn.Module):
     def compress(self, x: torch.Tensor, base: torch.Tensor, rate: float, stage: int = 0) -> tuple[bytes, torch.Tensor]:
         """One image ``x`` ``(1, 3, H, W)`` over ``base`` at rate index ``rate`` (``stage`` as in :meth:`forward`) ->
         the layer's bytes and the decoder's reconstruction ``(1, 3, H, W)`` in [0, 1] (what :meth:`decompress` gives)."""
+        from invcomp.coding import gaussian
+
         x, base, (hh, ww) = pad(x), pad(base), x.shape[-2:]
         r, st = torch.tensor([rate]), torch.tensor([stage])
         h, means, scales = self.context(base, r, st)
         y = self.g_a(torch.cat([x, with_stage(base, st)], dim=1)) * self._gains(r)[0]
-        indexes = self.gaussian.build_indexes(scales)
-        data = self.gaussian.compress(y, indexes, means=means)[0]
-        y_hat = self.gaussian.decompress([data], indexes, means=means)
+        data = gaussian.compress(y, scales, means)
+        y_hat = gaussian.dequantize(gaussian.symbols(y, means), means)
         return data, finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
 
     def decompress(self, data: bytes, base: torch.Tensor, rate: float, stage: int = 0) -> torch.Tensor:
@@ -143,11 +151,12 @@ class ResidualCoder(nn.Module):
 
         The bytes come from a file: they are decoded by :func:`decode_symbols` (bounds-checked, refusing any stream
         that is not the canonical code of the layer's symbols), never by CompressAI's unchecked decoder."""
+        from invcomp.coding import gaussian
+
         hh, ww = base.shape[-2:]
         base, r, st = pad(base), torch.tensor([rate]), torch.tensor([stage])
         h, means, scales = self.context(base, r, st)
-        symbols = decode_symbols(self.gaussian, data, self.gaussian.build_indexes(scales))
-        y_hat = self.gaussian.dequantize(symbols, means)
+        y_hat = gaussian.decompress(data, scales, means, "the residual layer's stream")
         return finite(self.synthesise(y_hat, h, base, r))[..., :hh, :ww]
 
     def update(self) -> None:
@@ -263,12 +272,6 @@ def load_residual(spec: str = DEFAULT_RESIDUAL) -> Residual:
     digest = sha256_file(weights)
     if cfg.get("sha256") and cfg["sha256"] != digest:
         raise InvcompError(f"{weights} does not match the sha256 in {cfg_path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # CompressAI's torch.jit.script on import
-            import compressai  # noqa: F401
-    except ImportError:
-        raise InvcompError(f"the layered mode needs CompressAI ({EXTRA})") from None
     module = ResidualCoder(int(cfg["N"]), int(cfg["M"]), int(cfg["rates"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(str(weights)).items()
              if not k.startswith("gaussian.")}  # the entropy tables are rebuilt below
@@ -276,7 +279,6 @@ def load_residual(spec: str = DEFAULT_RESIDUAL) -> Residual:
         module.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise InvcompError(f"{weights} does not fit a residual network of its config: {str(e).splitlines()[-1].strip()}") from None
-    module.update()
-    module.eval()
+    module.eval()  # coding needs no tables here: they ship as data (invcomp.coding.gaussian)
     return Residual(cfg_path.stem if path.suffix != ".pt" else path.stem, module, bytes.fromhex(digest)[:2],
                     cfg.get("base", "dcgan-utkface64"), int(cfg["rates"]))
