@@ -9,6 +9,11 @@ it differs from the published one). Each run lives in ``OUT/ARCH-METRIC-LAMBDA/`
     python experiments/train_peers.py --data ../shared/data/utkface --out runs/peers \
         --archs bmshj2018-factorized,bmshj2018-hyperprior,mbt2018-mean \
         --lambdas 0.00025,0.0005,0.001,0.002,0.004,0.008 --base-lambda 0.002
+
+The 128-px yardstick of issue 32 (the shipped 64-px models fine-tuned at 128 px, on one core)::
+
+    python experiments/train_peers.py --data ../shared/data/utkface --out runs/peers128 --resolution 128 \
+        --init-peer compressai-mbt-mean --lambdas 6.25e-05,0.00025,0.001,0.004 --steps 1200 --batch-size 8 --threads 1
 """
 from __future__ import annotations
 
@@ -42,13 +47,29 @@ def run_name(arch: str, metric: str, lmbda: float) -> str:
 @click.option("--N", "n", default=32, show_default=True)
 @click.option("--M", "m", default=48, show_default=True)
 @click.option("--threads", default=2, show_default=True)
+@click.option("--init-peer", default=None, help="Start each λ from this shipped peer family's model at that λ (e.g. "
+              "compressai-mbt-mean, trained at 64 px: a 128-px family fine-tuned from it), instead of a base run.")
+@click.option("--batch-size", default=16, show_default=True)
 def main(data: str, out: Path, archs: str, metric: str, lambdas: str, base_lambda: float, base_steps: int, steps: int,
-         resolution: int, n: int, m: int, threads: int) -> None:
+         resolution: int, n: int, m: int, threads: int, init_peer: str | None, batch_size: int) -> None:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(threads)
     lams = [float(v) for v in lambdas.split(",")]
+    if init_peer:
+        from invcomp.nets.peers import read_manifest
+
+        family = read_manifest()[init_peer]
+        for lam in lams:
+            shipped = next((mm for mm in family.models if abs(mm["lmbda"] - lam) < 1e-12), None)
+            if shipped is None:
+                raise click.UsageError(f"{init_peer} ships no model at λ {lam:g}")
+            train_peer(PeerTrainConfig(data=data, out=str(out / run_name(family.architecture, metric, lam)),
+                                       architecture=family.architecture, lmbda=lam, metric=metric, N=family.N,
+                                       M=family.M, resolution=resolution, steps=steps, batch_size=batch_size,
+                                       init=str(family.root / shipped["file"]), cache=str(out / "cache")))
+        return
     for arch in archs.split(","):
         base = PeerTrainConfig(data=data, out=str(out / run_name(arch, metric, base_lambda)), architecture=arch,
                                lmbda=base_lambda, metric=metric, N=n, M=m, resolution=resolution,

@@ -19,7 +19,7 @@ Metrics, all over the whole picture at the input's size: bytes, bpp, SSIM, MS-SS
 dlib's recogniser (the same person below 0.6; the impostor baseline of each set is the share of pairs of different
 faces of the set called the same), the high-frequency energy ratio (1 = as sharp as the original), the BRISQUE
 no-reference score (lower is better; the ``brisque`` package, its SVM shipped inside it; checked below to rank
-originals above JPEG q10 above a blurred copy), and decode milliseconds on one thread. Writes ``OUT/rows.csv``,
+originals above JPEG q10 above a blurred copy), and decode milliseconds on one thread (models loaded). Writes ``OUT/rows.csv``,
 ``OUT/summary.json`` and ``OUT/summary.md``. UTKFace is licensed for non-commercial research only: the faces are built
 where the study runs and never committed.
 """
@@ -57,6 +57,8 @@ SCALES = [1.0, 0.75, 0.5, 0.35, 0.25]
 CONFIGS = {
     "default": {},
     "previous-default": {"mode": "auto"},  # the default before the detail layer: auto, --fit auto, no background
+    "default-no-thumb": {"background": "none"},  # design checks of the default: no ThumbHash under the detail layer,
+    "default-align": {"fit": "align"},  # and every crop aligned over a ThumbHash (not coded whole when aligned)
     "layered120": {"mode": "layered", "fit": "squash", "target_bytes": 120},  # at the input's side (a multiple of 16)
     "layered185": {"mode": "layered", "fit": "squash", "target_bytes": 185},
 }
@@ -111,21 +113,49 @@ def impostor_share(faces: list[Image.Image]) -> Optional[float]:
     return float(np.mean([v < SAME_PERSON for v in d])) if d else None
 
 
+DECODE_CACHE: dict = {}
+
+
 def invcomp_row(request: Any, img: Image.Image) -> tuple[dict, Image.Image]:
-    """Encode ``img`` with ``request``'s encoder and decode the file as ``invcomp decode`` does (one thread)."""
+    """Encode ``img`` with ``request``'s encoder and decode the file as ``invcomp decode`` does (one thread; the decode
+    milliseconds are the second decode's, its models loaded)."""
     from invcomp.faces.decode import decode_any
 
     enc = request.codec.encode([img], goal=request.goal)[0]
     if isinstance(enc, Exception):
         raise enc
+    decode_any(enc.data, cache=DECODE_CACHE, device="cpu")  # the models loaded once, as a decode server keeps them
     t0 = time.perf_counter()
-    _, _, pic, _ = decode_any(enc.data, cache={}, device="cpu")
+    _, _, pic, _ = decode_any(enc.data, cache=DECODE_CACHE, device="cpu")
     ms = 1000 * (time.perf_counter() - t0)
-    return {"bytes": len(enc.data), "decode_ms": ms}, pic.convert("RGB")
+    return {"bytes": len(enc.data), "decode_ms": ms, "data": enc.data}, pic.convert("RGB")
+
+
+def detail_curve(request: Any, img: Image.Image, data: bytes, rates: list[float]) -> list[tuple[float, tuple[int, Image.Image]]]:
+    """The default's file re-coded with its detail layer at each rate (the faces and background as coded), each
+    decoded as ``invcomp decode`` does: ``(rate, (bytes, picture))``."""
+    from dataclasses import replace
+
+    from invcomp.faces import detail
+    from invcomp.faces.decode import decode_any
+    from invcomp.faces.detail_encode import decoded_base
+    from invcomp.formats import photo as container
+
+    photo = container.unpack(data)
+    if photo.detail is None:
+        return []
+    codec, cache = request.codec, {}
+    base = decoded_base(photo, cache)
+    out = []
+    for r in rates:
+        d = detail.code(img.convert("RGB"), base, codec.detail_net, round(4 * r), codec.options.detail_side)
+        file = container.pack(replace(photo, detail=d))
+        out.append((r, (len(file), decode_any(file, cache=cache, device="cpu")[2].convert("RGB"))))
+    return out
 
 
 GRID_COLUMNS = (("invcomp previous-default", "previous\ndefault"), ("invcomp default", "new default"),
-                ("gc-utkface-c2", "GC C=2"), ("webp downscaled", "WebP down-\nscaled"))
+                ("gc-utkface-c2", "GC C=2"), ("webp downscaled", "WebP, down-\nscaled"))
 GRID_CELL = 160
 
 
@@ -168,8 +198,13 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
 @click.option("--detail-network", default=None, help="The default's detail network (a name in pretrained/layered/).")
 @click.option("--grid", "grid_faces", default=0, show_default=True,
               help="Also draw OUT/grid.webp: this many faces of each set, in the columns of GRID_COLUMNS.")
+@click.option("--curve", default="", help="Detail rates (e.g. 0,0.5,1,2,3): the default's file re-coded at each, its "
+              "faces kept, for an RD curve (rows 'invcomp detail R').")
+@click.option("--peers", "peers_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A folder with a peers.json manifest (experiments/pack_peers.py) of CompressAI peers to run on every "
+                   "set whose side is their training resolution (every model of every family).")
 def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, detail_network: Optional[str],
-         grid_faces: int) -> None:
+         grid_faces: int, curve: str, peers_dir: Optional[str]) -> None:
     from invcomp.codecs import load_codec
     from invcomp.service.encode import EncodeRequest, build_encoder
 
@@ -182,6 +217,9 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, d
     if score is not None:
         summary["brisque_check"] = check_brisque(score, [im for _, im in faces["utk200"]])
     gcs = {name: load_codec(name, mode="gc") for name in ("gc-utkface-c2", "gc-utkface-c8")}
+    from invcomp.nets.peers import decode as peer_decode, encode as peer_encode, read_manifest
+
+    peer_families = list(read_manifest(Path(peers_dir)).values()) if peers_dir else []
     rows: list[dict] = []
     shown: list[tuple[str, Image.Image, dict[str, tuple[Optional[int], Optional[Image.Image]]]]] = []
     for set_name in sets.split(","):
@@ -213,6 +251,18 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, d
                 base_bytes = base_bytes or info["bytes"]
                 rows.append(row)
                 cells[f"invcomp {c}"] = (info["bytes"], pic)
+                if c == "default" and curve:
+                    for r, (n, curve_pic) in detail_curve(enc, img, info["data"], [float(v) for v in curve.split(",")]):
+                        rows.append({"set": set_name, "face": name, "codec": f"invcomp detail {r:g}",
+                                     **measure(x, curve_pic, n, True)})
+            for fam in peer_families:
+                if fam.resolution != side:
+                    continue
+                for q, m in enumerate(fam.models):
+                    data_p = peer_encode(fam, img, q)
+                    pic = peer_decode(fam, data_p).convert("RGB")
+                    rows.append({"set": set_name, "face": name, "codec": f"{fam.name} λ={m['lmbda']:g}",
+                                 **measure(x, pic, len(data_p), True)})
             for g, codec in gcs.items():
                 enc = codec.encode([img])[0]
                 t0 = time.perf_counter()
