@@ -143,12 +143,18 @@ def _load(family: Family, path: Path, sha256: str) -> torch.nn.Module:
         raise InvcompError(f"{family.name}: {path} does not match its sha256 in {MANIFEST}")
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(path).items()}
     model = build_model(family.architecture, family.N, family.M)
-    if family.hyper and GC_TABLES[0] not in state:  # rebuilt from the scale table, as CompressAI's update() does
-        gc = model.gaussian_conditional
-        gc.update_scale_table(state["gaussian_conditional.scale_table"], force=True)
-        state.update({k: getattr(gc, k.split(".")[1]).clone() for k in GC_TABLES})
-    model.load_state_dict(state)
+    model.load_state_dict(with_tables(model, state))
     return model.eval()
+
+
+def with_tables(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """A shipped peer's state_dict with the Gaussian conditional's tables that :func:`pack_state` left out, rebuilt
+    from its scale table as CompressAI's ``update()`` does (unchanged for a model without them, or a full state)."""
+    gc = getattr(model, "gaussian_conditional", None)
+    if gc is None or GC_TABLES[0] in state or "gaussian_conditional.scale_table" not in state:
+        return state
+    gc.update_scale_table(state["gaussian_conditional.scale_table"], force=True)
+    return {**state, **{k: getattr(gc, k.split(".")[1]).clone() for k in GC_TABLES}}
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -109,7 +109,9 @@ class PeerTrainer(Trainer):
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.architecture, cfg.N, cfg.M).to(self.device)
         if cfg.init:
-            self.model.load_state_dict(load_state_dict(cfg.init))
+            from invcomp.nets.peers import with_tables
+
+            self.model.load_state_dict(with_tables(self.model, load_state_dict(cfg.init)))  # a shipped peer lacks its tables
             log.info("started from %s", cfg.init)
         self.real = _cached_faces(cfg, "train", None).to(self.device)
         self.val = None
