@@ -23,7 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from invcomp.files import atomic_save, sha256_file, write_json  # noqa: E402
+from invcomp.files import atomic_write, sha256_file, write_json  # noqa: E402
 from invcomp.nets.residual import load_residual, residual_dir  # noqa: E402
 
 log = logging.getLogger("pack_frame_residual")
@@ -89,7 +89,7 @@ def main(run: Path, data: str, name: str, limit: int, description: str) -> None:
             log.info("%s: fp32 %s, fp16 %s", k, check["fp32"][k], check["fp16"][k])
         digest = sha256_file(p16)
         out = residual_dir() / f"{name}-{digest[:8]}.pt"
-        atomic_save(packed, out)
+        atomic_write(out, p16.read_bytes(), force=True)  # the checked file itself (torch.save names its archive)
     if sha256_file(out) != digest:
         raise SystemExit("the saved weights do not hash as the checked ones")
     write_json({**cfg, "weights": out.name, "sha256": digest,

@@ -64,8 +64,8 @@ CONFIGS = {
 }
 
 
-def build_sets(data: str, limit: int, seed: int) -> dict[str, list[tuple[str, Image.Image]]]:
-    files = list_images(data, "holdout")
+def build_sets(data: str, limit: int, seed: int, split: str = "holdout") -> dict[str, list[tuple[str, Image.Image]]]:
+    files = list_images(data, split)  # type: ignore[arg-type]
     files = [files[i] for i in sorted(np.random.default_rng(seed).permutation(len(files))[:limit])]
     rng = np.random.default_rng([seed, 0])
     out: dict[str, list[tuple[str, Image.Image]]] = {s: [] for s in SETS}
@@ -195,6 +195,8 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
 @click.option("--configs", default=",".join(CONFIGS), show_default=True,
               help=f"Of {', '.join(CONFIGS)} (layeredN: --mode layered at the input's side, --target-bytes N).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--split", default="holdout", show_default=True, type=click.Choice(["holdout", "val"]),
+              help="UTKFace's held-out faces (the results), or its validation faces (to choose defaults on).")
 @click.option("--detail-network", default=None, help="The default's detail network (a name in pretrained/layered/).")
 @click.option("--grid", "grid_faces", default=0, show_default=True,
               help="Also draw OUT/grid.webp: this many faces of each set, in the columns of GRID_COLUMNS.")
@@ -203,14 +205,14 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
 @click.option("--peers", "peers_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="A folder with a peers.json manifest (experiments/pack_peers.py) of CompressAI peers to run on every "
                    "set whose side is their training resolution (every model of every family).")
-def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, detail_network: Optional[str],
+def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, split: str, detail_network: Optional[str],
          grid_faces: int, curve: str, peers_dir: Optional[str]) -> None:
     from invcomp.codecs import load_codec
     from invcomp.service.encode import EncodeRequest, build_encoder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    faces = build_sets(data, limit, seed)
+    faces = build_sets(data, limit, seed, split)
     classic = build_codecs()
     score = brisque_scorer()
     summary: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "sets": {}}
@@ -229,7 +231,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, d
             opts = dict(CONFIGS[c])
             if opts.get("mode") == "layered":
                 opts["resolution"] = max(64, side // 16 * 16)
-            if detail_network and c == "default":
+            if detail_network and "mode" not in opts:  # the configs with the detail layer
                 opts["detail_network"] = detail_network
             encoders[c] = build_encoder(EncodeRequest(**opts, device="cpu"))
         summary["sets"][set_name] = {"side": side, "faces": len(faces[set_name]),

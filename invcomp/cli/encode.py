@@ -11,7 +11,7 @@ from invcomp.cli.outputs import Report, guard
 from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MODEL, DEFAULT_RATE_WEIGHT,
                                      DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
                                      ROUNDINGS, SCALINGS)
-from invcomp.service.encode import DEFAULT_DETAIL, DEFAULT_DETAIL_BYTES, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
+from invcomp.service.encode import DEFAULT_DETAIL, DEFAULT_DETAIL_SLOPE, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
 from invcomp.cli.common import device_option, exit_refused
 from invcomp.service.items import IMAGE_SUFFIXES, ItemError, check_jobs, expand_inputs, output_paths
 
@@ -77,8 +77,9 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                        "[default: thumb with a detail layer, else none]"),
     click.option("--detail", default=None, metavar="auto|RATE|none",
                   help="The whole-frame detail layer: a residual layer over the decoded frame at the input's size, so the "
-                       f"picture is complete. auto: rate {DEFAULT_DETAIL:g}, raised while the file stays within "
-                       f"{DEFAULT_DETAIL_BYTES} B; RATE: that rate (0 the smallest; quarter steps); none.  "
+                       f"picture is complete. auto: per picture, the rate (from {DEFAULT_DETAIL:g}, in half steps) that "
+                       f"maximises whole-picture SSIM - {DEFAULT_DETAIL_SLOPE:g} x bytes; RATE: that rate (0 the "
+                       "smallest; quarter steps); none.  "
                        "[default: auto without --mode/--model, else none]"),
     click.option("--detail-network", default=None, metavar="NAME",
                   help="The detail layer's residual network: one in pretrained/layered/ whose JSON says \"frame\": true "

@@ -3,8 +3,9 @@ in a photo file, decoded as the decoder will decode them, and the detail record 
 
 With a rate goal the faces keep their own rate and the detail layer's rate is chosen: the largest that keeps the file
 within ``max_bytes``, or the smallest whose whole-frame SSIM reaches ``min_ssim`` (the top rate when none does).
-Without one, the options' rate, raised to the largest rate whose file fits the options' ``detail_bytes`` (the
-default's allowance: a small or plain picture gets more detail for the same bytes).
+Without one, the options' rate, or with the options' ``detail_slope`` (the default's ``--detail auto``) the rate, from
+that one up in half steps, that maximises whole-picture SSIM - slope x bytes: each picture gets detail while a byte
+still buys at least ``slope`` of SSIM (the search stops at the first rate that scores lower than the one before).
 """
 from __future__ import annotations
 
@@ -80,8 +81,15 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
 
     top = detail.RATE_STEPS * (net.rates - 1)
     code = round(options.detail * detail.RATE_STEPS)
-    if goal is None and options.detail_bytes is not None:  # the default: as much detail as the allowance holds
-        code = max(code, choose(top, lambda c: size(c) <= options.detail_bytes, want_low=False) or 0)
+    if goal is None and options.detail_slope is not None:  # the default: while a byte buys enough SSIM
+        best = None
+        for c in range(code, top + 1, 2):
+            d = record(c)
+            score = (-1.0 if d is None else frame_ssim(rgb, detail.apply(base, d, net))) - options.detail_slope * size(c)
+            if best is not None and score <= best[1]:
+                break
+            best = (c, score)
+        code = best[0] if best is not None else code
     if goal is not None and goal.max_bytes is not None:
         found = choose(top, lambda c: size(c) <= goal.max_bytes, want_low=False)
         if found is None:

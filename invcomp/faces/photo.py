@@ -53,7 +53,7 @@ class PhotoOptions:
     on_no_face: str = "crop"
     background: str = "none"
     detail: Optional[float] = None  # the whole-frame detail layer's rate (None: no detail layer)
-    detail_bytes: Optional[int] = None  # instead of that rate: the largest rate whose file fits this (at least 0)
+    detail_slope: Optional[float] = None  # from that rate up: the one that maximises frame SSIM - slope * bytes
     detail_side: int = DETAIL_SIDE
     detail_network: str = DETAIL_NETWORK
 
@@ -69,8 +69,8 @@ class PhotoOptions:
         background.parse(self.background)
         if self.detail is not None and not 0 <= self.detail <= container.MAX_RATE_CODE / 4:
             raise InvcompError(f"--detail must be none or a rate 0..{container.MAX_RATE_CODE / 4:g}, not {self.detail:g}")
-        if self.detail_bytes is not None and (self.detail is None or self.detail_bytes < 1):
-            raise InvcompError("a detail byte allowance needs a detail layer and at least 1 byte")
+        if self.detail_slope is not None and (self.detail is None or not self.detail_slope > 0):
+            raise InvcompError("a detail slope needs a detail layer and a price above 0")
         if not 16 <= self.detail_side <= 4096:
             raise InvcompError(f"--detail-side must be 16..4096, not {self.detail_side}")
         if self.framing in ("crop", "squash") and self.background != "none":

@@ -18,8 +18,9 @@ from invcomp.service.report import file_metrics, report_row
 PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
 DEFAULT_DETAIL = 0.0
 """The default's lowest detail layer rate (issue 32): chosen on validation faces (``docs/whole-faces.md``)."""
-DEFAULT_DETAIL_BYTES = 160
-"""The default's allowance: the detail rate is raised while the file stays within it (``docs/whole-faces.md``)."""
+DEFAULT_DETAIL_SLOPE = 0.0008
+"""The default's price of a byte in whole-picture SSIM: ``--detail auto`` keeps the rate that maximises SSIM - this x
+bytes, so a picture gets more detail where a byte buys more (chosen on validation faces, ``docs/whole-faces.md``)."""
 FRAME_MODE = "inversion"
 """The default's face codec: GAN inversion of the default model, under the detail layer (``docs/whole-faces.md``)."""
 
@@ -106,7 +107,7 @@ class Encoder:
 
 def parse_detail(spec: str) -> Optional[float]:
     """``--detail``: ``none`` (no detail layer), ``auto`` (the default's: :data:`DEFAULT_DETAIL`, raised within
-    :data:`DEFAULT_DETAIL_BYTES`) or a rate of the detail network (0 the lowest; quarter steps)."""
+    :data:`DEFAULT_DETAIL_SLOPE`) or a rate of the detail network (0 the lowest; quarter steps)."""
     if spec.strip().lower() == "none":
         return None
     if spec.strip().lower() == "auto":
@@ -142,11 +143,11 @@ def build_encoder(request: EncodeRequest) -> Encoder:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
     default = r.mode is None and r.model is None and r.weights_path is None
     detail = parse_detail(r.detail) if r.detail is not None else (DEFAULT_DETAIL if default else None)
-    allowance = DEFAULT_DETAIL_BYTES if detail is not None and (r.detail is None or r.detail.strip() == "auto") else None
+    slope = DEFAULT_DETAIL_SLOPE if detail is not None and (r.detail is None or r.detail.strip() == "auto") else None
     bg = r.background if r.background is not None else (
         "thumb" if detail is not None and r.fit in ("auto", "align") else "none")  # crop and squash code no background
     photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,
-                         background=bg, detail=detail, detail_bytes=allowance, detail_side=r.detail_side,
+                         background=bg, detail=detail, detail_slope=slope, detail_side=r.detail_side,
                          detail_network=r.detail_network or DETAIL_NETWORK)
     photo.check()
     settings = EncodeSettings(bits=r.bits, coder=r.coder, fit="squash" if r.fit == "squash" else "crop",
