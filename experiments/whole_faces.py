@@ -195,6 +195,8 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
 @click.option("--configs", default=",".join(CONFIGS), show_default=True,
               help=f"Of {', '.join(CONFIGS)} (layeredN: --mode layered at the input's side, --target-bytes N).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--extra", multiple=True, metavar="NAME=DIR",
+              help="Another set: every image in DIR as it is (e.g. LFW and the portraits: experiments/lfw_faces.py).")
 @click.option("--split", default="holdout", show_default=True, type=click.Choice(["holdout", "val"]),
               help="UTKFace's held-out faces (the results), or its validation faces (to choose defaults on).")
 @click.option("--detail-network", default=None, help="The default's detail network (a name in pretrained/layered/).")
@@ -205,7 +207,7 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
 @click.option("--peers", "peers_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="A folder with a peers.json manifest (experiments/pack_peers.py) of CompressAI peers to run on every "
                    "set whose side is their training resolution (every model of every family).")
-def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, split: str, detail_network: Optional[str],
+def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, extra: tuple[str, ...], split: str, detail_network: Optional[str],
          grid_faces: int, curve: str, peers_dir: Optional[str]) -> None:
     from invcomp.codecs import load_codec
     from invcomp.service.encode import EncodeRequest, build_encoder
@@ -213,6 +215,11 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, s
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     faces = build_sets(data, limit, seed, split)
+    for spec in extra:
+        set_name, folder = spec.split("=", 1)
+        faces[set_name] = [(p.stem, Image.open(p).convert("RGB")) for p in sorted(Path(folder).iterdir())
+                           if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+        sets = sets + "," + set_name if sets else set_name
     classic = build_codecs()
     score = brisque_scorer()
     summary: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "sets": {}}
@@ -263,7 +270,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, s
                 for q, m in enumerate(fam.models):
                     data_p = peer_encode(fam, img, q)
                     pic = peer_decode(fam, data_p).convert("RGB")
-                    rows.append({"set": set_name, "face": name, "codec": f"{fam.name} λ={m['lmbda']:g}",
+                    rows.append({"set": set_name, "face": name, "codec": f"{fam.name} ({fam.resolution} px) λ={m['lmbda']:g}",
                                  **measure(x, pic, len(data_p), True)})
             for g, codec in gcs.items():
                 enc = codec.encode([img])[0]
@@ -274,11 +281,13 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, s
                 rows.append({"set": set_name, "face": name, "codec": g, **measure(x, pic, len(enc.data), True),
                              "decode_ms": ms, "brisque": score(pic) if score else None})
                 cells[g] = (len(enc.data), pic)
-            webp = classic["webp"]
-            data_q0 = webp.encode(img, webp.knob.low)
-            pic = webp.decode(data_q0).convert("RGB")
-            rows.append({"set": set_name, "face": name, "codec": "webp smallest", **measure(x, pic, len(data_q0), True),
-                         "brisque": score(pic) if score else None})
+            for cname in ("webp", "avif", "jpegxl"):  # each classic codec's smallest file, at the input's size
+                if classic[cname].unavailable():
+                    continue
+                data_q0 = classic[cname].encode(img, classic[cname].knob.low)
+                pic = classic[cname].decode(data_q0).convert("RGB")
+                rows.append({"set": set_name, "face": name, "codec": f"{cname} smallest",
+                             **measure(x, pic, len(data_q0), True), "brisque": score(pic) if score else None})
             rows.append({"set": set_name, "face": name, "codec": "original", "bytes": 0, "bpp": 0, "ssim": 1.0,
                          "ms_ssim": 1.0, "psnr": float("inf"), "hf_ratio": 1.0, "identity": 0.0,
                          "brisque": score(img) if score else None})

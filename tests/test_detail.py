@@ -275,3 +275,28 @@ def test_decoding_a_detail_file_needs_no_compressai(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
+
+
+def test_a_quality_sweep_rises_monotonically() -> None:
+    from invcomp import metrics
+    from invcomp.imageio import from_image
+
+    img = Image.open(PORTRAIT).convert("RGB")
+    x = from_image(img)[None]
+    points = []
+    for q in ("1", "low", "medium", "high", "5"):
+        data, out, _ = _roundtrip(img, quality=q)
+        points.append((len(data), float(metrics.ssim(from_image(out.convert("RGB"))[None], x)[0])))
+    assert all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(points, points[1:])), points
+    assert points[-1][0] > points[0][0], points  # and it moves: the top level spends more than the bottom one
+
+
+def test_quality_goes_with_the_automatic_detail_rate_only() -> None:
+    with pytest.raises(InvcompError, match="--quality must be"):
+        _encoder(quality="best")
+    with pytest.raises(InvcompError, match="--quality must be"):
+        _encoder(quality="9")
+    with pytest.raises(InvcompError, match="fixed --detail rate"):
+        _encoder(quality="high", detail="1")
+    with pytest.raises(InvcompError, match="not both"):
+        _encoder(quality="high", target_bytes=200)

@@ -81,6 +81,10 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                        f"maximises whole-picture SSIM - {DEFAULT_DETAIL_SLOPE:g} x bytes; RATE: that rate (0 the "
                        "smallest; quarter steps); none.  "
                        "[default: auto without --mode/--model, else none]"),
+    click.option("--quality", default=None, metavar="low|medium|high|Q",
+                  help="With the detail layer (the default): how much a byte is worth. medium (3) keeps the rate that "
+                       f"maximises whole-picture SSIM - {DEFAULT_DETAIL_SLOPE:g} x bytes; each step of Q (1 to 5) halves "
+                       "(up) or doubles (down) that price, so the files grow with Q.  [default: medium]"),
     click.option("--detail-network", default=None, metavar="NAME",
                   help="The detail layer's residual network: one in pretrained/layered/ whose JSON says \"frame\": true "
                        "(the decoder finds it there by its key).  [default: the shipped one]"),

@@ -21,6 +21,21 @@ DEFAULT_DETAIL = 0.0
 DEFAULT_DETAIL_SLOPE = 0.0008
 """The default's price of a byte in whole-picture SSIM: ``--detail auto`` keeps the rate that maximises SSIM - this x
 bytes, so a picture gets more detail where a byte buys more (chosen on validation faces, ``docs/whole-faces.md``)."""
+QUALITY_LEVELS = {"low": 2.0, "medium": 3.0, "high": 4.0}
+"""``--quality``'s names; a number Q (1 to 5) sets the price of a byte to ``DEFAULT_DETAIL_SLOPE * 2 ** (3 - Q)``."""
+
+
+def parse_quality(spec: str) -> float:
+    """``--quality``: ``low``, ``medium`` (the default), ``high`` or a number from 1 to 5 -> the price of a byte in SSIM."""
+    q = QUALITY_LEVELS.get(spec.strip().lower())
+    if q is None:
+        try:
+            q = float(spec)
+        except ValueError:
+            q = float("nan")
+    if not 1 <= q <= 5:
+        raise InvcompError(f"--quality must be low, medium, high or a number from 1 to 5, not {spec!r}")
+    return DEFAULT_DETAIL_SLOPE * 2.0 ** (3.0 - q)
 FRAME_MODE = "inversion"
 """The default's face codec: GAN inversion of the default model, under the detail layer (``docs/whole-faces.md``)."""
 
@@ -70,6 +85,7 @@ class EncodeRequest:
     detail: Optional[str] = None
     detail_side: int = DETAIL_SIDE
     detail_network: Optional[str] = None
+    quality: Optional[str] = None
     scaling: Optional[str] = None
     rounding: str = "nearest"
     coder: str = "auto"
@@ -143,7 +159,13 @@ def build_encoder(request: EncodeRequest) -> Encoder:
         raise InvcompError("rate control chooses the bits: drop --bits, or drop the target")
     default = r.mode is None and r.model is None and r.weights_path is None
     detail = parse_detail(r.detail) if r.detail is not None else (DEFAULT_DETAIL if default else None)
-    slope = DEFAULT_DETAIL_SLOPE if detail is not None and (r.detail is None or r.detail.strip() == "auto") else None
+    auto_detail = detail is not None and (r.detail is None or r.detail.strip().lower() == "auto")
+    if r.quality is not None and not auto_detail:
+        raise InvcompError("--quality sets the detail layer's rate: it goes with the default codec or --detail auto, "
+                           "not with a fixed --detail rate or --detail none")
+    if r.quality is not None and goals:
+        raise InvcompError("give --quality or a rate target, not both")
+    slope = (parse_quality(r.quality) if r.quality is not None else DEFAULT_DETAIL_SLOPE) if auto_detail else None
     bg = r.background if r.background is not None else (
         "thumb" if detail is not None and r.fit in ("auto", "align") else "none")  # crop and squash code no background
     photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,

@@ -76,6 +76,7 @@ async def create_jobs(request: Request, files: Optional[list[UploadFile]] = File
                       background: Optional[str] = Form(None, description="with align: none, thumb or CODEC:QUALITY"),
                       detail: Optional[str] = Form(None, description="the whole-frame detail layer: auto (the default's), "
                                                    "a rate such as 0 or 2, or none"),
+                      quality: Optional[str] = Form(None, description="with the detail layer: low, medium, high or 1-5"),
                       iters: Optional[str] = Form(None),
                       resolution: Optional[str] = Form(None), channels: Optional[str] = Form(None),
                       seed: Optional[str] = Form(None), coder: Optional[str] = Form(None),

@@ -23,6 +23,7 @@ from invcomp.web.store import JobStore, new_id
 LAYER_RATES = re.compile(r"^[0-9a-z.,@]{1,64}$")
 BOX = re.compile(r"^[0-9]{1,5},[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}$")  # SC's preserve_box: x,y,w,h in pixels
 BACKGROUND = re.compile(r"^(none|thumb|[a-z0-9]{1,12}:[0-9]{1,3})$")  # checked again by the encoder
+QUALITY = re.compile(r"^(low|medium|high|[1-5](\.[0-9]{1,2})?)$")  # checked again by the encoder
 DETAIL = re.compile(r"^(none|auto|[0-9]{1,2}(\.[0-9]{1,2})?)$")  # the detail layer: checked again by the encoder
 
 
@@ -183,6 +184,11 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
         if not DETAIL.match(str(detail)):
             raise WebError(422, "detail must be none, auto or a rate such as 0, 0.5 or 2")
         out["detail"] = str(detail)
+    quality = form.get("quality")
+    if quality:
+        if not QUALITY.match(str(quality)):
+            raise WebError(422, "quality must be low, medium, high or a number from 1 to 5")
+        out["quality"] = str(quality)
     if sum(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")) > 1:
         raise WebError(422, "give one of target_bytes, target_bpp and target_ssim")
     if out["bits"] is not None and any(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")):
@@ -206,7 +212,7 @@ def check_layer_plan(text: str, resolution: Optional[int], limits: Limits) -> No
 
 
 ENCODE_FIELDS = ("mode", "model", "bits", "target_bytes", "target_bpp", "target_ssim", "fit", "faces", "max_faces",
-                 "on_no_face", "background", "detail", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
+                 "on_no_face", "background", "detail", "quality", "iters", "resolution", "channels", "seed", "coder", "init", "auto_tolerance",
                  "layer_rates", "preserve", "preserve_box", "preserve_halo")
 
 
