@@ -64,5 +64,9 @@ def _photo_lines(row: dict, data: bytes) -> None:
         ident = "n/a" if f["face_identity"] is None else f"{f['face_identity']:.3f}"
         ssim = "n/a" if f["face_ssim"] is None else f"{f['face_ssim']:.4f}, PSNR {f['face_psnr']:.2f} dB"
         click.echo(f"face {f['face']} in the frame: SSIM {ssim}, identity {ident}")
-    click.echo(f"frame: SSIM {row['frame_ssim']:.4f} (at <= {frame.FRAME_SIDE} px); {row['bytes']} B, {row['bpp']:.4f} bpp "
-               f"over {photo.width}x{photo.height}")
+    whole = ""
+    if "frame_psnr" in row:  # a detail layer: the whole picture was coded
+        ident = "n/a" if row["frame_identity"] is None else f"{row['frame_identity']:.3f} (same person at < 0.6)"
+        whole = f", PSNR {row['frame_psnr']:.2f} dB, MS-SSIM {row['frame_ms_ssim']:.4f}, identity {ident}"
+    click.echo(f"frame: SSIM {row['frame_ssim']:.4f}{whole} (at <= {frame.FRAME_SIDE} px); {row['bytes']} B, "
+               f"{row['bpp']:.4f} bpp over {photo.width}x{photo.height}")

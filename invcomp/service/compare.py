@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Optional
 
+from PIL import Image
+
 from invcomp.errors import InvcompError
 
 
@@ -70,4 +72,14 @@ def _photo(a: Any, b: Any, data: bytes, row: dict) -> dict:
              for i, rec in enumerate(photo.faces, start=1) if rec.placement is not None]
     row.update(faces=faces, frame_ssim=frame.frame_ssim(a, b), bytes=len(data),
                bpp=metrics.bpp(len(data), photo.width, photo.height))
+    if photo.detail is not None:  # the whole picture is coded: measured as a whole, as a plain file is
+        from invcomp.identity import picture_distance
+        from invcomp.imageio import from_image
+
+        s = frame.FRAME_SIDE / max(a.size)
+        size = a.size if s >= 1 else (max(1, round(a.width * s)), max(1, round(a.height * s)))
+        x, y = (from_image(im.convert("RGB").resize(size, Image.Resampling.LANCZOS) if im.size != size else im.convert("RGB"))[None]
+                for im in (a, frame.flat(b)))
+        m = metrics.quality(y, x, with_lpips=False)[0]
+        row.update(frame_psnr=m["psnr"], frame_ms_ssim=m["ms_ssim"], frame_identity=picture_distance(a, b))
     return row
