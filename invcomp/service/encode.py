@@ -18,9 +18,12 @@ from invcomp.service.report import file_metrics, report_row
 PHOTO_FITS = ("auto", "align", "crop", "squash")  # invcomp.faces.photo.FITS (here: --help imports no torch)
 DEFAULT_DETAIL = 0.0
 """The default's lowest detail layer rate (issue 32): chosen on validation faces (``docs/whole-faces.md``)."""
-DEFAULT_DETAIL_SLOPE = 0.0008
+DEFAULT_DETAIL_SLOPE = 0.0007
 """The default's price of a byte in whole-picture SSIM: ``--detail auto`` keeps the rate that maximises SSIM - this x
-bytes, so a picture gets more detail where a byte buys more (chosen on validation faces, ``docs/whole-faces.md``)."""
+bytes, so a picture gets more detail where a byte buys more. Chosen on 8 validation faces (never the held-out ones) at
+128 px framed the FFHQ way and 200 px as UTKFace crops: the marginal SSIM per byte of their detail curves
+(``python experiments/whole_faces.py --split val --limit 8 --sets ffhq128,utk200 --configs default --curve
+0,0.5,1,1.5,2,2.5,3``; ``docs/whole-faces.md``)."""
 QUALITY_LEVELS = {"low": 2.0, "medium": 3.0, "high": 4.0}
 """``--quality``'s names; a number Q (1 to 5) sets the price of a byte to ``DEFAULT_DETAIL_SLOPE * 2 ** (3 - Q)``."""
 
