@@ -300,3 +300,14 @@ def test_quality_goes_with_the_automatic_detail_rate_only() -> None:
         _encoder(quality="high", detail="1")
     with pytest.raises(InvcompError, match="not both"):
         _encoder(quality="high", target_bytes=200)
+
+
+def test_the_cli_reports_a_goal_met_by_the_detail_rate(tmp_path: Path) -> None:
+    out = tmp_path / "t.ivc"
+    r = _cli("encode", str(PORTRAIT), *FAST, "--target-bytes", "200", "-o", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads(r.stdout)
+    assert out.stat().st_size <= 200 and row["target"]["reached"] is True
+    assert row["photo"]["detail"]["bytes"] > 0
+    r = _cli("decode", str(out), "-o", str(tmp_path / "t.png"))
+    assert r.returncode == 0 and "detail layer" in r.stdout

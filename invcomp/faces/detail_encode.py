@@ -122,5 +122,9 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
         info.update(face_metrics(img, shown, plan.placements[0]))
     info["frame_ssim"] = frame_ssim(rgb, shown)
     out = shown.convert("L") if plan.grayscale else shown
-    return replace(first, data=data, target=from_image(rgb), recon=from_image(shown),
-                   extra={**first.extra, "photo": info, "decoded_frame": lambda: out})
+    extra = {**first.extra, "photo": info, "decoded_frame": lambda: out}
+    if goal is not None:  # what rate control reports: the goal met by the detail rate, the faces at their own
+        reached = (len(data) <= goal.max_bytes if goal.max_bytes is not None
+                   else info["frame_ssim"] >= goal.min_ssim)
+        extra.update(reached=reached, trims=first.extra.get("trims", 0), norm_code=first.extra.get("norm_code"))
+    return replace(first, data=data, target=from_image(rgb), recon=from_image(shown), extra=extra)

@@ -81,6 +81,7 @@ def decode_item(src: Path, dst: Path, options: DecodeOptions, *, force: bool, ca
     if photo is not None:
         row["photo"] = photo
         human += (f" ({photo['faces']} face{'s' * (photo['faces'] != 1)}, background {photo['background']}"
+                  + (f", detail layer {photo['detail']['bytes']} B" if photo.get("detail") else "")
                   + (", grayscale" if photo["grayscale"] else "") + ")")
     elif not o.native and header.fit == "crop" and header.width != header.height:
         left, top, side = crop_box(header.width, header.height)

@@ -103,4 +103,7 @@ def photo_line(info: dict) -> str:
             out += f", background {info['background']} {info['bytes']['background']} B"
             if info.get("frame_ssim") is not None:
                 out += f", frame SSIM {info['frame_ssim']:.4f}"
+    if info.get("detail"):
+        d = info["detail"]
+        out += f", detail layer rate {d['rate']:g} at {d['side']} px {d['bytes']} B"
     return out + (", grayscale" if info.get("grayscale") else "") + "]"
