@@ -108,7 +108,8 @@ def impostor_share(faces: list[Image.Image]) -> Optional[float]:
     """The share of pairs of different faces of the set that the recogniser calls the same person."""
     from invcomp.identity import picture_distance
 
-    d = [picture_distance(a, b) for i, a in enumerate(faces) for b in faces[i + 1:]]
+    d = [picture_distance(a, b if b.size == a.size else b.resize(a.size, Image.Resampling.LANCZOS))
+         for i, a in enumerate(faces) for b in faces[i + 1:]]  # a set of mixed sizes: each pair at the first's
     d = [v for v in d if v is not None]
     return float(np.mean([v < SAME_PERSON for v in d])) if d else None
 
