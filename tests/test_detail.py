@@ -311,3 +311,25 @@ def test_the_cli_reports_a_goal_met_by_the_detail_rate(tmp_path: Path) -> None:
     assert row["photo"]["detail"]["bytes"] > 0
     r = _cli("decode", str(out), "-o", str(tmp_path / "t.png"))
     assert r.returncode == 0 and "detail layer" in r.stdout
+
+
+def test_the_detail_network_trainer_runs_resumes_and_keeps_a_model(tmp_path: Path) -> None:
+    pytest.importorskip("compressai")  # training's likelihoods are CompressAI's
+    import torch
+
+    from invcomp.train.frame_residual import FrameResidualConfig, train_frame_residual
+
+    g = torch.Generator().manual_seed(0)
+    n = 3
+    data = {"ids": [f"f{i}" for i in range(n)],
+            "x128": torch.randint(0, 256, (2 * n, 3, 128, 128), dtype=torch.uint8, generator=g),
+            "b128": torch.randint(0, 256, (2 * n, 3, 128, 128), dtype=torch.uint8, generator=g),
+            "x256": torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8, generator=g),
+            "b256": torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8, generator=g)}
+    torch.save(data, tmp_path / "bases.pt")
+    cfg = FrameResidualConfig(data=str(tmp_path / "bases.pt"), out=str(tmp_path / "run"), steps=2, batch_size=2,
+                              eval_faces=1, snapshot_every=2, threads=1)
+    model = train_frame_residual(cfg, progress=False)
+    assert model.is_file() and json.loads((tmp_path / "run" / "model.json").read_text())["training"]["step"] == 2
+    again = train_frame_residual(replace(cfg, steps=3), progress=False)  # resumes at step 2, runs one more
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["training"]["step"] == 3 and again == model

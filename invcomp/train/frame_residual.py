@@ -16,17 +16,17 @@ The last ``eval_faces`` faces are not trained on; snapshots are scored on their 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import torch
 
 from invcomp.errors import InvcompError
-from invcomp.files import atomic_save, load_state_dict, write_json
+from invcomp.files import load_state_dict
 from invcomp.nets.residual import ResidualCoder, rate_lambdas
-from invcomp.train.loop import Score, Trainer, run_training
-from invcomp.train.residual import SSIM_WEIGHT, rd_terms
+from invcomp.train.loop import Score, run_training
+from invcomp.train.residual import ResidualTrainer, rd_terms
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,10 @@ class FrameResidualConfig:
     device: str = "cpu"
 
 
-class FrameResidualTrainer(Trainer):
+class FrameResidualTrainer(ResidualTrainer):
+    """The layered trainer's checkpoints and kept model (:class:`~invcomp.train.residual.ResidualTrainer`), with this
+    module's data, batches, step and score."""
+
     product = "model.pt"
     desc = "frame residual"
     score_name = "-(val RD loss)"
@@ -94,20 +97,6 @@ class FrameResidualTrainer(Trainer):
         aux = {n for n, p in self.model.named_parameters() if n.endswith(".quantiles")}
         self.opt = torch.optim.Adam([p for n, p in self.model.named_parameters() if n not in aux], lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-
-    def state_dict(self, step: int) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "config": asdict(self.cfg)}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        theirs = dict(state.get("config", {}))
-        differ = sorted(k for k in ("N", "M", "rates") if theirs.get(k) != getattr(self.cfg, k))
-        if differ:
-            raise InvcompError(f"checkpoint in {self.out} was trained with other {', '.join(differ)}; use another --out")
-        self.model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("gaussian.")}, strict=False)
-        self.opt.load_state_dict(state["opt"])
-        for group in self.opt.param_groups:
-            group["lr"] = self.cfg.lr
-        self.gen.manual_seed(self.cfg.seed + int(state["step"]))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Half whole 128-px frames, half random ``crop``-px crops of 256-px frames, in [0, 1], randomly flipped:
@@ -155,15 +144,6 @@ class FrameResidualTrainer(Trainer):
         per_rate = " ".join(f"r{r}:{totals[2 * r]['bpp']:.3f}/{totals[2 * r]['ssim']:.3f}|"
                             f"{totals[2 * r + 1]['bpp']:.3f}/{totals[2 * r + 1]['ssim']:.3f}" for r in range(cfg.rates))
         return Score(-mean["loss"], what="-(val RD loss)", note=f" (128|256 px bpp/SSIM {per_rate})")
-
-    def save_best(self, step: int, seconds: float, value: Optional[float]) -> None:
-        self.model.update()
-        atomic_save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, self.out / "model.pt")
-        cfg = self.cfg
-        write_json({**self.model.config(), "lambdas": rate_lambdas(cfg.rates, cfg.lambda_low, cfg.lambda_high),
-                    "ssim_weight": SSIM_WEIGHT,
-                    "training": {"step": step, "seconds": round(seconds), "val_rd_loss": None if value is None else -value,
-                                 "config": asdict(cfg)}}, self.out / "model.json")
 
 
 def train_frame_residual(cfg: FrameResidualConfig, *, resume: bool = True, progress: bool = True) -> Path:
