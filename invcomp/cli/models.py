@@ -56,8 +56,9 @@ def models(register_name: Optional[str], model_spec: Optional[str], weights_path
         click.echo(f"no models registered in {registry.pretrained_dir()}")
     for r in rows:
         if r.get("kind") == "residual":
-            click.echo(f"{r['name']}  key {r['key']}  layered mode's residual layer over {r['base']}, {r['rates']} rates, "
-                       f"any size (multiple of 16)  {r['description']}")
+            role = "the default's detail layer" if r.get("role") == "detail" else "layered mode's residual layer"
+            click.echo(f"{r['name']}  key {r['key']}  {role} over {r['base']}, {r['rates']} rates, "
+                       f"any size  {r['description']}")
         elif r["source"] == "mode":
             click.echo(f"{r['name']}  {r['description']} (mode {r['kind']})")
         elif r["source"] == "user":

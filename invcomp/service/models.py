@@ -43,7 +43,8 @@ def model_rows() -> list[dict]:
 
 
 def _residual_rows() -> list[dict]:
-    """The shipped residual networks of the layered mode (``pretrained/layered/*.json``)."""
+    """The shipped residual networks (``pretrained/layered/*.json``): the layered mode's, and the default's detail layer
+    (``role`` ``detail``: its JSON says ``"frame": true``)."""
     from invcomp.codecs.modes.layered import residual_dir
 
     rows = []
@@ -53,7 +54,7 @@ def _residual_rows() -> list[dict]:
         rows.append({"name": cfg_path.stem, "source": "shipped", "kind": "residual", "sha256": cfg.get("sha256"),
                      "key": str(cfg.get("sha256", ""))[:4], "weights": str(cfg_path.parent / cfg["weights"]),
                      "card": str(card) if card.exists() else None, "base": cfg.get("base"), "rates": cfg.get("rates"),
-                     "description": cfg.get("description", "")})
+                     "role": "detail" if cfg.get("frame") else "layered", "description": cfg.get("description", "")})
     return rows
 
 
