@@ -70,11 +70,20 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
     photo = base_photo(img, plan, faces, options)
     base = decoded_base(photo, cache)
     records: dict[int, Optional[container.Detail]] = {}
+    pictures: dict[int, Image.Image] = {}  # each rate's decoded picture, drawn once (the search and the result share it)
 
     def record(code: int) -> Optional[container.Detail]:
         if code not in records:
             records[code] = detail.code(rgb, base, net, code, options.detail_side)
         return records[code]
+
+    def picture_at(code: int) -> Image.Image:
+        d = record(code)
+        if d is None:
+            return base
+        if code not in pictures:
+            pictures[code] = detail.apply(base, d, net)
+        return pictures[code]
 
     def size(code: int) -> int:
         return len(container.pack(replace(photo, detail=record(code))))
@@ -85,7 +94,7 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
         best = None
         for c in range(code, top + 1, 2):
             d = record(c)
-            score = (-1.0 if d is None else frame_ssim(rgb, detail.apply(base, d, net))) - options.detail_slope * size(c)
+            score = (-1.0 if d is None else frame_ssim(rgb, picture_at(c))) - options.detail_slope * size(c)
             if best is not None and score <= best[1]:
                 break
             best = (c, score)
@@ -98,7 +107,7 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
     elif goal is not None and goal.min_ssim is not None:
         def reaches(c: int) -> bool:
             d = record(c)
-            return d is not None and frame_ssim(rgb, detail.apply(base, d, net)) >= goal.min_ssim
+            return d is not None and frame_ssim(rgb, picture_at(c)) >= goal.min_ssim
 
         found = choose(top, reaches, want_low=True)
         code = top if found is None else found
@@ -108,7 +117,7 @@ def with_detail(img: Image.Image, plan: Any, faces: list, options: Any, net: Any
         data = container.pack(final)
     except InvcompError as e:
         return e
-    picture = base if d is None else detail.apply(base, d, net)
+    picture = picture_at(code)
     shown = picture.convert("L").convert("RGB") if plan.grayscale else picture
     first = faces[0]
     info: dict[str, Any] = {"fit": plan.framing, "faces_found": plan.found, "faces_coded": len(plan.placements),

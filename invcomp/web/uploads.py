@@ -174,21 +174,15 @@ def encode_options(form: dict, catalog: Any, limits: Limits) -> dict:
             raise WebError(422, "layer_rates must be a plan such as tone,3 or 2@64,5@128")
         check_layer_plan(str(rates), out["resolution"], limits)
         out["layer_rates"] = str(rates)
-    background = form.get("background")
-    if background:
-        if not BACKGROUND.match(str(background)):
-            raise WebError(422, "background must be none, thumb or CODEC:QUALITY (webp:40, avif:30, jpeg:50, jpegxl:40)")
-        out["background"] = str(background)
-    detail = form.get("detail")
-    if detail:
-        if not DETAIL.match(str(detail)):
-            raise WebError(422, "detail must be none, auto or a rate such as 0, 0.5 or 2")
-        out["detail"] = str(detail)
-    quality = form.get("quality")
-    if quality:
-        if not QUALITY.match(str(quality)):
-            raise WebError(422, "quality must be low, medium, high or a number from 1 to 5")
-        out["quality"] = str(quality)
+    for name, pattern, want in (
+            ("background", BACKGROUND, "none, thumb or CODEC:QUALITY (webp:40, avif:30, jpeg:50, jpegxl:40)"),
+            ("detail", DETAIL, "none, auto or a rate such as 0, 0.5 or 2"),
+            ("quality", QUALITY, "low, medium, high or a number from 1 to 5")):
+        value = form.get(name)
+        if value:  # a pattern here, and the encoder checks it again
+            if not pattern.match(str(value)):
+                raise WebError(422, f"{name} must be {want}")
+            out[name] = str(value)
     if sum(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")) > 1:
         raise WebError(422, "give one of target_bytes, target_bpp and target_ssim")
     if out["bits"] is not None and any(out[k] is not None for k in ("target_bytes", "target_bpp", "target_ssim")):
