@@ -24,6 +24,7 @@ from invcomp.codecs import EncodeSettings, load_codec  # noqa: E402
 from invcomp.codecs.base import prepare  # noqa: E402
 from invcomp.data import list_images  # noqa: E402
 from invcomp.files import atomic_save  # noqa: E402
+from invcomp.search.inversion import invert  # noqa: E402
 
 log = logging.getLogger("collect_latents")
 
@@ -36,8 +37,12 @@ log = logging.getLogger("collect_latents")
 @click.option("--stride", default=1, show_default=True, help="Take every k-th face of the split (spreads a small sample).")
 @click.option("--bits", default=None, type=int, help="Search bit depth [default: the codec's].")
 @click.option("--batch-size", default=8, show_default=True)
+@click.option("--batched", is_flag=True,
+              help="Search a whole batch as one tensor (several times faster; the latents then depend slightly on "
+                   "the batch, which training data does not mind).")
 @click.option("--out", default="/tmp/latents", show_default=True)
-def main(spec: str, data: str, split: str, limit: int, stride: int, bits: int | None, batch_size: int, out: str) -> None:
+def main(spec: str, data: str, split: str, limit: int, stride: int, bits: int | None, batch_size: int, batched: bool,
+         out: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     files = list_images(data, split)[::stride]
     files = files[:limit] if limit else files
@@ -52,12 +57,24 @@ def main(spec: str, data: str, split: str, limit: int, stride: int, bits: int | 
             chunk = todo[i:i + batch_size]
             images = [Image.open(f).convert("RGB") for f in chunk]
             target = torch.stack([prepare(im, codec.resolution, codec.settings.fit) for im in images])
-            z, _ = codec.find_symbols(target, None)
+            if batched:
+                z = _search_batch(codec, target)
+            else:
+                z, _ = codec.find_symbols(target, None)
             done = {"names": done["names"] + [f.name for f in chunk], "z": torch.cat([done["z"], z.float().cpu()]),
                     "settings": str(asdict(codec.settings)), "model": codec.name, "split": split}
             atomic_save(done, path)
             bar.update(len(chunk))
     log.info("wrote %s: %s", path, tuple(done["z"].shape))
+
+
+def _search_batch(codec, target: torch.Tensor) -> torch.Tensor:
+    """The codec's own search (same settings, start and quantiser) over ``target`` ``(N, 3, R, R)`` as one batch."""
+    s = codec.settings
+    res = invert(codec.gen.module, target, loss=codec.search_loss(), iters=s.iters, lr=s.lr, restarts=s.restarts,
+                 init=codec.start(target), prior=codec.prior, norm_weight=s.norm_weight, quant=codec.quant_spec(),
+                 quant_fraction=s.quant_fraction, seed=s.seed)
+    return res.z
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ CONFIGS = {
     "previous-default": {"mode": "auto"},  # the default before the detail layer: auto, --fit auto, no background
     "default-no-thumb": {"background": "none"},  # design checks of the default: no ThumbHash under the detail layer,
     "default-align": {"fit": "align"},  # and every crop aligned over a ThumbHash (not coded whole when aligned)
+    "default-iters0": {"iters": 0},  # the search's share of the default (issue 33): the warm start alone,
+    "default-iters20": {"iters": 20},  # and short searches
+    "default-iters50": {"iters": 50},
     "layered120": {"mode": "layered", "fit": "squash", "target_bytes": 120},  # at the input's side (a multiple of 16)
     "layered185": {"mode": "layered", "fit": "squash", "target_bytes": 185},
 }

@@ -226,3 +226,66 @@ def test_bench_measures_vaegan_beside_inversion_as_encode_codes_them(tmp_path: P
     assert {x["reference"] for x in eq} == {"invcomp", "invcomp:vaegan-utkface64-c4"}
     md = (tmp_path / "out" / "equal_bytes.md").read_text()
     assert "## invcomp:vaegan-utkface64-c4 4 bits" in md and "## invcomp 6 bits" in md
+
+
+class SearchingToyCodec(IdentityCodec):
+    """A toy mode that searches: its symbols are the pixels at 3 bits; the search starts at the image's mean colour
+    (the preview, 0 steps) and reaches the pixels in 4 steps."""
+
+    mode = 6  # 0..5 are invcomp's, 7 the identity toy's
+    mode_key = "search-toy"
+    title = "searching toy (test)"
+    searches = True
+
+    def __init__(self, settings: Optional[EncodeSettings] = None) -> None:
+        super().__init__()
+        self.name, self.model_id = "search4", b"\xee\x01\x02\x04"
+        self.settings = EncodeSettings(bits=3, scaling="max", iters=4 if settings is None or settings.iters is None
+                                       else settings.iters)
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec == "search4"
+
+    def find_symbols(self, target: torch.Tensor, progress: Any) -> tuple[torch.Tensor, list[dict]]:
+        x = target.flatten(1)
+        start = target.mean((2, 3), keepdim=True).expand_as(target).flatten(1)
+        return start + (x - start) * min(1.0, (self.settings.iters or 0) / 4), [{} for _ in range(x.shape[0])]
+
+
+def test_auto_predicted_decision_equals_the_full_decision_on_toy_modes(identity_mode: type) -> None:
+    """``--mode auto`` skips a search where its preview, raised by the largest gain a search made, cannot win: the
+    files it keeps are the ones the full decision (every search run) keeps, and some searches were skipped."""
+    from invcomp.codecs.loader import codec_for_header
+    from invcomp.codecs.modes.auto import AutoCodec
+
+    register_mode(SearchingToyCodec)
+    try:
+        rng = np.random.default_rng(0)
+        images = [Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8), "RGB") for _ in range(4)]
+        images += [Image.new("RGB", (SIDE, SIDE), (200, 30, 90)), Image.new("RGB", (SIDE, SIDE), (10, 120, 240))]
+        ramp = np.linspace(0, 255, SIDE * SIDE * 3).reshape(SIDE, SIDE, 3).astype(np.uint8)
+        images.append(Image.fromarray(ramp, "RGB"))
+        for slope in (0.0005, 0.004, 0.05):
+            full = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header, slope=slope,
+                             search_gain=None).encode(images)
+            gains = []
+            for e in full:
+                by = {c["codec"]: c["ssim"] for c in e.extra["auto"]["candidates"]}
+                gains.append(by["search-toy:search4"] - by["search-toy:search4@0"])
+            bound = max(gains)  # the largest gain seen, as SEARCH_GAIN is set on validation faces
+            predicted = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header, slope=slope,
+                                  search_gain=bound).encode(images)
+            assert [e.data for e in predicted] == [e.data for e in full], slope
+            if slope == 0.0005:  # bytes are cheap: the exact 8-bit file beats any search of noise, so none is run
+                assert any(not e.extra["auto"]["searched"] for e in predicted)
+            assert all(e.extra["auto"]["searched"] == ["search-toy:search4"] for e in full)
+        # a bound below the gains a search makes skips searches that would have won: the decision changes
+        slope = 0.004
+        full = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header, slope=slope,
+                         search_gain=None).encode(images)
+        wrong = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header, slope=slope,
+                          search_gain=0.0).encode(images)
+        assert [e.data for e in wrong] != [e.data for e in full]
+    finally:
+        unregister_mode(SearchingToyCodec.mode)

@@ -9,9 +9,10 @@ import click
 
 from invcomp.cli.outputs import Report, guard
 from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MODEL, DEFAULT_RATE_WEIGHT,
-                                     DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR, ITERS_FROM_WARM_START,
+                                     DEFAULT_PATIENCE, DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR,
+                                     ITERS_FROM_WARM_START,
                                      ROUNDINGS, SCALINGS)
-from invcomp.service.encode import DEFAULT_DETAIL, DEFAULT_DETAIL_SLOPE, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
+from invcomp.service.encode import DEFAULT_AUTO_SLOPE, DEFAULT_DETAIL, DEFAULT_DETAIL_SLOPE, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
 from invcomp.cli.common import device_option, exit_refused
 from invcomp.service.items import IMAGE_SUFFIXES, ItemError, check_jobs, expand_inputs, output_paths
 
@@ -23,15 +24,15 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   "a user model file.py:factory / package.module:factory (WARNING: that runs the file's code, by design).  "
                   f"[default: GAN inversion of {DEFAULT_MODEL} under a whole-frame detail layer; with --mode inversion "
                   f"or auto, {DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
-    click.option("--mode", default=None, help="Codec mode: auto (code with every mode below; keep the smallest file whose "
-                  "SSIM is within --auto-tolerance of the best one's), inversion (search G's latent), inversion-tone (the same plus an "
+    click.option("--mode", default=None, help="Codec mode: auto (per image, the file of the modes below worth its bytes: the "
+                  "most SSIM - price x bytes, the price set by --quality; a search runs only where it can win), inversion (search G's latent), inversion-tone (the same plus an "
                   "8-byte colour and tone correction), vaegan (one pass of a VAE-GAN codec, no search), layered, gc (generative "
                   "compression of the whole image at its size) or sc (gc, keeping only --preserve'd regions).  "
                   "[default: without --mode and --model, the whole-frame codec: inversion, a ThumbHash background and "
                   "--detail; else the model's]"),
     click.option("--auto-tolerance", "auto_tolerance", default=None, type=click.FloatRange(0, 1),
-                  help="With --mode auto: how far under the best SSIM a smaller file may be and still be chosen.  "
-                       "[default: 0.03]"),
+                  help="With --mode auto, an expert's rule instead of --quality: keep the smallest file whose SSIM is "
+                       "within this of the best one's (every search runs).  [default: off; the decision is by --quality]"),
     click.option("--resolution", default=None, type=click.IntRange(16, 4080),
                   help="With --mode layered: the output side R, a multiple of 16 (the base is the 64-px face, upsampled).  "
                        "[default: 64]"),
@@ -53,6 +54,9 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
     click.option("--weights", "weights_path", default=None, help="State_dict loaded (weights_only=True) into a user model."),
     click.option("--iters", default=None, type=click.IntRange(0), help=f"Inversion iterations (0: code the start as it is).  "
                   f"[default: {ITERS_FROM_WARM_START} from a warm start, {ITERS_FROM_PRIOR} otherwise]"),
+    click.option("--patience", default=None, type=click.IntRange(0), help="Early stopping: a search whose loss has not "
+                  "improved for this many steps skips to its last phase, and stops when it stalls there (0: off).  "
+                  f"[default: {DEFAULT_PATIENCE} from a warm start, off otherwise]"),
     click.option("--bits", default=None, type=click.IntRange(2, 16),
                   help=f"Quantiser bits per symbol (sign included).  [default: {DEFAULT_BITS}; VAE-GAN: the model's]"),
     click.option("--loss", default=None, help=f"Search loss: ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.  "
@@ -82,9 +86,10 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                        "smallest; quarter steps); none.  "
                        "[default: auto without --mode/--model, else none]"),
     click.option("--quality", default=None, metavar="low|medium|high|Q",
-                  help="With the detail layer (the default): how much a byte is worth. medium (3) keeps the rate that "
-                       f"maximises whole-picture SSIM - {DEFAULT_DETAIL_SLOPE:g} x bytes; each step of Q (1 to 5) halves "
-                       "(up) or doubles (down) that price, so the files grow with Q.  [default: medium]"),
+                  help="How much a byte is worth. With the detail layer (the default), medium (3) keeps the rate that "
+                       f"maximises whole-picture SSIM - {DEFAULT_DETAIL_SLOPE:g} x bytes; with --mode auto, the file that "
+                       f"maximises SSIM - {DEFAULT_AUTO_SLOPE:g} x bytes. Each step of Q (1 to 5) halves (up) or doubles "
+                       "(down) that price, so the files grow with Q.  [default: medium]"),
     click.option("--detail-network", default=None, metavar="NAME",
                   help="The detail layer's residual network: one in pretrained/layered/ whose JSON says \"frame\": true "
                        "(the decoder finds it there by its key).  [default: the shipped one]"),

@@ -164,6 +164,12 @@ def vaegan(data: str, out: str, downsample: str, device: str, no_resume: bool, *
 @click.option("--snapshot-every", default=1000, show_default=True, type=int, help="Checkpoint and score the encoder this often.")
 @click.option("--eval-faces", default=128, show_default=True, type=int,
               help="Validation faces scored by the SSIM of G(E(x)) (0: keep the latest).")
+@click.option("--latents", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Amortise the search: a file of searched faces' latents (experiments/collect_latents.py); E learns "
+                   "to land where the search ended, through the codec's quantiser.")
+@click.option("--init", default=None, help="Start E from an encoder .pt, or 'shipped' (the registry's encoder).")
+@click.option("--w-search", default=1.0, show_default=True, type=float, help="Weight of MSE(E(x), searched z).")
+@click.option("--quant-in-loop", is_flag=True, help="Real faces' image loss and the snapshot score through the quantiser.")
 @_run_options
 @guard
 def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool, **kw: object) -> None:
@@ -172,6 +178,8 @@ def warm_start(generator: str, data: str, out: str, device: str, no_resume: bool
     \b
       invcomp train warm-start --generator dcgan-utkface64 --data ../shared/data/utkface --out runs/enc64 --minutes 30
       invcomp train warm-start --generator runs/pgan64/generator.pt --data faces/ --out runs/enc --steps 200 --device cpu
+      invcomp train warm-start --generator dcgan-utkface64 --data ../shared/data/utkface --out runs/amort \
+          --latents runs/latents/dcgan-utkface64-train.pt --init shipped --quant-in-loop --minutes 30
     """
 
     _run("warmstart", "train_warm_start", "best encoder", device, no_resume, generator=generator, data=data, out=out, **kw)

@@ -97,10 +97,12 @@ def load_codec(spec: Optional[str] = None, settings: Optional[EncodeSettings] = 
 def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: str, options: dict) -> Any:
     """``--mode auto``: GAN inversion on generator ``spec`` (default ``dcgan-utkface64``) with and without its tone
     record, and the shipped VAE-GAN codecs; ``settings`` go to the inversion candidates (the VAE-GANs keep their
-    own bits); options ``tolerance`` and ``max_bytes`` set the decision."""
+    own bits); options ``slope`` (the price of a byte: the rate-distortion decision), ``search_gain`` (which
+    searches are skipped), ``tolerance`` (the earlier rule instead) and ``max_bytes`` set the decision."""
     from invcomp.codecs.modes import auto
 
-    tol, max_bytes = options.pop("tolerance", auto.DEFAULT_TOLERANCE), options.pop("max_bytes", auto.DEFAULT_MAX_BYTES)
+    tol, max_bytes = options.pop("tolerance", None), options.pop("max_bytes", auto.DEFAULT_MAX_BYTES)
+    slope, gain = options.pop("slope", None), options.pop("search_gain", auto.SEARCH_GAIN)
     if options:
         raise InvcompError(f"{', '.join(sorted(options))} do not apply to --mode auto")
     settings, spec = settings or EncodeSettings(), spec or auto.AUTO_MODEL
@@ -115,7 +117,7 @@ def _load_auto(spec: Optional[str], settings: Optional[EncodeSettings], device: 
     except InvcompError as e:  # e.g. CompressAI is not installed
         auto.log.info("--mode auto runs without the layered candidate: %s", e)
     return auto.AutoCodec(cands, decoder_for=lambda h: codec_for_header(h, device=device), tolerance=tol,
-                          max_bytes=max_bytes, refine={1: auto.TONE_REFINE},  # tone refines the plain search's latent
+                          slope=slope, search_gain=gain, max_bytes=max_bytes, refine={1: auto.TONE_REFINE},  # tone refines the plain search's latent
                           goal_only=goal_only)
 
 

@@ -42,8 +42,14 @@ CODERS = ("auto", "prior", "elias", "gamma", "delta", "omega")
 # (Interpolating the tables themselves had saved 0.4 B at 0.003, but their sparse 9-bit rows then pulled the
 # search off course: SSIM 0.811 against 0.825 for a 100-byte budget.)
 DEFAULT_RATE_WEIGHT = 0.0
+# ``--mode auto``'s price of a byte in SSIM at the model's 64 px (medium quality): each face keeps the candidate file
+# that maximises SSIM - this x bytes (invcomp.codecs.modes.auto). Chosen on validation faces:
+# experiments/auto_predict.py (docs/speed.md).
+DEFAULT_AUTO_SLOPE = 0.0007
 INITS = ("auto", "encoder", "mean", "random")
-SEARCH_FIELDS = ("iters", "init", "loss", "restarts", "lr", "quant_aware", "rate_weight")
+# Early stopping of a search from a warm start (issue 33): 0 is off. See ITERS_FROM_WARM_START.
+DEFAULT_PATIENCE = 0
+SEARCH_FIELDS = ("iters", "init", "loss", "restarts", "lr", "quant_aware", "rate_weight", "patience")
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,10 @@ class EncodeSettings:
     Only for modes that search (GAN inversion): ``iters``, ``init`` (``auto``: the model's warm-start
     network when it has one, else ``random``; ``encoder``; ``mean``; ``random``), ``loss``, ``restarts``,
     ``lr``, ``quant_aware`` (optimise through the quantiser over the last ``quant_fraction`` of the
-    iterations), ``norm_weight`` and ``rate_weight`` (lambda: the last phase minimises distortion + lambda
-    times the code length in bits under the prior; ``None``: the default, 0 without a prior).
+    iterations), ``norm_weight``, ``rate_weight`` (lambda: the last phase minimises distortion + lambda
+    times the code length in bits under the prior; ``None``: the default, 0 without a prior) and ``patience``
+    (early stopping: a search whose loss has not improved for this many steps skips to its last phase, and stops
+    when it stalls there; 0: off; ``None``: :data:`DEFAULT_PATIENCE` from a warm start, off otherwise).
     """
 
     bits: Optional[int] = None
@@ -80,6 +88,7 @@ class EncodeSettings:
     quant_fraction: float = 0.2
     norm_weight: float = 1e-2
     rate_weight: Optional[float] = None
+    patience: Optional[int] = None
 
     def given(self) -> dict[str, object]:
         """The fields set to something other than ``None``."""
@@ -94,6 +103,7 @@ def _check_common(s: EncodeSettings) -> None:
         (s.scaling is None or s.scaling in SCALINGS, f"unknown scaling {s.scaling!r}; use max or l2"),
         (s.rounding in ROUNDINGS, f"unknown rounding {s.rounding!r}; use nearest or stochastic"),
         (s.rate_weight is None or s.rate_weight >= 0, f"the rate weight must be >= 0, got {s.rate_weight!r}"),
+        (s.patience is None or s.patience >= 0, f"patience must be >= 0 (0: no early stopping), got {s.patience!r}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -128,6 +138,7 @@ def resolve_search(s: EncodeSettings, *, has_warm_start: bool, has_prior: bool =
                    scaling=DEFAULT_SCALING if s.scaling is None else s.scaling, iters=iters, init=init,
                    loss=DEFAULT_LOSS if s.loss is None else s.loss, restarts=restarts, lr=lr,
                    quant_aware=True if s.quant_aware is None else s.quant_aware,
+                   patience=s.patience if s.patience is not None else DEFAULT_PATIENCE if init == "encoder" else 0,
                    rate_weight=s.rate_weight if s.rate_weight is not None else DEFAULT_RATE_WEIGHT if has_prior else 0.0)
 
 

@@ -5,6 +5,11 @@ with a linear warm-up then cosine decay of the learning rate, a latent-norm
 regulariser for the normal prior (or clamping for the uniform prior), and,
 over the final iterations, a straight-through quantiser, so that the latent
 chosen is the one that scores best *after* quantisation.
+
+With ``patience`` the search stops early, per row: a row whose loss has not improved by ``min_delta`` for
+``patience`` steps jumps to the last ``quant_fraction`` of its schedule (the low learning rates, and the quantised
+phase when there is a quantiser), and a row that stalls there, or reaches the end, is done. The loop ends when every row is done. Each row then has its own
+learning-rate schedule and its own Adam state, so its path does not depend on when the other rows stop.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+from invcomp.search.adam import Adam
 from invcomp.search.losses import LossFn, make_loss
 from invcomp.coding.quantize import dequantize, fake_quantize, quantize
 
@@ -55,6 +61,7 @@ class InversionResult:
     loss: torch.Tensor
     float_loss: torch.Tensor
     restart: torch.Tensor
+    steps: Optional[torch.Tensor] = None  # per image, the steps its winning row took (early stopping only)
 
 
 def lr_at(step: int, iters: int, lr: float, warmup: float = 0.05) -> float:
@@ -107,18 +114,23 @@ def invert(
     quant_fraction: float = 0.2,
     seed: int = 0,
     callback: Optional[Callback] = None,
+    patience: Optional[int] = None,
+    min_delta: float = 1e-4,
 ) -> InversionResult:
     """Invert ``G`` on ``target`` ``(N, 3, R, R)`` in [-1, 1]; returns an :class:`InversionResult`.
 
     ``G`` maps ``(M, latent_dim)`` to ``(M, 3, R, R)`` and must be in eval mode (so that rows do not
     interact); it is not modified. The ``restarts`` run as one batch of ``restarts * N`` latents; the
     first restart starts from ``init`` and the others from the prior. ``callback(step, iters, lr, loss)``
-    gets the per-row loss ``(restarts * N,)`` after each step. Deterministic on CPU for a given seed.
+    gets the per-row loss ``(restarts * N,)`` after each step (with ``patience``, of the rows still running;
+    it is called at most ``iters`` times). Deterministic on CPU for a given seed.
     """
     if target.dim() != 4:
         raise ValueError(f"target must be (N, 3, R, R), got {tuple(target.shape)}")
     if iters < 0 or restarts < 1:
         raise ValueError("iters must be >= 0 and restarts >= 1")
+    if patience is not None and patience < 1:
+        raise ValueError("patience must be >= 1 (None: no early stopping)")
     loss_fn = make_loss(loss) if isinstance(loss, str) else loss
     device = next(G.parameters()).device if any(True for _ in G.parameters()) else target.device
     n, d = target.shape[0], int(G.latent_dim)
@@ -126,7 +138,7 @@ def invert(
     others = [initial_latents(n, d, prior=prior, init="random", seed=seed + r) for r in range(1, restarts)]
     z = torch.cat([first, *others]).to(device).requires_grad_(True)
     tgt = target.to(device).repeat(restarts, 1, 1, 1)
-    opt = torch.optim.Adam([z], lr=lr, betas=(0.9, 0.999))
+    opt = Adam([z], lr=lr, betas=(0.9, 0.999))
     q_start = iters - int(round(quant_fraction * iters)) if quant is not None else iters
 
     def regulariser(zz: torch.Tensor) -> torch.Tensor:
@@ -134,10 +146,15 @@ def invert(
             return zz.new_zeros(zz.shape[0])
         return norm_weight * (zz.pow(2).mean(1) - 1.0) ** 2
 
-    for step in range(iters):
+    steps: Optional[torch.Tensor] = None
+    if patience is not None:
+        tail = iters - int(round(quant_fraction * iters))
+        z, steps = _early_stopping_loop(G, z.detach(), tgt, loss_fn, regulariser, iters=iters, lr=lr, warmup=warmup,
+                                        q_start=tail, quant=quant, prior=prior, patience=patience,
+                                        min_delta=min_delta, callback=callback)
+    for step in range(iters if patience is None else 0):
         cur = lr_at(step, iters, lr, warmup)
-        for group in opt.param_groups:
-            group["lr"] = cur
+        opt.set_lr(cur)
         late = quant is not None and step >= q_start
         zin = quant.fake(z) if late else z  # type: ignore[union-attr]
         per_row = loss_fn(G(zin), tgt)
@@ -146,7 +163,7 @@ def invert(
             extra = extra + quant.rate_weight * quant.rate(z)  # type: ignore[union-attr]
         (per_row + extra).sum().backward(inputs=[z])
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         if prior == "uniform":
             with torch.no_grad():
                 z.clamp_(-1.0, 1.0)
@@ -169,4 +186,61 @@ def invert(
         loss=q_loss[best, idx],
         float_loss=float_loss[best, idx],
         restart=best,
+        steps=None if steps is None else steps.view(restarts, n)[best, idx],
     )
+
+
+def _early_stopping_loop(G: nn.Module, z0: torch.Tensor, tgt: torch.Tensor, loss_fn: LossFn,
+                         regulariser: Callable[[torch.Tensor], torch.Tensor], *, iters: int, lr: float, warmup: float,
+                         q_start: int, quant: Optional[QuantSpec], prior: str, patience: int, min_delta: float,
+                         callback: Optional[Callback]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The search of :func:`invert` with per-row early stopping (module doc); ``q_start`` is where the tail of
+    the schedule starts. ``z0`` ``(M, D)``, ``tgt`` ``(M, 3, R, R)``; returns the final latents ``(M, D)`` and the steps each row took ``(M,)``."""
+    m = z0.shape[0]
+    rows = [z0[i:i + 1].clone().requires_grad_(True) for i in range(m)]
+    opt = Adam(rows, lr=lr, betas=(0.9, 0.999))
+    pos = [0] * m  # each row's place in the schedule
+    taken = [0] * m
+    best = [math.inf] * m
+    since = [0] * m
+    done = [iters == 0] * m
+    for _ in range(iters):
+        active = [i for i in range(m) if not done[i]]
+        if not active:
+            break
+        zs = torch.cat([rows[i] for i in active])
+        late = [quant is not None and pos[i] >= q_start for i in active]
+        if quant is not None and any(late):
+            mask = torch.tensor(late, device=zs.device)[:, None]
+            zin = torch.where(mask, quant.fake(zs), zs)
+        else:
+            zin = zs
+        per_row = loss_fn(G(zin), tgt[active])
+        extra = regulariser(zs)
+        if quant is not None and quant.rate is not None and quant.rate_weight > 0 and any(late):
+            extra = extra + quant.rate_weight * quant.rate(zs) * torch.tensor(late, dtype=zs.dtype, device=zs.device)
+        (per_row + extra).sum().backward(inputs=[rows[i] for i in active])
+        for i in active:
+            opt.lrs[i] = lr_at(pos[i], iters, lr, warmup)
+        opt.step()  # rows not in ``active`` have no gradient, so Adam leaves them (and their state) alone
+        opt.zero_grad()
+        if prior == "uniform":
+            with torch.no_grad():
+                for i in active:
+                    rows[i].clamp_(-1.0, 1.0)
+        if callback is not None:
+            callback(max(pos[i] for i in active), iters, lr_at(pos[active[0]], iters, lr, warmup), per_row.detach())
+        for k, i in enumerate(active):
+            taken[i] += 1
+            pos[i] += 1
+            value = float(per_row[k].detach())
+            if value < best[i] - min_delta:
+                best[i], since[i] = value, 0
+            else:
+                since[i] += 1
+            stalled = since[i] >= patience
+            if pos[i] >= iters or (stalled and pos[i] > q_start):
+                done[i] = True
+            elif stalled:  # a stall before the tail: go there now
+                pos[i], best[i], since[i] = max(pos[i], q_start), math.inf, 0
+    return torch.cat(rows).detach(), torch.tensor(taken)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
+from invcomp.codecs.settings import DEFAULT_AUTO_SLOPE
 from invcomp.errors import InvcompError
 from invcomp.faces.detail import DEFAULT_NETWORK as DETAIL_NETWORK, DEFAULT_SIDE as DETAIL_SIDE
 from invcomp.files import DEFAULT_MAX_PIXELS
@@ -28,8 +29,10 @@ QUALITY_LEVELS = {"low": 2.0, "medium": 3.0, "high": 4.0}
 """``--quality``'s names; a number Q (1 to 5) sets the price of a byte to ``DEFAULT_DETAIL_SLOPE * 2 ** (3 - Q)``."""
 
 
-def parse_quality(spec: str) -> float:
-    """``--quality``: ``low``, ``medium`` (the default), ``high`` or a number from 1 to 5 -> the price of a byte in SSIM."""
+def parse_quality(spec: str, base: float = DEFAULT_DETAIL_SLOPE) -> float:
+    """``--quality``: ``low``, ``medium`` (the default), ``high`` or a number from 1 to 5 -> the price of a byte in SSIM
+    (``base`` at medium: :data:`DEFAULT_DETAIL_SLOPE` for the detail layer, :data:`DEFAULT_AUTO_SLOPE` for
+    ``--mode auto``)."""
     q = QUALITY_LEVELS.get(spec.strip().lower())
     if q is None:
         try:
@@ -38,7 +41,7 @@ def parse_quality(spec: str) -> float:
             q = float("nan")
     if not 1 <= q <= 5:
         raise InvcompError(f"--quality must be low, medium, high or a number from 1 to 5, not {spec!r}")
-    return DEFAULT_DETAIL_SLOPE * 2.0 ** (3.0 - q)
+    return base * 2.0 ** (3.0 - q)
 FRAME_MODE = "inversion"
 """The default's face codec: GAN inversion of the default model, under the detail layer (``docs/whole-faces.md``)."""
 
@@ -50,7 +53,7 @@ class EncodeRequest:
     ``model``/``mode``: the codec (default: ``--mode auto``); ``auto_tolerance``: auto's SSIM tolerance;
     ``resolution``, ``layer_rates``: the layered mode's side and plan; ``preserve``, ``preserve_box``,
     ``preserve_halo``, ``semantic``: SC's kept regions; ``channels``: a VAE-GAN's code channels; ``weights_path``:
-    a user model's state_dict; ``iters``, ``bits``, ``loss``, ``restarts``, ``lr``, ``seed``, ``scaling``,
+    a user model's state_dict; ``iters``, ``patience``, ``bits``, ``loss``, ``restarts``, ``lr``, ``seed``, ``scaling``,
     ``rounding``, ``coder``, ``rate_weight``, ``no_quant_aware``, ``init``, ``warm_start``: the search and the
     quantiser; ``target_bytes``/``target_bpp``/``target_ssim``: the rate goal (one at most); ``fit``, ``faces``,
     ``max_faces``, ``on_no_face``, ``background``: how a photo is framed; ``detail``, ``detail_side``,
@@ -74,6 +77,7 @@ class EncodeRequest:
     channels: Optional[int] = None
     weights_path: Optional[str] = None
     iters: Optional[int] = None
+    patience: Optional[int] = None
     bits: Optional[int] = None
     loss: Optional[str] = None
     restarts: Optional[int] = None
@@ -163,12 +167,17 @@ def build_encoder(request: EncodeRequest) -> Encoder:
     default = r.mode is None and r.model is None and r.weights_path is None
     detail = parse_detail(r.detail) if r.detail is not None else (DEFAULT_DETAIL if default else None)
     auto_detail = detail is not None and (r.detail is None or r.detail.strip().lower() == "auto")
-    if r.quality is not None and not auto_detail:
-        raise InvcompError("--quality sets the detail layer's rate: it goes with the default codec or --detail auto, "
-                           "not with a fixed --detail rate or --detail none")
+    auto_mode = r.mode == "auto" or (r.mode is None and (r.model or "").startswith("auto:"))
+    if r.quality is not None and not (auto_detail or auto_mode):
+        raise InvcompError("--quality sets the price of a byte: it goes with the default codec, --detail auto or "
+                           "--mode auto, not with a fixed --detail rate or --detail none")
+    if auto_mode and r.quality is not None and r.auto_tolerance is not None:
+        raise InvcompError("--mode auto decides by --quality or by --auto-tolerance, not both")
     if r.quality is not None and goals:
         raise InvcompError("give --quality or a rate target, not both")
     slope = (parse_quality(r.quality) if r.quality is not None else DEFAULT_DETAIL_SLOPE) if auto_detail else None
+    # --mode auto's price of a byte (its codec's default, DEFAULT_AUTO_SLOPE, unless --quality or --auto-tolerance)
+    auto_slope = parse_quality(r.quality, DEFAULT_AUTO_SLOPE) if auto_mode and r.quality is not None else None
     bg = r.background if r.background is not None else (
         "thumb" if detail is not None and r.fit in ("auto", "align") else "none")  # crop and squash code no background
     photo = PhotoOptions(framing=r.fit, faces=r.faces, max_faces=r.max_faces, on_no_face=r.on_no_face,
@@ -176,11 +185,11 @@ def build_encoder(request: EncodeRequest) -> Encoder:
                          detail_network=r.detail_network or DETAIL_NETWORK)
     photo.check()
     settings = EncodeSettings(bits=r.bits, coder=r.coder, fit="squash" if r.fit == "squash" else "crop",
-                              scaling=r.scaling, rounding=r.rounding, seed=r.seed, iters=r.iters, init=r.init,
+                              scaling=r.scaling, rounding=r.rounding, seed=r.seed, iters=r.iters, init=r.init, patience=r.patience,
                               loss=r.loss, restarts=r.restarts, lr=r.lr,
                               quant_aware=False if r.no_quant_aware else None, rate_weight=r.rate_weight)
     codec = load_codec(r.model, settings, mode=FRAME_MODE if default else r.mode, device=resolve_device(r.device), weights=r.weights_path,
-                       warm_start=r.warm_start, channels=r.channels, tolerance=r.auto_tolerance,
+                       warm_start=r.warm_start, channels=r.channels, tolerance=r.auto_tolerance, slope=auto_slope,
                        resolution=r.resolution, layer_rates=r.layer_rates, preserve=r.preserve,
                        preserve_box=tuple(r.preserve_box) or None, semantic=r.semantic, halo=r.preserve_halo)
     goal = None

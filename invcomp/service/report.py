@@ -44,14 +44,14 @@ def metrics_view(x: Any, y: Any) -> tuple[Any, Any]:
 
 def file_metrics(e: Any, original: Any, with_identity: bool) -> dict:
     """What the report says of one coded image: the quality metrics at the model resolution, on the pixels the
-    decoder writes; with ``with_identity``, the identity distance of the picture ``invcomp decode`` writes
+    decoder writes; with ``with_identity`` (the full report: ``--json``, the web app), LPIPS and the identity distance of the picture ``invcomp decode`` writes
     against the original, at the original's size (:func:`invcomp.identity.picture_distance`, as ``invcomp
     compare`` and the web app measure it)."""
     from invcomp import metrics
     from invcomp.codecs import stored_pixels
     from invcomp.codecs.base import decoded_picture
 
-    m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]))[0]
+    m = metrics.quality(*metrics_view(stored_pixels(e.recon[None]), e.target[None]), with_lpips=with_identity)[0]
     if e.target.shape[-2] * e.target.shape[-1] > METRICS_MAX_PIXELS:
         m["metrics_at"] = "area-downscaled to at most 4 MP"
     if with_identity:

@@ -19,6 +19,13 @@ there). For a norm-free generator (``G(c z) = G(z)``) latents are compared
 after scaling each to norm sqrt(D): the encoder's mu is put on that sphere
 and so are the targets z.
 
+**Amortised** (``latents``, a file of ``experiments/collect_latents.py``): a third batch of faces x with the
+latents z* that the codec's own search ended at. E learns to land there: ``w_search * MSE(mu(x), z*)`` plus the
+image loss between ``G(Q(mu(x)))`` and x, where Q is the codec's quantiser (its bit depth, norm and entropy
+prior) with a straight-through gradient. With ``quant_in_loop`` the real faces' image loss goes through Q too,
+and snapshots are scored after Q (what a 0-iteration encode would write). ``init`` starts E from a saved
+encoder (``shipped``: the registry's for this generator) instead of from scratch.
+
 Every ``snapshot_every`` steps E is scored by the mean SSIM of ``G(mu(x))``
 on the validation faces (no search); the best is kept as ``encoder.pt`` +
 ``encoder.json``. ``checkpoint.pt`` (E, Adam, step, RNG state, best score,
@@ -40,6 +47,7 @@ from invcomp.data import load_faces
 from invcomp.nets.warmstart import WarmStartConfig, WarmStartNet, predict_latents, save_warm_start, to_sphere
 from invcomp.errors import InvcompError
 from invcomp.zoo.registry import LoadedGenerator, load_generator
+from invcomp.search.inversion import QuantSpec
 from invcomp.search.losses import make_loss
 from invcomp.metrics import ssim
 from invcomp.train.common import save_grid
@@ -74,6 +82,10 @@ class WarmStartTrainConfig:
     log_every: int = 100
     seed: int = 0
     device: str = "cpu"
+    latents: str | None = None
+    init: str | None = None
+    w_search: float = 1.0
+    quant_in_loop: bool = False
 
 
 def sample_prior(n: int, d: int, prior: str, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -94,13 +106,33 @@ def _faces(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(E: WarmStartNet, G: torch.nn.Module, faces: torch.Tensor, batch: int = 64) -> float:
-    """Mean SSIM of ``G(mu(x))`` over ``faces`` uint8 ``(N, 3, R, R)`` (no search)."""
+def score(E: WarmStartNet, G: torch.nn.Module, faces: torch.Tensor, batch: int = 64,
+          quant: QuantSpec | None = None) -> float:
+    """Mean SSIM of ``G(mu(x))`` (``G(Q(mu(x)))`` with ``quant``) over ``faces`` uint8 ``(N, 3, R, R)`` (no search)."""
     vals = []
     for i in range(0, len(faces), batch):
         x = _faces(faces[i:i + batch])
-        vals.append(ssim(G(predict_latents(E, x).to(x.device)), x))
+        z = predict_latents(E, x).to(x.device)
+        vals.append(ssim(G(quant.hard(z) if quant is not None else z), x))
     return float(torch.cat(vals).mean())
+
+
+def searched_faces(path: str | Path, faces: torch.Tensor, found: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The faces of a latents file (``experiments/collect_latents.py``: ``names`` and ``z`` ``(N, D)``), picked by
+    name from the training faces ``faces`` uint8 ``(M, 3, R, R)`` named ``found``: uint8 ``(N, 3, R, R)`` and the
+    latents ``(N, D)``. A name that is not a training face is an error (held-out faces must stay unseen)."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        names, z = list(blob["names"]), blob["z"].float()
+    except (OSError, RuntimeError, KeyError, TypeError) as e:
+        raise InvcompError(f"cannot read latents file {path}: {e}") from None
+    if len(names) != len(z):
+        raise InvcompError(f"latents file {path} has {len(names)} names for {len(z)} latents")
+    where = {n: i for i, n in enumerate(found)}
+    missing = [n for n in names if n not in where]
+    if missing:
+        raise InvcompError(f"{len(missing)} faces of {path} are not training faces of the data (first: {missing[0]})")
+    return faces[[where[n] for n in names]], z
 
 
 def train_warm_start(cfg: WarmStartTrainConfig, *, resume: bool = True, progress: bool = True,
@@ -126,7 +158,7 @@ class WarmStartTrainer(Trainer):
         self.G, gc, self.g = g.module.eval(), g.config, g
         for p in self.G.parameters():
             p.requires_grad_(False)
-        real, _ = load_faces(cfg.data, gc.resolution, split="train")
+        real, names = load_faces(cfg.data, gc.resolution, split="train")
         val = load_val(cfg.data, gc.resolution, cfg.eval_faces, fallback=real)
         self.real, self.val = real.to(self.device), val.to(self.device) if val is not None else None
         self.ecfg = WarmStartConfig(resolution=gc.resolution, latent_dim=gc.latent_dim, prior=gc.prior,
@@ -137,6 +169,19 @@ class WarmStartTrainer(Trainer):
                  gc.latent_dim, gc.resolution, len(real), cfg.data, cfg)
 
         self.E = WarmStartNet(self.ecfg).to(self.device)
+        if cfg.init:
+            self.E.load_state_dict(_initial_state(cfg.init, g, self.device))
+            log.info("E starts from %s", cfg.init)
+        self.quant: QuantSpec | None = None
+        self.searched: tuple[torch.Tensor, torch.Tensor] | None = None
+        if cfg.latents or cfg.quant_in_loop:
+            from invcomp.codecs.modes.inversion import InversionCodec
+
+            self.quant = InversionCodec(g).quant_spec()
+        if cfg.latents:
+            faces, z = searched_faces(cfg.latents, real, names)
+            self.searched = faces.to(self.device), z.to(self.device)
+            log.info("amortised: %d faces with the search's latents from %s", len(faces), cfg.latents)
         self.opt = torch.optim.Adam(self.E.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.image_loss = make_loss(cfg.image_loss)
@@ -164,14 +209,16 @@ class WarmStartTrainer(Trainer):
         return {"loss": f"{float(losses['total']):.3f}"}
 
     def train_step(self, step: int) -> dict[str, float]:
-        return _step(self.E, self.G, self.opt, self.real, self.gen, self.cfg, self.image_loss, self.prior, self.target)
+        return _step(self.E, self.G, self.opt, self.real, self.gen, self.cfg, self.image_loss, self.prior, self.target,
+                     self.searched, self.quant if self.cfg.quant_in_loop or self.searched is not None else None)
 
     def evaluate(self, step: int) -> Score:
         with torch.no_grad():
             pred = predict_latents(self.E, self.G(self.fixed_z))
             self._latent_mse = float((pred - self.target(self.fixed_z).cpu()).pow(2).mean())
-        value = score(self.E, self.G, self.val) if self.val is not None else None
-        return Score(value, what="val SSIM of G(E(x))", note=f", latent MSE on G samples {self._latent_mse:.4f}")
+        q = self.quant if self.cfg.quant_in_loop else None
+        value = score(self.E, self.G, self.val, quant=q) if self.val is not None else None
+        return Score(value, what="val SSIM of G(Q(E(x)))" if q is not None else "val SSIM of G(E(x))", note=f", latent MSE on G samples {self._latent_mse:.4f}")
 
     def save_best(self, step: int, seconds: float, value: float | None) -> None:
         cfg, device = self.cfg, self.device
@@ -186,10 +233,26 @@ class WarmStartTrainer(Trainer):
                 save_grid(torch.cat([x, self.G(predict_latents(self.E, x).to(device))]), self.out / "reconstructions.png")
 
 
+def _initial_state(init: str, g: LoadedGenerator, device: torch.device) -> Mapping[str, torch.Tensor]:
+    """The state_dict E starts from: ``shipped`` (the registry's encoder for ``g``) or an encoder ``.pt``."""
+    from invcomp.nets.warmstart import load_warm_start
+    from invcomp.zoo.warmstart import check_warm_start, shipped_warm_start
+
+    enc = shipped_warm_start(g, device) if init == "shipped" else load_warm_start(init, device)
+    if enc is None:
+        raise InvcompError(f"{g.name} ships no warm-start encoder to start from; give a .pt")
+    check_warm_start(enc, g)
+    return {k: v.float() for k, v in enc.module.state_dict().items()}
+
+
 def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor,
           gen: torch.Generator, cfg: WarmStartTrainConfig, image_loss: Callable, prior: str,
-          target: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
-    """One Adam step on a batch of G's pairs and a batch of real faces; returns the loss terms."""
+          target: Callable[[torch.Tensor], torch.Tensor],
+          searched: tuple[torch.Tensor, torch.Tensor] | None = None,
+          quant: QuantSpec | None = None) -> dict[str, float]:
+    """One Adam step on a batch of G's pairs, a batch of real faces and (``searched``: faces ``(M, 3, R, R)`` uint8
+    and the search's latents ``(M, D)``) a batch of searched faces; ``quant`` puts the codec's quantiser in the
+    loop. Returns the loss terms."""
     device, b, d = real.device, cfg.batch_size, E.latent_dim
     z = sample_prior(b, d, prior, gen, device)
     with torch.no_grad():
@@ -207,6 +270,8 @@ def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real:
     zs = mu_r + (0.5 * logvar_r).exp() * eps
     if prior == "uniform":
         zs = zs.clamp(-1.0, 1.0)
+    if quant is not None and cfg.quant_in_loop:
+        zs = quant.fake(zs)
     real_image = image_loss(G(zs), xr).mean()
     kl = kl_to_prior(mu_r, logvar_r, prior).mean()
     mu_rr, _ = E(G(mu_r))
@@ -214,11 +279,20 @@ def _step(E: WarmStartNet, G: torch.nn.Module, opt: torch.optim.Optimizer, real:
 
     total = (cfg.w_latent * latent + cfg.w_fake_image * fake_image + cfg.w_real_image * real_image
              + cfg.w_kl * kl + cfg.w_domain * domain)
+    terms = {"latent": latent, "fake_image": fake_image, "real_image": real_image, "kl": kl, "domain": domain}
+    if searched is not None:
+        faces, zstar = searched
+        j = torch.randint(0, len(faces), (b,), device=device, generator=gen)
+        xs = _faces(faces[j])
+        mu_s, _ = E(xs)
+        terms["search"] = (mu_s - target(zstar[j])).pow(2).mean()
+        zq = quant.fake(mu_s) if quant is not None else mu_s
+        terms["search_image"] = image_loss(G(zq), xs).mean()
+        total = total + cfg.w_search * terms["search"] + cfg.w_real_image * terms["search_image"]
+    terms["total"] = total
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
-    terms = {"total": total, "latent": latent, "fake_image": fake_image, "real_image": real_image, "kl": kl,
-             "domain": domain}
     return {k: float(v.detach()) for k, v in terms.items()}
 
 

@@ -1,13 +1,21 @@
-"""``--mode auto``: code each image with every candidate mode and never keep a file of a mode that fails it.
+"""``--mode auto``: code each image with several candidate modes and keep, per image, the file that is worth its bytes.
 
 The candidates are codecs of the registered modes (by default: GAN inversion, GAN inversion with its tone
-record, and the shipped VAE-GAN codecs). Each image is coded by each of them; among the files of at most
-``max_bytes`` bytes, the chosen one is the smallest whose SSIM (on the pixels the decoder writes) is within
-``tolerance`` of the best one's. A mode "fails" a face when another mode draws it better by more than that.
-So a face that the generator draws well keeps its small inversion file, and a face that it cannot draw gets
-the mode that can: the rate is paid only where the picture needs it. The chosen file is an ordinary file of that
-mode (its header names the mode and the model), so
-``invcomp decode`` needs nothing new.
+record, and the shipped VAE-GAN codecs). **The decision is by rate and distortion:** among the files of at most
+``max_bytes`` bytes, the chosen one maximises ``SSIM - slope * bytes`` (SSIM on the pixels the decoder writes;
+``slope`` is the price of a byte in SSIM, set by ``--quality``). An expert's ``--auto-tolerance`` brings back the
+earlier rule instead: the smallest file whose SSIM is within the tolerance of the best one's.
+
+**Candidates that search are previewed first.** A searching candidate (GAN inversion) first codes its warm start
+as it is (0 iterations: one encoder pass, one generator pass); that preview is a real file and a candidate of
+its own. The search runs only on the images where it *can* win: where the preview's score plus the most the search
+was seen to add (``search_gain``, an SSIM bound measured on validation faces) still reaches the best score among
+the files in hand (the one-pass candidates' and the previews'). A candidate refined from another's latents (the
+tone record, :data:`TONE_REFINE`) runs only where its parent searched. With ``search_gain=None`` every search runs
+(the full decision); ``experiments/auto_predict.py`` measures how often the two agree and what the misses cost.
+
+The chosen file is an ordinary file of that mode (its header names the mode and the model), so ``invcomp decode``
+needs nothing new.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from PIL import Image
 
+from invcomp.codecs.settings import DEFAULT_AUTO_SLOPE
 from invcomp.errors import InvcompError
 
 log = logging.getLogger(__name__)
@@ -30,13 +39,27 @@ AUTO_VAEGANS = ("vaegan-utkface64-c2", "vaegan-utkface64aug-c4", "vaegan-utkface
 # How much lower an SSIM than the best candidate's still counts as drawing the face. Chosen on validation faces
 # (not the held-out ones) and their reframed, relit, recoloured and grayscale copies: experiments/auto_tolerance.py
 # (README, "Range").
-DEFAULT_TOLERANCE = 0.03
+DEFAULT_TOLERANCE = 0.03  # what an expert's --auto-tolerance replaced as the default (issue 33)
+DEFAULT_SLOPE = DEFAULT_AUTO_SLOPE  # the price of a byte of the default decision (invcomp.codecs.settings)
 DEFAULT_MAX_BYTES: Optional[int] = None
+# The most SSIM a search added to its warm start's preview on validation faces (the 99th percentile; measured with
+# experiments/auto_predict.py on 48 validation faces, see docs). A search is skipped where even this gain cannot
+# make its file the best.
+SEARCH_GAIN = 0.2
 # A candidate refined by ``(k, iters, lr)`` (AutoCodec's ``refine``) starts its search from candidate k's latents, for
 # ``iters`` steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
 # 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.823 on 12 recoloured faces; 0.811
 # after 50 steps at 0.1: experiments/tone_refine.py) at half its cost: auto encodes in about 1.5x one inversion's time.
 TONE_REFINE = (0, 100, 0.2)
+
+
+def choose_rd(scores: list[float], sizes: list[int], slope: float, max_bytes: Optional[int]) -> Optional[int]:
+    """Index of the file that maximises ``score - slope * bytes`` among the files of at most ``max_bytes`` (ties:
+    the smaller file, then the earlier candidate); ``None`` when none fits."""
+    fits = [i for i, n in enumerate(sizes) if max_bytes is None or n <= max_bytes]
+    if not fits:
+        return None
+    return max(fits, key=lambda i: (scores[i] - slope * sizes[i], -sizes[i], -i))
 
 
 def choose(scores: list[float], sizes: list[int], tolerance: float, max_bytes: Optional[int]) -> Optional[int]:
@@ -50,6 +73,13 @@ def choose(scores: list[float], sizes: list[int], tolerance: float, max_bytes: O
     return min(good, key=lambda i: (sizes[i], -scores[i], i))
 
 
+def _with_iters(codec: Any, iters: int) -> Any:
+    """A shallow copy of ``codec`` whose search runs ``iters`` steps."""
+    run = copy.copy(codec)
+    run.settings = replace(codec.settings, iters=iters)
+    return run
+
+
 class AutoCodec:
     """Several codecs of the same resolution; :meth:`encode` keeps the best file per image (see the module doc)."""
 
@@ -57,25 +87,36 @@ class AutoCodec:
     title = "auto"
     searches = True
 
-    def __init__(self, candidates: list[Any], *, decoder_for: Callable[[Any], Any], tolerance: float = DEFAULT_TOLERANCE,
+    def __init__(self, candidates: list[Any], *, decoder_for: Callable[[Any], Any], tolerance: Optional[float] = None,
+                 slope: Optional[float] = None, search_gain: Optional[float] = SEARCH_GAIN,
                  max_bytes: Optional[int] = DEFAULT_MAX_BYTES, refine: Optional[dict[int, tuple[int, int, float]]] = None,
                  goal_only: Sequence[int] = ()) -> None:
         """``candidates``: codecs of one resolution (:func:`invcomp.codecs.loader.load_codec` builds the default
         set); ``decoder_for``: header -> the codec that decodes it (:func:`~invcomp.codecs.loader.codec_for_header`);
-        ``refine``: candidate index -> ``(k, iters, lr)``, a candidate that starts from candidate k's latents
-        (:data:`TONE_REFINE`) when there is no goal; ``goal_only``: the candidates that run only with a goal (the
-        layered mode: with no budget its layers only add bytes)."""
+        ``slope``: the price of a byte in SSIM of the rate-distortion decision, or ``tolerance``: the earlier rule
+        (one of the two; neither: ``slope`` :data:`DEFAULT_SLOPE`); ``search_gain``: the SSIM bound of the
+        previews (module doc; ``None`` or infinity: every search runs; only with ``slope``); ``refine``: candidate index ->
+        ``(k, iters, lr)``, a candidate that starts from candidate k's latents (:data:`TONE_REFINE`) when there is no
+        goal; ``goal_only``: the candidates that run only with a goal (the layered mode: with no budget its layers
+        only add bytes)."""
         if not candidates:
             raise InvcompError("--mode auto needs at least one candidate codec")
         sides = {c.resolution for c in candidates}
         if len(sides) != 1:
             raise InvcompError(f"--mode auto candidates code different resolutions: {sorted(sides)}")
-        if not 0 <= tolerance <= 1:
+        if tolerance is not None and slope is not None:
+            raise InvcompError("--mode auto decides by --quality or by --auto-tolerance, not both")
+        if tolerance is None and slope is None:
+            slope = DEFAULT_SLOPE
+        if tolerance is not None and not 0 <= tolerance <= 1:
             raise InvcompError(f"the mode decision's SSIM tolerance must be in [0, 1], got {tolerance}")
-        self.candidates, self.tolerance, self.max_bytes = candidates, tolerance, max_bytes
+        if slope is not None and not slope >= 0:
+            raise InvcompError(f"the price of a byte must be >= 0, got {slope}")
+        self.candidates, self.tolerance, self.slope, self.max_bytes = candidates, tolerance, slope, max_bytes
+        self.search_gain = search_gain if slope is not None else None
         self.refine, self.goal_only = dict(refine or {}), frozenset(goal_only)
         self._decoder_for = decoder_for
-        self.keep_candidates = False  # True: each chosen file's extra["auto"]["files"] holds every candidate's bytes
+        self.keep_candidates = False  # True: each chosen file's extra["auto"] holds every candidate's bytes
         self.resolution = candidates[0].resolution
         self.settings = candidates[0].settings
         self.name = "auto"
@@ -87,7 +128,9 @@ class AutoCodec:
 
     def describe(self) -> dict[str, Any]:
         inv = self.candidates[0].describe()
-        return {**inv, "mode": "auto", "model": self.name, "tolerance": self.tolerance, "max_bytes": self.max_bytes,
+        rule = {"slope": self.slope, "search_gain": self.search_gain} if self.slope is not None else {
+            "tolerance": self.tolerance}
+        return {**inv, "mode": "auto", "model": self.name, **rule, "max_bytes": self.max_bytes,
                 "candidates": [f"{c.mode_key}:{c.name}" for c in self.candidates]}
 
     def start(self, target: torch.Tensor) -> None:
@@ -97,50 +140,110 @@ class AutoCodec:
         for c in self.candidates:
             c.check_goal(goal)
 
+    def _searches(self, j: int) -> bool:
+        c = self.candidates[j]
+        return bool(getattr(c, "searches", False)) and (c.settings.iters or 0) > 0
+
+    def _run(self, j: int, images: list[Image.Image], per: list[list[Any]], rows: Sequence[int],
+             progress: Optional[Callable[[int], None]], *, iters: Optional[int] = None) -> list[Any]:
+        """Candidate ``j`` on the images ``rows`` (no goal): refined from its parent's files in ``per`` when it has
+        one, with ``iters`` (``0``: the preview) when given. Returns one Encoded or error per row."""
+        c, ref = self.candidates[j], self.refine.get(j)
+        if not rows:
+            return []
+        chosen = [images[i] for i in rows]
+        run = c
+        if ref is not None or iters is not None:
+            run = copy.copy(c)
+            run.settings = replace(c.settings, iters=ref[1] if iters is None and ref is not None else iters,
+                                   **({"lr": ref[2]} if ref is not None and iters is None else {}))
+        if ref is not None:
+            parents = [per[ref[0]][i] for i in rows]
+            if any(isinstance(e, Exception) or e is None for e in parents):
+                return [InvcompError(f"{c.mode_key} refines a candidate that failed")] * len(rows)
+            return run.encode(chosen, progress=progress, init=torch.stack([e.z for e in parents]))
+        return run.encode(chosen, progress=progress)
+
     def encode(self, images: list[Image.Image], *, goal: Any = None,
                progress: Optional[Callable[[int], None]] = None) -> list[Any]:
-        """Encode ``images`` with every candidate (each to ``goal``, when given) and keep, per image, the best file
+        """Encode ``images`` with the candidates (each to ``goal``, when given) and keep, per image, the best file
         within the budget (``goal``'s bytes, else ``max_bytes``). Returns an :class:`Encoded` per image, or an
         :class:`InvcompError` in its place when no candidate's file fits."""
         if not images:
             return []
+        n = len(images)
         max_bytes = goal.max_bytes if goal is not None and goal.max_bytes is not None else self.max_bytes
-        per: list[list[Any]] = []
+        per: list[list[Any]] = []  # per candidate, per image: Encoded, an error, or None (not run)
+        previews: dict[int, list[Any]] = {}
         for j, c in enumerate(self.candidates):
-            ref = self.refine.get(j)
             if goal is None and j in self.goal_only:  # e.g. layered: with no budget it only grows
-                per.append([InvcompError(f"{c.mode_key} runs with a target only")] * len(images))
-                continue
-            if goal is None and ref is not None and not any(isinstance(e, Exception) for e in per[ref[0]]):
-                refining = copy.copy(c)
-                refining.settings = replace(c.settings, iters=ref[1], lr=ref[2])
-                done = refining.encode(images, progress=progress, init=torch.stack([e.z for e in per[ref[0]]]))
+                per.append([InvcompError(f"{c.mode_key} runs with a target only")] * n)
+            elif goal is not None:
+                per.append(c.encode(images, goal=goal, progress=progress))
+            elif self.slope is not None and self._searches(j):
+                per.append([None] * n)
+                parent = self.refine.get(j, (None,))[0]
+                if parent is None:  # the warm start coded as it is; a refined candidate's preview is its parent's
+                    previews[j] = _with_iters(c, 0).encode(images, progress=None)
             else:
-                done = c.encode(images, goal=goal, progress=progress)
-            per.append(done)
+                per.append(self._run(j, images, per, range(n), progress))
+        if goal is None and self.slope is not None:
+            self._searches_where_they_can_win(images, per, previews, progress)
         out: list[Any] = []
-        for i in range(len(images)):
-            encs = [p[i] for p in per]
-            ok = [j for j, e in enumerate(encs) if not isinstance(e, Exception)]  # Encoded, or that image's error
-            scores = [encs[j].ssim() for j in ok]
-            sizes = [len(encs[j].data) for j in ok]
-            pick = choose(scores, sizes, self.tolerance, max_bytes)
+        for i in range(n):
+            files = [(j, p[i]) for j, p in enumerate(per)] + [(j, p[i]) for j, p in previews.items()]
+            ok = [(j, e) for j, e in files if e is not None and not isinstance(e, Exception)]
+            scores = [e.ssim() for _, e in ok]
+            sizes = [len(e.data) for _, e in ok]
+            pick = (choose_rd(scores, sizes, self.slope, max_bytes) if self.slope is not None
+                    else choose(scores, sizes, self.tolerance, max_bytes))  # type: ignore[arg-type]
             if pick is None:
                 smallest = min(sizes) if sizes else None
                 out.append(InvcompError(f"no mode fits {max_bytes} B (the smallest file is {smallest} B)"))
                 continue
-            j = ok[pick]
-            chosen = encs[j]
+            j, chosen = ok[pick]
+            label = lambda k, e: f"{self.candidates[k].mode_key}:{self.candidates[k].name}" + (  # noqa: E731
+                "@0" if previews.get(k) is not None and previews[k][i] is e else "")
             chosen.extra = {**chosen.extra, "reached": chosen.extra.get("reached", True),
                             "trims": chosen.extra.get("trims", 0),
                             "auto": {"chosen": f"{self.candidates[j].mode_key}:{self.candidates[j].name}",
-                                     "candidates": [{"codec": f"{self.candidates[k].mode_key}:{self.candidates[k].name}",
-                                                     "bytes": n, "ssim": round(s, 4)}
-                                                    for k, s, n in zip(ok, scores, sizes)]}}
-            if self.keep_candidates:
-                chosen.extra["auto"]["files"] = [None if isinstance(e, Exception) else e.data for e in encs]
+                                     "searched": [label(k, e) for k, e in ok if per[k][i] is e and self._searches(k)],
+                                     "candidates": [{"codec": label(k, e), "bytes": len(e.data), "ssim": round(e.ssim(), 4)}
+                                                    for k, e in ok]}}
+            if self.keep_candidates:  # one per candidate (None: not run, or failed), and the previews by label
+                chosen.extra["auto"]["files"] = [None if e is None or isinstance(e, Exception) else e.data
+                                                 for e in (p[i] for p in per)]
+                chosen.extra["auto"]["previews"] = {label(k, p[i]): p[i].data for k, p in previews.items()
+                                                    if not isinstance(p[i], Exception)}
             out.append(chosen)
         return out
+
+    def _searches_where_they_can_win(self, images: list[Image.Image], per: list[list[Any]],
+                                     previews: dict[int, list[Any]], progress: Optional[Callable[[int], None]]) -> None:
+        """Run each searching candidate on the images where its preview, raised by ``search_gain``, can still win
+        (all of them with ``search_gain=None``); fill ``per`` in place. Parents run before the candidates refined
+        from them, which run where their parent ran."""
+        n, slope = len(images), float(self.slope)  # type: ignore[arg-type]
+
+        def score(e: Any) -> float:
+            return e.ssim() - slope * len(e.data) if e is not None and not isinstance(e, Exception) else -float("inf")
+
+        order = sorted(previews) + [j for j in range(len(self.candidates)) if j in self.refine and self._searches(j)
+                                    and j not in previews]
+        best = [max([score(p[i]) for p in per] + [score(p[i]) for p in previews.values()]) for i in range(n)]
+        for j in order:
+            parent = self.refine.get(j, (None,))[0]
+            if parent is not None and parent in previews:
+                rows = [i for i in range(n) if per[parent][i] is not None]
+            else:
+                gain = float("inf") if self.search_gain is None else self.search_gain
+                rows = [i for i in range(n) if score(previews[j][i]) + gain >= best[i]]
+            skipped = n - len(rows)
+            if progress is not None and skipped:
+                progress(skipped * (self.refine[j][1] if j in self.refine else self.candidates[j].settings.iters))
+            for i, e in zip(rows, self._run(j, images, per, rows, progress)):
+                per[j][i] = e
+                best[i] = max(best[i], score(e))
 
     def decode(self, data: bytes) -> tuple[Any, torch.Tensor]:
         """Decode a file of any candidate's mode and model (its header says which)."""

@@ -91,7 +91,8 @@ class InversionCodec(Codec):
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
-        return {**super().describe(), "iters": s.iters, "init": s.init, "loss": s.loss, "restarts": s.restarts}
+        return {**super().describe(), "iters": s.iters, "init": s.init, "loss": s.loss, "restarts": s.restarts,
+                "patience": s.patience}
 
     def start(self, target: torch.Tensor) -> Union[str, torch.Tensor]:
         """What the search starts from: ``"random"``/``"mean"``, or the warm-start latents ``(N, D)``."""
@@ -157,13 +158,16 @@ class InversionCodec(Codec):
                 self.gen.module, x, loss=self.search_loss(), iters=s.iters, lr=s.lr, restarts=s.restarts,  # type: ignore[arg-type]
                 init=self.start(x) if init is None else init[i:i + 1], prior=self.prior, norm_weight=s.norm_weight,
                 quant=quant,
-                quant_fraction=s.quant_fraction, seed=s.seed,
+                quant_fraction=s.quant_fraction, seed=s.seed, patience=s.patience or None,
                 callback=(lambda *_: progress(1)) if progress is not None else None,
             )
+            if progress is not None and res.steps is not None and s.iters > int(res.steps.max()):
+                progress(s.iters - int(res.steps.max()))  # the steps early stopping saved
             if progress is not None and s.iters == 0:
                 progress(1)
             zs.append(res.z)
-            extras.append({"float_loss": float(res.float_loss[0]), "loss": float(res.loss[0])})
+            extras.append({"float_loss": float(res.float_loss[0]), "loss": float(res.loss[0]),
+                           "steps": s.iters if res.steps is None else int(res.steps[0])})
         return torch.cat(zs), extras
 
     def search_loss(self) -> Union[str, LossFn]:
