@@ -3,7 +3,7 @@
     python experiments/encode_phases.py --tree old=/tmp/wt-277de49 --tree new=. --image FACE.jpg --repeats 3 \
         --out experiments/results/speed
 
-Each run is a fresh ``python -m invcomp encode IMAGE -o OUT --force`` of one tree (on ``PYTHONPATH``), under
+Each run is a fresh ``python -m invcomp.cli encode IMAGE -o OUT --force`` of one tree (on ``PYTHONPATH``), under
 cProfile; the trees alternate, ``--repeats`` times. The process's wall time is taken from outside; the phases are
 the cumulative seconds of the functions that do them, found by name in the profile (the layout differs between
 releases): loading the codec, finding the face (the landmark models included), the warm-start encoder, the search,
@@ -70,7 +70,7 @@ def main(trees: tuple[str, ...], image: str, repeats: int, python: str, out: Pat
                 prof, dst = Path(tmp) / f"{name}{r}.prof", Path(tmp) / f"{name}{r}.ivc"
                 env = {**os.environ, "PYTHONPATH": str(path)}
                 t0 = time.perf_counter()
-                subprocess.run([python, "-m", "cProfile", "-o", str(prof), "-m", "invcomp", "encode", image, "-o", str(dst),
+                subprocess.run([python, "-m", "cProfile", "-o", str(prof), "-m", "invcomp.cli", "encode", image, "-o", str(dst),
                                 "--force"], check=True, env=env, cwd=tmp, capture_output=True)
                 wall = time.perf_counter() - t0
                 row = phases(prof)

@@ -39,11 +39,15 @@ def _encode(codec, images) -> tuple[float, float]:
 @click.option("--model", default="pgan-utkface64", show_default=True)
 @click.option("--data", default="../shared/data/utkface", show_default=True)
 @click.option("--limit", default=32, show_default=True)
-@click.option("--write", is_flag=True, help="Replace the shipped float32 file with the float16 one.")
-def main(model: str, data: str, limit: int, write: bool) -> None:
+@click.option("--source", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="A trained encoder.pt (with its .json) to ship instead of the shipped one, e.g. the amortised "
+                   "encoder of issue 33 (runs/amort/encoder.pt).")
+@click.option("--write", is_flag=True, help="Replace the shipped file with the float16 one.")
+def main(model: str, data: str, limit: int, source: str | None, write: bool) -> None:
     root = registry.pretrained_dir()
     reg = json.loads((root / "models.json").read_text())
-    src = root / reg[model]["encoder"]["weights"]
+    shipped = root / reg[model]["encoder"]["weights"]
+    src = Path(source) if source else shipped
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in load_state_dict(src).items()}
     tmp = Path("/tmp") / "warm_start_fp16.pt"
     atomic_save(half, tmp)
@@ -63,10 +67,12 @@ def main(model: str, data: str, limit: int, write: bool) -> None:
         dst = root / f"{model}-encoder-{digest[:8]}.pt"
         shutil.move(tmp, dst)
         shutil.copy(src.with_suffix(".json"), dst.with_suffix(".json"))
-        reg[model]["encoder"].update({"weights": dst.name, "sha256": digest})
+        reg[model]["encoder"].update({"weights": dst.name, "sha256": digest,
+                                      "config_sha256": sha256_file(dst.with_suffix(".json"))})
         (root / "models.json").write_text(json.dumps(reg, indent=2) + "\n")
-        src.unlink()
-        src.with_suffix(".json").unlink()
+        if shipped != dst:
+            shipped.unlink()
+            shipped.with_suffix(".json").unlink()
         click.echo(f"wrote {dst.name}")
 
 

@@ -87,8 +87,10 @@ def test_the_same_settings_write_the_same_bytes(name: str, spec: str, settings: 
     # this file is what the float16 network writes, from then on.
     # The generators and VAE-GANs were stored in float16 later still (experiments/pack_fp16.py): new files carry the
     # float16 model's id and come from its search.
-    wants = [DATA / "encode-since-fp16-generator" / f"{name}.ivc", DATA / "encode-since-fp16-warm-start" / f"{name}.ivc",
-             DATA / f"{name}.ivc"]
+    # Issue 33 shipped the amortised warm-start network (dcgan-utkface64-encoder-1abad1d5) and a search from a warm
+    # start peaks at a rate of 0.2: the encoder start's file is what they write, from then on.
+    wants = [DATA / "encode-since-amortised-encoder" / f"{name}.ivc", DATA / "encode-since-fp16-generator" / f"{name}.ivc",
+             DATA / "encode-since-fp16-warm-start" / f"{name}.ivc", DATA / f"{name}.ivc"]
     assert data == next(w for w in wants if w.exists()).read_bytes()
 
 

@@ -186,10 +186,11 @@ def test_an_unregistered_mode_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_the_api_defaults_are_the_cli_defaults(tmp_path: Path) -> None:
-    # one home for defaults: an encoder start (the model ships one) and 200 iterations, for the API and the CLI
+    # one home for defaults: an encoder start (the model ships one) and 50 steps at 0.2, for the API and the CLI
     codec = load_codec("dcgan-utkface64")
     s = codec.settings
-    assert (s.init, s.iters, s.bits, s.scaling, s.loss, s.restarts) == ("encoder", 200, 6, "l2", "ssim", 1)
+    assert (s.init, s.iters, s.lr, s.bits, s.scaling, s.loss, s.restarts) == ("encoder", 50, 0.2, 6, "l2", "ssim", 1)
+    assert load_codec("dcgan-utkface64", EncodeSettings(init="random")).settings.lr == 0.5
     assert load_codec("dcgan-utkface64", EncodeSettings(init="encoder")).settings.init == "encoder"
     src = REPO / "experiments" / "data" / "portraits" / "astronaut-face.png"
     from invcomp.service.encode import EncodeRequest, build_encoder
@@ -287,5 +288,26 @@ def test_auto_predicted_decision_equals_the_full_decision_on_toy_modes(identity_
         wrong = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header, slope=slope,
                           search_gain=0.0).encode(images)
         assert [e.data for e in wrong] != [e.data for e in full]
+    finally:
+        unregister_mode(SearchingToyCodec.mode)
+
+
+def test_auto_quality_sweep_is_monotone_on_toy_modes(identity_mode: type) -> None:
+    """Each --quality level prices a byte at half the level below's: the files kept grow, and so does their SSIM."""
+    from invcomp.codecs.loader import codec_for_header
+    from invcomp.codecs.modes.auto import AutoCodec
+    from invcomp.service.encode import parse_quality
+
+    register_mode(SearchingToyCodec)
+    try:
+        rng = np.random.default_rng(1)
+        images = [Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8), "RGB") for _ in range(6)]
+        points = []
+        for q in ("1", "low", "medium", "high", "5"):
+            picked = AutoCodec([IdentityCodec(), SearchingToyCodec()], decoder_for=codec_for_header,
+                               slope=parse_quality(q, base=0.005)).encode(images)
+            points.append((np.mean([len(e.data) for e in picked]), np.mean([e.ssim() for e in picked])))
+        assert all(b0 <= b1 and s0 <= s1 + 1e-9 for (b0, s0), (b1, s1) in zip(points, points[1:])), points
+        assert points[0][0] < points[-1][0]  # the sweep spans both modes, not one file five times
     finally:
         unregister_mode(SearchingToyCodec.mode)

@@ -115,8 +115,14 @@ def test_default_iterations_depend_on_the_start(files: dict[str, Path], monkeypa
 
 def test_default_iters_constants() -> None:
     from invcomp.codecs.settings import EncodeSettings, resolve_search
+    from invcomp.errors import InvcompError
 
-    assert resolve_search(EncodeSettings(), has_warm_start=True).iters == 200
-    assert resolve_search(EncodeSettings(), has_warm_start=False).iters == 300
+    warm = resolve_search(EncodeSettings(), has_warm_start=True)
+    assert (warm.iters, warm.lr, warm.patience) == (50, 0.2, 0)
+    cold = resolve_search(EncodeSettings(), has_warm_start=False)
+    assert (cold.iters, cold.lr, cold.patience) == (300, 0.5, 0)
     for init in ("random", "mean"):
         assert resolve_search(EncodeSettings(init=init), has_warm_start=True).iters == 300
+    assert resolve_search(EncodeSettings(lr=0.7, patience=4), has_warm_start=True).lr == 0.7
+    with pytest.raises(InvcompError, match="patience"):
+        resolve_search(EncodeSettings(patience=-1), has_warm_start=True)

@@ -324,3 +324,41 @@ def test_cli_runs_and_reports_bad_input_in_one_line(trained: dict, tmp_path: Pat
     assert r.exit_code == 1 and "needs 2 positive widths" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(encoder_cmd, ["--generator", str(tmp_path / "nope.pt")] + args[2:])
     assert r.exit_code == 1 and "unknown model" in r.output
+
+
+# --- amortising the search --------------------------------------------------------------------
+
+
+def _searched(gen: Path, data: Path, out: Path, names: list[str] | None = None) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """The search's own latents for the training faces of ``data`` (as experiments/collect_latents.py saves them)."""
+    from invcomp.data import load_faces
+    from invcomp.search.inversion import invert
+
+    faces, found = load_faces(data, R, split="train")
+    x = faces.float() / 127.5 - 1
+    g = load_generator(str(gen))
+    z = invert(g.module, x, loss="mse", iters=40, lr=0.1).z
+    torch.save({"names": names or found, "z": z, "settings": "test"}, out)
+    return out, x, z
+
+
+def test_amortised_training_moves_the_encoder_to_the_search_latents(trained: dict, tmp_path: Path) -> None:
+    gen, data = trained["gen"], trained["data"]
+    latents, x, z = _searched(gen, data, tmp_path / "lat.pt")
+    path = train_warm_start(tcfg(gen, data, tmp_path / "a", steps=40, snapshot_every=20, latents=str(latents),
+                                 init=str(trained["path"]), quant_in_loop=True, w_search=10.0, lr=1e-3), progress=False)
+    before = (predict_latents(load_warm_start(trained["path"]).module, x) - z).pow(2).mean()
+    after = (predict_latents(load_warm_start(path).module, x) - z).pow(2).mean()
+    assert after < 0.8 * before, (float(before), float(after))
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert f"amortised: {len(z)} faces" in log and "E starts from" in log and "G(Q(E(x)))" in log
+
+
+def test_amortised_training_refuses_faces_that_are_not_training_faces(trained: dict, tmp_path: Path) -> None:
+    gen, data = trained["gen"], trained["data"]
+    from invcomp.data import load_faces
+
+    names = load_faces(data, R, split="train")[1]
+    latents, _, _ = _searched(gen, data, tmp_path / "lat.pt", names=names[:-1] + ["held-out.png"])
+    with pytest.raises(InvcompError, match="not training faces"):
+        train_warm_start(tcfg(gen, data, tmp_path / "a", steps=2, latents=str(latents)), progress=False)

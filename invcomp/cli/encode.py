@@ -10,7 +10,7 @@ import click
 from invcomp.cli.outputs import Report, guard
 from invcomp.codecs.settings import (CODERS, DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_LR, DEFAULT_MODEL, DEFAULT_RATE_WEIGHT,
                                      DEFAULT_PATIENCE, DEFAULT_RESTARTS, DEFAULT_SCALING, INITS, ITERS_FROM_PRIOR,
-                                     ITERS_FROM_WARM_START,
+                                     ITERS_FROM_WARM_START, LR_FROM_WARM_START,
                                      ROUNDINGS, SCALINGS)
 from invcomp.service.encode import DEFAULT_AUTO_SLOPE, DEFAULT_DETAIL, DEFAULT_DETAIL_SLOPE, PHOTO_FITS, EncodeRequest, Encoder, build_encoder, encode_items
 from invcomp.cli.common import device_option, exit_refused
@@ -62,7 +62,7 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
     click.option("--loss", default=None, help=f"Search loss: ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.  "
                   f"[default: {DEFAULT_LOSS}]"),
     click.option("--restarts", default=None, type=click.IntRange(1), help=f"Best-of-N starts (batched).  [default: {DEFAULT_RESTARTS}]"),
-    click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {DEFAULT_LR}]"),
+    click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {LR_FROM_WARM_START} from a warm start, {DEFAULT_LR} otherwise]"),
     click.option("--seed", default=_D.seed, show_default=True, type=int),
     device_option(_D.device),
     click.option("--fit", default=_D.fit, show_default=True, type=click.Choice(PHOTO_FITS),

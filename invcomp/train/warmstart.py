@@ -178,10 +178,8 @@ class WarmStartTrainer(Trainer):
             from invcomp.codecs.modes.inversion import InversionCodec
 
             self.quant = InversionCodec(g).quant_spec()
-        if cfg.latents:
-            faces, z = searched_faces(cfg.latents, real, names)
-            self.searched = faces.to(self.device), z.to(self.device)
-            log.info("amortised: %d faces with the search's latents from %s", len(faces), cfg.latents)
+        self._names, self._latents_stamp = names, None
+        self._refresh_searched()
         self.opt = torch.optim.Adam(self.E.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.image_loss = make_loss(cfg.image_loss)
@@ -190,6 +188,18 @@ class WarmStartTrainer(Trainer):
         self.fixed_z = sample_prior(256, gc.latent_dim, gc.prior, torch.Generator().manual_seed(7),
                                     torch.device("cpu")).to(self.device)
         self._latent_mse = math.nan  # the last snapshot's
+
+    def _refresh_searched(self) -> None:
+        """(Re)load the latents file when it changed: a collection can go on growing it while E trains."""
+        cfg = self.cfg
+        if not cfg.latents:
+            return
+        stamp = Path(cfg.latents).stat().st_mtime_ns
+        if stamp == self._latents_stamp:
+            return
+        faces, z = searched_faces(cfg.latents, self.real.cpu(), self._names)
+        self.searched, self._latents_stamp = (faces.to(self.device), z.to(self.device)), stamp
+        log.info("amortised: %d faces with the search's latents from %s", len(faces), cfg.latents)
 
     def state_dict(self, step: int) -> dict[str, Any]:
         return {"E": self.E.state_dict(), "opt": self.opt.state_dict(), "rng": self.gen.get_state(),
@@ -213,6 +223,7 @@ class WarmStartTrainer(Trainer):
                      self.searched, self.quant if self.cfg.quant_in_loop or self.searched is not None else None)
 
     def evaluate(self, step: int) -> Score:
+        self._refresh_searched()
         with torch.no_grad():
             pred = predict_latents(self.E, self.G(self.fixed_z))
             self._latent_mse = float((pred - self.target(self.fixed_z).cpu()).pow(2).mean())

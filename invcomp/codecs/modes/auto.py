@@ -145,24 +145,21 @@ class AutoCodec:
         return bool(getattr(c, "searches", False)) and (c.settings.iters or 0) > 0
 
     def _run(self, j: int, images: list[Image.Image], per: list[list[Any]], rows: Sequence[int],
-             progress: Optional[Callable[[int], None]], *, iters: Optional[int] = None) -> list[Any]:
-        """Candidate ``j`` on the images ``rows`` (no goal): refined from its parent's files in ``per`` when it has
-        one, with ``iters`` (``0``: the preview) when given. Returns one Encoded or error per row."""
+             progress: Optional[Callable[[int], None]]) -> list[Any]:
+        """Candidate ``j`` on the images ``rows`` (no goal), refined from its parent's files in ``per`` when it has
+        one. Returns one Encoded or error per row."""
         c, ref = self.candidates[j], self.refine.get(j)
         if not rows:
             return []
         chosen = [images[i] for i in rows]
-        run = c
-        if ref is not None or iters is not None:
-            run = copy.copy(c)
-            run.settings = replace(c.settings, iters=ref[1] if iters is None and ref is not None else iters,
-                                   **({"lr": ref[2]} if ref is not None and iters is None else {}))
-        if ref is not None:
-            parents = [per[ref[0]][i] for i in rows]
-            if any(isinstance(e, Exception) or e is None for e in parents):
-                return [InvcompError(f"{c.mode_key} refines a candidate that failed")] * len(rows)
-            return run.encode(chosen, progress=progress, init=torch.stack([e.z for e in parents]))
-        return run.encode(chosen, progress=progress)
+        if ref is None:
+            return c.encode(chosen, progress=progress)
+        parents = [per[ref[0]][i] for i in rows]
+        if any(isinstance(e, Exception) or e is None for e in parents):
+            return [InvcompError(f"{c.mode_key} refines a candidate that failed")] * len(rows)
+        run = copy.copy(c)
+        run.settings = replace(c.settings, iters=ref[1], lr=ref[2])
+        return run.encode(chosen, progress=progress, init=torch.stack([e.z for e in parents]))
 
     def encode(self, images: list[Image.Image], *, goal: Any = None,
                progress: Optional[Callable[[int], None]] = None) -> list[Any]:
