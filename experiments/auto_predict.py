@@ -1,7 +1,7 @@
 """``--mode auto``'s decision by rate and distortion, and its predicted (skipped) searches (issue 33).
 
     python experiments/auto_predict.py --split val --limit 48 --out /tmp/auto_val        # choose SEARCH_GAIN, the slope
-    python experiments/auto_predict.py --split holdout --limit 48 --out experiments/results/auto_predict
+    python experiments/auto_predict.py --split holdout --limit 48 --out experiments/results/speed/auto_predict
 
 Every face (UTKFace, coded at 64 px as ``--mode auto`` codes it) is coded by every candidate in full: the warm start's
 preview (0 steps), the search, the tone record, the three VAE-GANs; each file is decoded to the picture ``invcomp

@@ -4,7 +4,7 @@
     python experiments/batch_throughput.py --data ../shared/data/utkface --limit 16   # held-out faces
 
 Each configuration is a fresh process, timed from outside, on the same images with the same settings
-(default: ``invcomp encode``'s defaults, ``--mode auto``):
+(default: ``invcomp encode``'s defaults: the whole-frame codec, issue 33's 50-step search):
 - ``plain``: one ``invcomp --threads T encode DIR -o OUT/`` process (T = 1 and 2);
 - ``local``: ``invcomp batch encode --ray none --workers W`` (W = 1 and 2), one thread per worker;
 - ``ray``: ``invcomp batch encode --ray local --workers W`` (a Ray started by the command);
@@ -201,10 +201,10 @@ def million(c1: float, startup: float, per_item: float, mc: dict, weights_mb: fl
 {note}
 
 ## Measured inputs
-- **Per-image cost, default settings (`--mode auto`), one CPU core:** c = {c1:.2f} s (coding inside a worker, from
+- **Per-image cost, default settings (the whole-frame codec), one CPU core:** c = {c1:.2f} s (coding inside a worker, from
   the 1-worker batch run).
 - **Worker start-up:** {startup:.1f} s (process start, imports, Ray or the pool, codec loading; paid once per
-  worker, in parallel). The weights a worker loads for `--mode auto`: {weights_mb:.0f} MB.
+  worker, in parallel). The weights of the inversion and VAE-GAN models on disk: {weights_mb:.0f} MB.
 - **Scheduling overhead per item:** o = {per_item * 1000:.0f} ms per item per worker (round trips, manifest
   writes, the idle tail of a small run; measured on 16 images, so an upper bound).
 - **Manifest (journal) writes:** {mc['appends']:,} appends for {mc['rows']:,} results in batches of {mc['batch']}

@@ -42,10 +42,10 @@ AUTO_VAEGANS = ("vaegan-utkface64-c2", "vaegan-utkface64aug-c4", "vaegan-utkface
 DEFAULT_TOLERANCE = 0.03  # what an expert's --auto-tolerance replaced as the default (issue 33)
 DEFAULT_SLOPE = DEFAULT_AUTO_SLOPE  # the price of a byte of the default decision (invcomp.codecs.settings)
 DEFAULT_MAX_BYTES: Optional[int] = None
-# The most SSIM a search added to its warm start's preview on validation faces (the 99th percentile; measured with
-# experiments/auto_predict.py on 48 validation faces, see docs). A search is skipped where even this gain cannot
-# make its file the best.
-SEARCH_GAIN = 0.2
+# The most SSIM a search adds to its warm start's preview: the 99th percentile on 48 validation faces with the default
+# search (50 steps at 0.2 from the amortised encoder: 0.159, the largest 0.164; experiments/auto_predict.py, see
+# docs/speed.md). A search is skipped where even this gain cannot make its file the best.
+SEARCH_GAIN = 0.16
 # A candidate refined by ``(k, iters, lr)`` (AutoCodec's ``refine``) starts its search from candidate k's latents, for
 # ``iters`` steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
 # 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.823 on 12 recoloured faces; 0.811
