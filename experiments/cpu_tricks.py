@@ -71,7 +71,7 @@ def main(data: str, limit: int, iters: int, variants: str) -> None:
     images = [Image.open(p).convert("RGB") for p in list_images(data, "holdout")[:limit + 1]]
     base = InversionCodec.load("dcgan-utkface64", EncodeSettings(iters=iters))
     G0 = base.gen.module
-    print(f"| variant | ms / step | bytes | SSIM | one-off s |\n|---|---|---|---|---|")
+    print("| variant | ms / step | bytes | SSIM | one-off s |\n|---|---|---|---|---|")
     for v in variants.split(","):
         codec = copy.copy(base)
         gen = copy.copy(base.gen)

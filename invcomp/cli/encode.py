@@ -25,7 +25,8 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
                   f"[default: GAN inversion of {DEFAULT_MODEL} under a whole-frame detail layer; with --mode inversion "
                   f"or auto, {DEFAULT_MODEL}; with --mode vaegan --channels C, vaegan-utkface64-cC]"),
     click.option("--mode", default=None, help="Codec mode: auto (per image, the file of the modes below worth its bytes: the "
-                  "most SSIM - price x bytes, the price set by --quality; a search runs only where it can win), inversion (search G's latent), inversion-tone (the same plus an "
+                  "most SSIM - price x bytes, the price set by --quality; a search runs only where it can win), "
+                  "inversion (search G's latent), inversion-tone (the same plus an "
                   "8-byte colour and tone correction), vaegan (one pass of a VAE-GAN codec, no search), layered, gc (generative "
                   "compression of the whole image at its size) or sc (gc, keeping only --preserve'd regions).  "
                   "[default: without --mode and --model, the whole-frame codec: inversion, a ThumbHash background and "
@@ -62,7 +63,8 @@ CODEC_OPTIONS = [  # what codes an image: shared by `invcomp encode` and `invcom
     click.option("--loss", default=None, help=f"Search loss: ssim, ms-ssim, mse, lpips, or a mix like 0.8*ssim+0.2*mse.  "
                   f"[default: {DEFAULT_LOSS}]"),
     click.option("--restarts", default=None, type=click.IntRange(1), help=f"Best-of-N starts (batched).  [default: {DEFAULT_RESTARTS}]"),
-    click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help=f"Peak Adam learning rate.  [default: {LR_FROM_WARM_START} from a warm start, {DEFAULT_LR} otherwise]"),
+    click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
+                  help=f"Peak Adam learning rate.  [default: {LR_FROM_WARM_START} from a warm start, {DEFAULT_LR} otherwise]"),
     click.option("--seed", default=_D.seed, show_default=True, type=int),
     device_option(_D.device),
     click.option("--fit", default=_D.fit, show_default=True, type=click.Choice(PHOTO_FITS),

@@ -161,8 +161,9 @@ class InversionCodec(Codec):
                 quant_fraction=s.quant_fraction, seed=s.seed, patience=s.patience or None,
                 callback=(lambda *_: progress(1)) if progress is not None else None,
             )
-            if progress is not None and res.steps is not None and s.iters > int(res.steps.max()):
-                progress(s.iters - int(res.steps.max()))  # the steps early stopping saved
+            saved = (s.iters or 0) - int(res.steps.max()) if res.steps is not None else 0
+            if progress is not None and saved > 0:
+                progress(saved)  # the steps early stopping saved
             if progress is not None and s.iters == 0:
                 progress(1)
             zs.append(res.z)
