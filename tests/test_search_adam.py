@@ -96,3 +96,23 @@ def test_early_stopping_row_does_not_depend_on_its_batch() -> None:
 def test_patience_must_be_positive() -> None:
     with pytest.raises(ValueError, match="patience"):
         invert(_Linear().eval(), torch.zeros(1, 3, 4, 4), iters=3, patience=0)
+
+
+def test_cli_patience_is_reported_and_refused_when_negative(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    from invcomp.cli import cli
+
+    from .conftest import cli_runner
+
+    src = Path(__file__).resolve().parents[1] / "experiments/data/portraits/astronaut-face.png"
+    run = cli_runner().invoke
+    r = run(cli, ["encode", str(src), "--model", "dcgan-utkface64", "--iters", "40", "--patience", "2", "-o",
+                  str(tmp_path / "a.ivc"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["patience"] == 2 and row["iters"] == 40
+    assert run(cli, ["decode", str(tmp_path / "a.ivc"), "-o", str(tmp_path / "a.png")]).exit_code == 0
+    r = run(cli, ["encode", str(src), "--model", "dcgan-utkface64", "--patience", "-1", "-o", str(tmp_path / "b.ivc")])
+    assert r.exit_code != 0 and not (tmp_path / "b.ivc").exists()
