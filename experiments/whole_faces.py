@@ -66,6 +66,7 @@ CONFIGS = {
     "default-50at0.2": {"iters": 50, "lr": 0.2},
     "default-200at0.5": {"iters": 200, "lr": 0.5},  # the search of the release before issue 33 (its encoder: --old-encoder)
     "layered120": {"mode": "layered", "fit": "squash", "target_bytes": 120},  # at the input's side (a multiple of 16)
+    "layered120-200at0.5": {"mode": "layered", "fit": "squash", "target_bytes": 120, "iters": 200, "lr": 0.5},
     "layered185": {"mode": "layered", "fit": "squash", "target_bytes": 185},
 }
 
@@ -215,8 +216,8 @@ def grid(shown: list[tuple[str, Image.Image, dict]]) -> bytes:
               help="A folder with a peers.json manifest (experiments/pack_peers.py) of CompressAI peers to run on every "
                    "set whose side is their training resolution (every model of every family).")
 @click.option("--old-encoder", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="The warm-start encoder of the release before issue 33 (git show 3f05af5:pretrained/dcgan-utkface64-"
-                   "encoder-f3acde28.pt, and its .json), for the default-200at0.5 config: the previous default.")
+              help="The warm-start encoder of the release before issue 33 (git show a277fe8^:pretrained/dcgan-utkface64-"
+                   "encoder-f3acde28.pt, and its .json), for the *-200at0.5 configs: the previous search.")
 def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, extra: tuple[str, ...], split: str, detail_network: Optional[str],
          grid_faces: int, curve: str, peers_dir: Optional[str], old_encoder: Optional[str]) -> None:
     from invcomp.codecs import load_codec
@@ -250,7 +251,7 @@ def main(data: str, limit: int, out: Path, sets: str, configs: str, seed: int, e
                 opts["resolution"] = max(64, side // 16 * 16)
             if detail_network and "mode" not in opts:  # the configs with the detail layer
                 opts["detail_network"] = detail_network
-            if c == "default-200at0.5" and old_encoder:
+            if c.endswith("200at0.5") and old_encoder:
                 opts["warm_start"] = old_encoder
             encoders[c] = build_encoder(EncodeRequest(**opts, device="cpu"))
         summary["sets"][set_name] = {"side": side, "faces": len(faces[set_name]),

@@ -33,7 +33,10 @@ CONFIGS = {"default": {}, "previous default": {"mode": "auto"},
 @click.command()
 @click.option("--photos", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-def main(photos: Path, out: Path) -> None:
+@click.option("--old-encoder", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Also the default with the search before issue 33 (200 steps at 0.5 from this warm-start encoder: "
+                   "git show a277fe8^:pretrained/dcgan-utkface64-encoder-f3acde28.pt, and its .json).")
+def main(photos: Path, out: Path, old_encoder: str | None) -> None:
     from invcomp import metrics
     from invcomp.faces.decode import decode_any
     from invcomp.faces.frame import face_metrics, flat, frame_ssim
@@ -43,7 +46,10 @@ def main(photos: Path, out: Path) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
-    encoders = {k: build_encoder(EncodeRequest(device="cpu", **v)) for k, v in CONFIGS.items()}
+    configs = dict(CONFIGS)
+    if old_encoder:
+        configs["default, search before issue 33"] = {"iters": 200, "lr": 0.5, "warm_start": old_encoder}
+    encoders = {k: build_encoder(EncodeRequest(device="cpu", **v)) for k, v in configs.items()}
     rows: list[dict[str, Any]] = []
     files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     for p in files:
@@ -76,7 +82,7 @@ def main(photos: Path, out: Path) -> None:
         lines.append(f"| {r['photo']} | {r['codec']} | {r['bytes']} | {'yes' if r['complete'] else 'no'} | "
                      f"{r['frame_ssim']:.3f} | {r['frame_psnr']:.2f} | {f(r.get('face_ssim'), '.3f')} | "
                      f"{f(r.get('face_identity'), '.3f')} |")
-    for name in CONFIGS:
+    for name in configs:
         ok = [r for r in rows if r["codec"] == name and "error" not in r]
         faces = [r["face_ssim"] for r in ok if r.get("face_ssim") is not None]
         lines.append(f"| **mean** | {name} | {np.mean([r['bytes'] for r in ok]):.1f} | "

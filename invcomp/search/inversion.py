@@ -8,8 +8,9 @@ chosen is the one that scores best *after* quantisation.
 
 With ``patience`` the search stops early, per row: a row whose loss has not improved by ``min_delta`` for
 ``patience`` steps jumps to the last ``quant_fraction`` of its schedule (the low learning rates, and the quantised
-phase when there is a quantiser), and a row that stalls there, or reaches the end, is done. The loop ends when every row is done. Each row then has its own
-learning-rate schedule and its own Adam state, so its path does not depend on when the other rows stop.
+phase when there is a quantiser), and a row that stalls there, or reaches the end, is done. The loop ends when
+every row is done. Each row then has its own learning-rate schedule and its own Adam state, so its path does not
+depend on when the other rows stop.
 """
 from __future__ import annotations
 
@@ -195,7 +196,8 @@ def _early_stopping_loop(G: nn.Module, z0: torch.Tensor, tgt: torch.Tensor, loss
                          q_start: int, quant: Optional[QuantSpec], prior: str, patience: int, min_delta: float,
                          callback: Optional[Callback]) -> tuple[torch.Tensor, torch.Tensor]:
     """The search of :func:`invert` with per-row early stopping (module doc); ``q_start`` is where the tail of
-    the schedule starts. ``z0`` ``(M, D)``, ``tgt`` ``(M, 3, R, R)``; returns the final latents ``(M, D)`` and the steps each row took ``(M,)``."""
+    the schedule starts. ``z0`` ``(M, D)``, ``tgt`` ``(M, 3, R, R)``; returns the final latents ``(M, D)`` and the
+    steps each row took ``(M,)``."""
     m = z0.shape[0]
     rows = [z0[i:i + 1].clone().requires_grad_(True) for i in range(m)]
     opt = Adam(rows, lr=lr, betas=(0.9, 0.999))
