@@ -9,7 +9,7 @@ decode`` writes and measured (SSIM at 64 px as auto scores it; the identity dist
 these, with no further coding:
 
 * **the search's gain over its preview** (SSIM), whose 99th percentile on validation faces is ``SEARCH_GAIN``;
-* **the decision** at each price of a byte (``--quality`` 1 to 5 and the earlier tolerance rule): mean bytes, SSIM,
+* **the decision** at each price of a byte (the searched latents also at one bit fewer and one more) (``--quality`` 1 to 5 and the earlier tolerance rule): mean bytes, SSIM,
   the share of faces kept as the same person, and the gap to the candidates' lower convex hull (in bytes, at the
   decision's SSIM);
 * **the prediction**: where the preview plus ``SEARCH_GAIN`` cannot win, the search is skipped. How often the
@@ -71,10 +71,10 @@ def decide(files: dict[str, dict], slope: float | None, tolerance: float | None)
 
 def predicted(files: dict[str, dict], slope: float, gain: float) -> tuple[str, bool]:
     """The decision when the search runs only where the preview plus ``gain`` can win; and whether it ran."""
-    cheap = {k: v for k, v in files.items() if k not in SEARCHED}
+    cheap = {k: v for k, v in files.items() if k.split("/")[0] not in SEARCHED}  # (NAME/5bit: a searched latent)
     best = max(v["ssim"] - slope * v["bytes"] for v in cheap.values())
-    p = files[PREVIEW]
-    runs = p["ssim"] + gain - slope * p["bytes"] >= best
+    p = max(v["ssim"] - slope * v["bytes"] for k, v in files.items() if k.split("/")[0] == PREVIEW)  # any bit depth
+    runs = p + gain >= best
     return decide(files if runs else cheap, slope, None), runs
 
 
@@ -104,7 +104,7 @@ def main(data: str, split: str, limit: int, timed: int, gain: float | None, out:
         e = full.encode([img])[0]
         cands = {}
         coded = {f"{c.mode_key}:{c.name}": d for c, d in zip(full.candidates, e.extra["auto"]["files"])}
-        coded.update(e.extra["auto"]["previews"])
+        coded.update(e.extra["auto"]["more_files"])
         for c in e.extra["auto"]["candidates"]:
             data_c = coded[c["codec"]]
             _, pic = full.decode_picture(data_c)
@@ -113,7 +113,8 @@ def main(data: str, split: str, limit: int, timed: int, gain: float | None, out:
         with cache.open("a") as f:
             f.write(json.dumps(faces[-1]) + "\n")
         log.info("%s: %s", p.name, {k: (v["bytes"], round(v["ssim"], 3)) for k, v in cands.items()})
-    gains = [f["files"]["inversion:dcgan-utkface64"]["ssim"] - f["files"][PREVIEW]["ssim"] for f in faces]
+    gains = [f["files"][f"inversion:dcgan-utkface64{b}"]["ssim"] - f["files"][f"{PREVIEW}{b}"]["ssim"] for f in faces
+             for b in ("", "/5bit", "/7bit")]  # the search against its preview, bit depth by bit depth
     summary: dict = {"split": split, "faces": len(faces), "search_gain": gain,
                      "gain_quantiles": {q: float(np.quantile(gains, q / 100)) for q in (50, 90, 95, 99, 100)}}
     rules = [(f"--quality {q}", parse_quality(str(q), DEFAULT_AUTO_SLOPE), None) for q in (1, 2, 3, 4, 5)]

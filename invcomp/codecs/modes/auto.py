@@ -14,6 +14,10 @@ the files in hand (the one-pass candidates' and the previews'). A candidate refi
 tone record, :data:`TONE_REFINE`) runs only where its parent searched. With ``search_gain=None`` every search runs
 (the full decision); ``experiments/auto_predict.py`` measures how often the two agree and what the misses cost.
 
+**Bit depths:** a searched latent, and a preview's, is also coded one bit coarser and one finer (:data:`BIT_STEPS`;
+no new search), and those files are candidates too (labelled ``NAME/5bit``, ``NAME@0/7bit``, ...). The prediction
+compares a search with its preview bit depth by bit depth.
+
 The chosen file is an ordinary file of that mode (its header names the mode and the model), so ``invcomp decode``
 needs nothing new.
 """
@@ -46,6 +50,10 @@ DEFAULT_MAX_BYTES: Optional[int] = None
 # search (50 steps at 0.2 from the amortised encoder: 0.159, the largest 0.164; experiments/auto_predict.py, see
 # docs/speed.md). A search is skipped where even this gain cannot make its file the best.
 SEARCH_GAIN = 0.16
+# The bit depths tried beside a searched latent's own (relative to it): the same float latent quantised one bit
+# coarser and one finer, a file each, for one generator pass and the entropy coder (no search). The decision keeps
+# whichever is worth its bytes.
+BIT_STEPS = (-1, 1)
 # A candidate refined by ``(k, iters, lr)`` (AutoCodec's ``refine``) starts its search from candidate k's latents, for
 # ``iters`` steps at peak rate ``lr``, instead of searching from scratch: the tone mode refines the plain inversion's latent.
 # 100 steps at 0.2 kept most of a full tone search's gain (SSIM 0.817 against 0.823 on 12 recoloured faces; 0.811
@@ -89,6 +97,7 @@ class AutoCodec:
 
     def __init__(self, candidates: list[Any], *, decoder_for: Callable[[Any], Any], tolerance: Optional[float] = None,
                  slope: Optional[float] = None, search_gain: Optional[float] = SEARCH_GAIN,
+                 bit_steps: Sequence[int] = BIT_STEPS,
                  max_bytes: Optional[int] = DEFAULT_MAX_BYTES, refine: Optional[dict[int, tuple[int, int, float]]] = None,
                  goal_only: Sequence[int] = ()) -> None:
         """``candidates``: codecs of one resolution (:func:`invcomp.codecs.loader.load_codec` builds the default
@@ -97,7 +106,8 @@ class AutoCodec:
         (one of the two; neither: ``slope`` :data:`DEFAULT_SLOPE`); ``search_gain``: the SSIM bound of the
         previews (module doc; ``None`` or infinity: every search runs; only with ``slope``); ``refine``: candidate index ->
         ``(k, iters, lr)``, a candidate that starts from candidate k's latents (:data:`TONE_REFINE`) when there is no
-        goal; ``goal_only``: the candidates that run only with a goal (the layered mode: with no budget its layers
+        goal; ``bit_steps``: the other bit depths a searched latent is also coded at (:data:`BIT_STEPS`; only with
+        ``slope``); ``goal_only``: the candidates that run only with a goal (the layered mode: with no budget its layers
         only add bytes)."""
         if not candidates:
             raise InvcompError("--mode auto needs at least one candidate codec")
@@ -114,6 +124,7 @@ class AutoCodec:
             raise InvcompError(f"the price of a byte must be >= 0, got {slope}")
         self.candidates, self.tolerance, self.slope, self.max_bytes = candidates, tolerance, slope, max_bytes
         self.search_gain = search_gain if slope is not None else None
+        self.bit_steps = tuple(bit_steps) if slope is not None else ()
         self.refine, self.goal_only = dict(refine or {}), frozenset(goal_only)
         self._decoder_for = decoder_for
         self.keep_candidates = False  # True: each chosen file's extra["auto"] holds every candidate's bytes
@@ -184,11 +195,16 @@ class AutoCodec:
                     previews[j] = _with_iters(c, 0).encode(images, progress=None)
             else:
                 per.append(self._run(j, images, per, range(n), progress))
+        depths: list[tuple[int, int, list[Any]]] = []  # (candidate, bits, per image: Encoded or None): searched
         if goal is None and self.slope is not None:
-            self._searches_where_they_can_win(images, per, previews, progress)
+            shallow = self._other_bit_depths(images, previews)  # the previews' (cheap)
+            self._searches_where_they_can_win(images, per, previews, shallow, progress)
+            depths = self._other_bit_depths(images, {j: per[j] for j in range(len(per)) if self._searches(j)})
+            depths += shallow
         out: list[Any] = []
         for i in range(n):
-            files = [(j, p[i]) for j, p in enumerate(per)] + [(j, p[i]) for j, p in previews.items()]
+            files = [(j, p[i]) for j, p in enumerate(per)] + [(j, p[i]) for j, p in previews.items()] + [
+                (j, p[i]) for j, _, p in depths]
             ok = [(j, e) for j, e in files if e is not None and not isinstance(e, Exception)]
             scores = [e.ssim() for _, e in ok]
             sizes = [len(e.data) for _, e in ok]
@@ -199,27 +215,59 @@ class AutoCodec:
                 out.append(InvcompError(f"no mode fits {max_bytes} B (the smallest file is {smallest} B)"))
                 continue
             j, chosen = ok[pick]
-            label = lambda k, e: f"{self.candidates[k].mode_key}:{self.candidates[k].name}" + (  # noqa: E731
-                "@0" if previews.get(k) is not None and previews[k][i] is e else "")
+            def label(k: int, e: Any, i: int = i) -> str:
+                base = f"{self.candidates[k].mode_key}:{self.candidates[k].name}"
+                if previews.get(k) is not None and previews[k][i] is e:
+                    return base + "@0"
+                for j, b, p in depths:
+                    if j == k and p[i] is e:
+                        return base + ("@0" if any(p is q for _, _, q in shallow) else "") + f"/{b}bit"
+                return base
             chosen.extra = {**chosen.extra, "reached": chosen.extra.get("reached", True),
                             "trims": chosen.extra.get("trims", 0),
                             "auto": {"chosen": f"{self.candidates[j].mode_key}:{self.candidates[j].name}",
+                                     "kept": label(j, chosen),
                                      "searched": [label(k, e) for k, e in ok if per[k][i] is e and self._searches(k)],
                                      "candidates": [{"codec": label(k, e), "bytes": len(e.data), "ssim": round(e.ssim(), 4)}
                                                     for k, e in ok]}}
-            if self.keep_candidates:  # one per candidate (None: not run, or failed), and the previews by label
+            if self.keep_candidates:  # one per candidate (None: not run, or failed); previews and bit depths by label
                 chosen.extra["auto"]["files"] = [None if e is None or isinstance(e, Exception) else e.data
                                                  for e in (p[i] for p in per)]
-                chosen.extra["auto"]["previews"] = {label(k, p[i]): p[i].data for k, p in previews.items()
-                                                    if not isinstance(p[i], Exception)}
+                chosen.extra["auto"]["more_files"] = {label(k, e): e.data for k, e in ok if per[k][i] is not e}
             out.append(chosen)
         return out
 
+    def _other_bit_depths(self, images: list[Image.Image], coded: dict[int, list[Any]]) -> list[tuple[int, int, list[Any]]]:
+        """The float latents of ``coded`` (candidate -> its files, one per image, None where not run) coded again at
+        the other bit depths of ``bit_steps`` (2 to 16 bits): ``(candidate, bits, files)``, one Encoded or None per
+        image."""
+        out = []
+        for j, found in coded.items():
+            c = self.candidates[j]
+            if c.settings.bits is None:
+                continue
+            rows = [i for i in range(len(images)) if found[i] is not None and not isinstance(found[i], Exception)]
+            if not rows:
+                continue
+            z = torch.stack([found[i].z for i in rows])
+            for step in self.bit_steps:
+                bits = c.settings.bits + step
+                if not 2 <= bits <= 16:
+                    continue
+                other = copy.copy(c)
+                other.settings = replace(c.settings, bits=bits)
+                files: list[Any] = [None] * len(images)
+                for i, e in zip(rows, other.encode_symbols(z, [images[i] for i in rows])):
+                    files[i] = e
+                out.append((j, bits, files))
+        return out
+
     def _searches_where_they_can_win(self, images: list[Image.Image], per: list[list[Any]],
-                                     previews: dict[int, list[Any]], progress: Optional[Callable[[int], None]]) -> None:
-        """Run each searching candidate on the images where its preview, raised by ``search_gain``, can still win
-        (all of them with ``search_gain=None``); fill ``per`` in place. Parents run before the candidates refined
-        from them, which run where their parent ran."""
+                                     previews: dict[int, list[Any]], shallow: list[tuple[int, int, list[Any]]],
+                                     progress: Optional[Callable[[int], None]]) -> None:
+        """Run each searching candidate on the images where its preview (at its own or another bit depth of
+        ``shallow``), raised by ``search_gain``, can still win (all of them with ``search_gain=None``); fill ``per``
+        in place. Parents run before the candidates refined from them, which run where their parent ran."""
         n, slope = len(images), float(self.slope)  # type: ignore[arg-type]
 
         def score(e: Any) -> float:
@@ -227,14 +275,16 @@ class AutoCodec:
 
         order = sorted(previews) + [j for j in range(len(self.candidates)) if j in self.refine and self._searches(j)
                                     and j not in previews]
-        best = [max([score(p[i]) for p in per] + [score(p[i]) for p in previews.values()]) for i in range(n)]
+        best = [max([score(p[i]) for p in per] + [score(p[i]) for p in previews.values()]
+                    + [score(p[i]) for _, _, p in shallow]) for i in range(n)]
         for j in order:
             parent = self.refine.get(j, (None,))[0]
             if parent is not None and parent in previews:
                 rows = [i for i in range(n) if per[parent][i] is not None]
             else:
                 gain = float("inf") if self.search_gain is None else self.search_gain
-                rows = [i for i in range(n) if score(previews[j][i]) + gain >= best[i]]
+                rows = [i for i in range(n) if max([score(previews[j][i])] + [score(p[i]) for k, _, p in shallow
+                                                                              if k == j]) + gain >= best[i]]
             skipped = n - len(rows)
             if progress is not None and skipped:
                 progress(skipped * (self.refine[j][1] if j in self.refine else self.candidates[j].settings.iters))
