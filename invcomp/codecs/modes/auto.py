@@ -46,9 +46,10 @@ AUTO_VAEGANS = ("vaegan-utkface64-c2", "vaegan-utkface64aug-c4", "vaegan-utkface
 DEFAULT_TOLERANCE = 0.03  # what an expert's --auto-tolerance replaced as the default (issue 33)
 DEFAULT_SLOPE = DEFAULT_AUTO_SLOPE  # the price of a byte of the default decision (invcomp.codecs.settings)
 DEFAULT_MAX_BYTES: Optional[int] = None
-# The most SSIM a search adds to its warm start's preview: the 99th percentile on 48 validation faces with the default
-# search (50 steps at 0.2 from the amortised encoder: 0.159, the largest 0.164; experiments/auto_predict.py, see
-# docs/speed.md). A search is skipped where even this gain cannot make its file the best.
+# The most SSIM a search adds to its warm start's preview, at the same bit depth: the 99th percentile on 48 validation
+# faces with the default search (50 steps at 0.2 from the amortised encoder: 0.156 over 5, 6 and 7 bits, the largest
+# 0.164; experiments/auto_predict.py, see docs/speed.md). A search is skipped where even this gain cannot make its file
+# the best.
 SEARCH_GAIN = 0.16
 # The bit depths tried beside a searched latent's own (relative to it): the same float latent quantised one bit
 # coarser and one finer, a file each, for one generator pass and the entropy coder (no search). The decision keeps
