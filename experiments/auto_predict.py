@@ -9,7 +9,8 @@ decode`` writes and measured (SSIM at 64 px as auto scores it; the identity dist
 these, with no further coding:
 
 * **the search's gain over its preview** (SSIM), whose 99th percentile on validation faces is ``SEARCH_GAIN``;
-* **the decision** at each price of a byte (the searched latents also at one bit fewer and one more) (``--quality`` 1 to 5 and the earlier tolerance rule): mean bytes, SSIM,
+* **the decision** at each price of a byte (``--quality`` 1 to 5; the searched latents and the previews also at one
+  bit fewer and one more) and by the earlier tolerance rule: mean bytes, SSIM,
   the share of faces kept as the same person, and the gap to the candidates' lower convex hull (in bytes, at the
   decision's SSIM);
 * **the prediction**: where the preview plus ``SEARCH_GAIN`` cannot win, the search is skipped. How often the
