@@ -82,10 +82,10 @@ def choose(scores: list[float], sizes: list[int], tolerance: float, max_bytes: O
     return min(good, key=lambda i: (sizes[i], -scores[i], i))
 
 
-def _with_iters(codec: Any, iters: int) -> Any:
-    """A shallow copy of ``codec`` whose search runs ``iters`` steps."""
+def _with(codec: Any, **settings: Any) -> Any:
+    """A shallow copy of ``codec`` (the loaded model shared) whose settings have ``settings`` changed."""
     run = copy.copy(codec)
-    run.settings = replace(codec.settings, iters=iters)
+    run.settings = replace(codec.settings, **settings)
     return run
 
 
@@ -169,9 +169,7 @@ class AutoCodec:
         parents = [per[ref[0]][i] for i in rows]
         if any(isinstance(e, Exception) or e is None for e in parents):
             return [InvcompError(f"{c.mode_key} refines a candidate that failed")] * len(rows)
-        run = copy.copy(c)
-        run.settings = replace(c.settings, iters=ref[1], lr=ref[2])
-        return run.encode(chosen, progress=progress, init=torch.stack([e.z for e in parents]))
+        return _with(c, iters=ref[1], lr=ref[2]).encode(chosen, progress=progress, init=torch.stack([e.z for e in parents]))
 
     def encode(self, images: list[Image.Image], *, goal: Any = None,
                progress: Optional[Callable[[int], None]] = None) -> list[Any]:
@@ -193,7 +191,7 @@ class AutoCodec:
                 per.append([None] * n)
                 parent = self.refine.get(j, (None,))[0]
                 if parent is None:  # the warm start coded as it is; a refined candidate's preview is its parent's
-                    previews[j] = _with_iters(c, 0).encode(images, progress=None)
+                    previews[j] = _with(c, iters=0).encode(images, progress=None)
             else:
                 per.append(self._run(j, images, per, range(n), progress))
         depths: list[tuple[int, int, list[Any]]] = []  # (candidate, bits, per image: Encoded or None): searched
@@ -255,10 +253,8 @@ class AutoCodec:
                 bits = c.settings.bits + step
                 if not 2 <= bits <= 16:
                     continue
-                other = copy.copy(c)
-                other.settings = replace(c.settings, bits=bits)
                 files: list[Any] = [None] * len(images)
-                for i, e in zip(rows, other.encode_symbols(z, [images[i] for i in rows])):
+                for i, e in zip(rows, _with(c, bits=bits).encode_symbols(z, [images[i] for i in rows])):
                     files[i] = e
                 out.append((j, bits, files))
         return out
